@@ -1,0 +1,12 @@
+//! The bibridge call logic: configuration model, routing, SDP offer/answer and the B2BUA engine.
+//!
+//! # Layout
+//! - [`config`]: the configuration model, TOML parsing with errors naming file/key/expectation,
+//!   and the embedded lab config.
+//! - [`sdp`]: SDP parsing/rewriting for media anchoring and RFC 3264 codec negotiation.
+//! - [`engine`]: the sans-IO B2BUA: registrar, authentication, routing, call/leg state; emits SIP
+//!   transmits and media commands for the server driver.
+
+pub mod config;
+pub mod engine;
+pub mod sdp;

@@ -1,0 +1,23 @@
+//! Sans-IO media for bibridge.
+//!
+//! # Layout
+//! - [`rtp`]: RTP/RTCP packet views and the per-leg relay state (symmetric RTP latching,
+//!   SSRC/sequence/timestamp continuity of what we send).
+//! - [`g711`]: PCMU/PCMA encode and decode (ITU-T G.711).
+//! - [`port_pool`]: the RTP port pool (even RTP port, RTCP on port+1), a pure allocator.
+//!
+//! No sockets and no clock reads: the server's per-call media task owns the sockets and feeds
+//! packets and `now` in.
+
+pub mod g711;
+pub mod port_pool;
+pub mod rtp;
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("RTP port pool exhausted")]
+    PoolExhausted,
+    #[error("not an RTP packet: {0}")]
+    BadPacket(&'static str),
+}

@@ -1,0 +1,83 @@
+//! Sans-IO SIP for bibridge.
+//!
+//! # Layout
+//! - [`message`]: helpers over `rsip` messages (header access, building responses, Via/branch, tags).
+//! - [`transaction`]: RFC 3261 §17 transaction layer (INVITE/non-INVITE, client/server, timers A–K,
+//!   RFC 6026 2xx handling). Driven with `handle_*(now, ..)`, `poll_*()`, `poll_timeout()`.
+//! - [`auth`]: digest authentication (RFC 2617 / RFC 7616 / RFC 8760, MD5 and SHA-256), stale nonces.
+//! - [`registrar`]: registrar bindings with expiry.
+//!
+//! Nothing here reads the clock, sleeps or touches a socket: time comes in as `now: Instant`,
+//! bytes come in and go out as values. The tokio driver lives in the `bibridge` server crate.
+
+pub mod auth;
+pub mod message;
+pub mod registrar;
+pub mod transaction;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use rsip;
+
+/// The transport a message came in on or must go out on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// Reliable transports need no retransmissions (RFC 3261 §17.1.1.2, §17.1.2.2).
+    pub fn is_reliable(self) -> bool {
+        matches!(self, Transport::Tcp)
+    }
+
+    /// The token used in a Via header (`SIP/2.0/UDP`).
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
+/// Bytes to put on the wire, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub transport: Transport,
+    pub dest: SocketAddr,
+    pub data: bytes::Bytes,
+}
+
+/// RFC 3261 timer base values (Table 4). Configurable so that tests and labs can shorten them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerConfig {
+    /// RTT estimate, default 500 ms.
+    pub t1: Duration,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE responses, default 4 s.
+    pub t2: Duration,
+    /// Maximum duration a message will remain in the network, default 5 s.
+    pub t4: Duration,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        Self {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Errors of this crate. Protocol outcomes (timeouts, error responses) are events, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum SipError {
+    #[error("malformed SIP message: {0}")]
+    Malformed(String),
+    #[error("missing or invalid header {0}")]
+    MissingHeader(&'static str),
+    #[error("unknown transaction")]
+    UnknownTransaction,
+}

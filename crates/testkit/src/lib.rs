@@ -1,0 +1,10 @@
+//! Test helpers for bibridge.
+//!
+//! # Layout
+//! - [`tone`]: sine tone generator and a Goertzel detector for "who hears whom" assertions.
+//! - [`rtp_peer`]: an RTP endpoint on 127.0.0.1 that sends a tone as G.711 and records what it hears.
+//! - [`ua`]: a small scripted SIP user agent over UDP for end-to-end tests.
+
+pub mod rtp_peer;
+pub mod tone;
+pub mod ua;
