@@ -10,3 +10,4 @@
 pub mod config;
 pub mod engine;
 pub mod sdp;
+pub mod wire;

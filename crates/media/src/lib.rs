@@ -16,8 +16,10 @@ pub mod rtp;
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
+    /// No free RTP port pair is left in the pool.
     #[error("RTP port pool exhausted")]
     PoolExhausted,
+    /// A received packet is not valid RTP; the reason names the failed check.
     #[error("not an RTP packet: {0}")]
     BadPacket(&'static str),
 }

@@ -1,0 +1,593 @@
+//! The sans-IO B2BUA engine.
+//!
+//! One [`Engine`] owns all signalling state: the transaction layer, the digest server, the
+//! registrar, the port pool and the calls. The server driver feeds it datagrams, timeouts and
+//! media events, and drains [`Engine::poll_transmit`] (bytes for the SIP sockets) and
+//! [`Engine::poll_media`] (commands for the per-call media tasks).
+//!
+//! A call is two dialogs: leg **A** towards the caller (we are its UAS) and leg **B** towards the
+//! callee (we are its UAC). Each leg has its own Call-ID, tags, CSeq space, route set and its own
+//! RTP port on bibridge: SDP is rewritten so both parties send media to us (anchoring).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bibridge_media::port_pool::PortPool;
+use bibridge_sip::auth::{AuthOutcome, DigestServer};
+use bibridge_sip::message::{self, IdGen};
+use bibridge_sip::registrar::{RegisterOutcome, Registrar, RegistrarConfig};
+use bibridge_sip::rsip;
+use bibridge_sip::transaction::{TransactionLayer, TxEvent, TxKey};
+use bibridge_sip::{TimerConfig, Transmit, Transport};
+use tracing::{debug, info, info_span, warn};
+
+use crate::config::{Config, RouteTarget};
+use crate::sdp::{self, AudioInfo, Origin};
+use crate::wire::{self, OutRequest};
+
+mod requests;
+mod responses;
+
+/// Identifies a call inside the engine and towards the media plane.
+pub type CallId = u64;
+
+/// A call's two legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// Towards the caller: we answered its INVITE.
+    A,
+    /// Towards the callee: we sent the INVITE.
+    B,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// Our addresses, as bound by the driver.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalAddrs {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+}
+
+/// Media-plane setup of one leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegSetup {
+    pub side: Side,
+    /// Our RTP port for this leg (RTCP is port + 1).
+    pub port: u16,
+    /// Where the leg's party wants its RTP, from its SDP (the media task latches onto the actual
+    /// source once packets arrive: symmetric RTP).
+    pub remote: Option<SocketAddr>,
+}
+
+/// Commands for the media plane.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// Bind both legs' ports and start relaying.
+    Open { call: CallId, legs: [LegSetup; 2] },
+    /// A leg's remote address or hold state changed (answer, re-INVITE).
+    Update { call: CallId, side: Side, remote: Option<SocketAddr>, hold: bool },
+    /// Stop relaying and close the sockets; the engine has already returned the ports to its pool.
+    Close { call: CallId },
+}
+
+/// What the media plane reports back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// No RTP on any leg for the configured inactivity time (hold excluded).
+    Inactive { call: CallId },
+    /// The driver could not bind the call's ports.
+    OpenFailed { call: CallId },
+}
+
+#[derive(Debug)]
+struct Leg {
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// Our name-addr on this leg, without tag.
+    local_uri: String,
+    /// The peer's name-addr, without tag.
+    remote_uri: String,
+    remote_target: String,
+    route_set: Vec<String>,
+    local_cseq: u32,
+    remote_cseq: Option<u32>,
+    /// Where requests to this leg go: for A the address its INVITE came from (works through NAT),
+    /// for B the binding's source address, static contact or trunk.
+    peer: SocketAddr,
+    transport: Transport,
+    rtp_port: u16,
+    origin: Origin,
+    last_sdp_sent: Option<Vec<u8>>,
+    remote_media: Option<AudioInfo>,
+}
+
+impl Leg {
+    fn from_value(&self) -> String {
+        format!("{};tag={}", self.local_uri, self.local_tag)
+    }
+    fn to_value(&self) -> String {
+        match &self.remote_tag {
+            Some(t) => format!("{};tag={}", self.remote_uri, t),
+            None => self.remote_uri.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    /// B's INVITE is outstanding.
+    Routing,
+    /// 2xx relayed to A.
+    Connected,
+}
+
+#[derive(Debug)]
+struct Reinvite {
+    from: Side,
+    server: TxKey,
+    request: rsip::Request,
+    method_is_invite: bool,
+}
+
+#[derive(Debug)]
+struct Call {
+    span: tracing::Span,
+    a: Leg,
+    b: Leg,
+    state: CallState,
+    /// A's INVITE server transaction, until its final response.
+    a_invite: Option<(TxKey, rsip::Request)>,
+    /// B's INVITE client transaction and the INVITE (CANCEL is built from it).
+    b_invite: Option<(TxKey, rsip::Request)>,
+    b_provisional_seen: bool,
+    cancel_pending: bool,
+    /// What we offered to B (to restrict its answer), or `None` for a late-offer call.
+    offer_to_b: Option<AudioInfo>,
+    /// Late offer: A sent no SDP; B's 2xx carried the offer; B's ACK waits for A's ACK (answer).
+    late_offer_ack_pending: bool,
+    /// Last ACK sent to B, re-sent when B retransmits its 2xx.
+    ack_b: Option<rsip::Request>,
+    reinvite: Option<Reinvite>,
+    connected_at: Option<Instant>,
+    hold: [bool; 2],
+}
+
+impl Call {
+    fn leg(&self, side: Side) -> &Leg {
+        match side {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        }
+    }
+    fn leg_mut(&mut self, side: Side) -> &mut Leg {
+        match side {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientPurpose {
+    Invite,
+    Reinvite,
+    Bye,
+    Cancel,
+}
+
+/// A lifecycle notice for observers (logs today; events API later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    Registered { user: String },
+    Unregistered { user: String },
+    CallStarted { call: CallId, caller: String, callee: String },
+    CallAnswered { call: CallId },
+    CallEnded { call: CallId, reason: String },
+}
+
+/// The sans-IO B2BUA.
+pub struct Engine {
+    cfg: Config,
+    local: LocalAddrs,
+    txl: TransactionLayer,
+    digest: DigestServer,
+    registrar: Registrar,
+    ids: IdGen,
+    pool: PortPool,
+    calls: HashMap<CallId, Call>,
+    next_call: CallId,
+    /// (SIP Call-ID, our tag) → call and leg.
+    dialogs: HashMap<(String, String), (CallId, Side)>,
+    /// Dialogs of calls that ended recently: a crossing BYE gets 200, not 481.
+    ended_dialogs: HashMap<(String, String), Instant>,
+    client: HashMap<TxKey, (CallId, ClientPurpose)>,
+    /// Server INVITE transactions → call (CANCEL matching).
+    server_invites: HashMap<TxKey, CallId>,
+    /// B-leg INVITEs of calls that are gone: a 2xx that still arrives is ACKed and hung up.
+    orphans: HashMap<TxKey, (SocketAddr, Transport)>,
+    transmits: VecDeque<Transmit>,
+    media: VecDeque<MediaCommand>,
+    notices: VecDeque<Notice>,
+    next_housekeeping: Instant,
+}
+
+const HOUSEKEEPING: Duration = Duration::from_secs(5);
+const ENDED_DIALOG_MEMORY: Duration = Duration::from_secs(32);
+
+impl Engine {
+    /// `seed` makes nonces, tags and branches unpredictable; the server passes random bytes.
+    pub fn new(cfg: Config, local: LocalAddrs, seed: [u8; 32], now: Instant) -> Engine {
+        let timers = TimerConfig {
+            t1: Duration::from_millis(cfg.sip.t1_ms),
+            t2: Duration::from_millis(cfg.sip.t2_ms),
+            t4: Duration::from_millis(cfg.sip.t4_ms),
+        };
+        let registrar = Registrar::new(RegistrarConfig {
+            min_expires: cfg.sip.registrar_min_expires,
+            max_expires: cfg.sip.registrar_max_expires,
+            default_expires: cfg.sip.registrar_default_expires,
+        });
+        let digest = DigestServer::new(
+            &cfg.auth.realm,
+            seed,
+            Duration::from_secs(cfg.auth.nonce_lifetime_s),
+        );
+        let mut id_seed = [0u8; 8];
+        id_seed.copy_from_slice(&seed[..8]);
+        let pool = PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max);
+        Engine {
+            txl: TransactionLayer::new(timers),
+            digest,
+            registrar,
+            ids: IdGen::new(u64::from_le_bytes(id_seed)),
+            pool,
+            calls: HashMap::new(),
+            next_call: 1,
+            dialogs: HashMap::new(),
+            ended_dialogs: HashMap::new(),
+            client: HashMap::new(),
+            server_invites: HashMap::new(),
+            orphans: HashMap::new(),
+            transmits: VecDeque::new(),
+            media: VecDeque::new(),
+            notices: VecDeque::new(),
+            next_housekeeping: now + HOUSEKEEPING,
+            cfg,
+            local,
+        }
+    }
+
+    /// The configuration the engine runs with.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Number of calls in progress.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// One datagram (UDP) or one framed message (TCP) from the wire.
+    pub fn handle_datagram(&mut self, now: Instant, data: &[u8], source: SocketAddr, transport: Transport) {
+        // Keep-alives (RFC 5626 CRLF) are not messages.
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            return;
+        }
+        match message::parse(data) {
+            Ok(msg) => self.txl.handle_message(now, msg, source, transport),
+            Err(e) => {
+                debug!(%source, reason = %e.reason, "unparsable SIP message");
+                let known = matches!(
+                    wire::request_method(data),
+                    Some("INVITE" | "ACK" | "BYE" | "CANCEL" | "OPTIONS" | "REGISTER" | "INFO" | "UPDATE" | "PRACK" | "SUBSCRIBE" | "NOTIFY" | "MESSAGE" | "REFER" | "PUBLISH")
+                );
+                let (code, reason) = if wire::request_method(data).is_some() && !known {
+                    (501, "Not Implemented".to_string())
+                } else {
+                    (400, e.reason.clone())
+                };
+                if let Some(resp) = wire::raw_error_response(data, code, &reason) {
+                    self.transmits.push_back(Transmit { transport, dest: source, data: resp.into() });
+                }
+            }
+        }
+        self.process(now);
+    }
+
+    /// Drive timers.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.txl.handle_timeout(now);
+        if now >= self.next_housekeeping {
+            self.next_housekeeping = now + HOUSEKEEPING;
+            self.digest.prune(now);
+            self.ended_dialogs.retain(|_, t| now.saturating_duration_since(*t) < ENDED_DIALOG_MEMORY);
+        }
+        for user in self.registrar.expire(now) {
+            info!(%user, "registration expired");
+            self.notices.push_back(Notice::Unregistered { user });
+        }
+        self.process(now);
+    }
+
+    /// An event from the media plane.
+    pub fn handle_media_event(&mut self, now: Instant, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Inactive { call } => self.end_call(now, call, "RTP timeout"),
+            MediaEvent::OpenFailed { call } => self.end_call(now, call, "media ports unavailable"),
+        }
+        self.process(now);
+    }
+
+    /// End every call (BYE or final error) before the process exits.
+    pub fn shutdown(&mut self, now: Instant) {
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        for id in ids {
+            self.end_call(now, id, "shutdown");
+        }
+        self.process(now);
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front().or_else(|| self.txl.poll_transmit())
+    }
+
+    pub fn poll_media(&mut self) -> Option<MediaCommand> {
+        self.media.pop_front()
+    }
+
+    pub fn poll_notice(&mut self) -> Option<Notice> {
+        self.notices.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        [self.txl.poll_timeout(), self.registrar.poll_timeout(), Some(self.next_housekeeping)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn process(&mut self, now: Instant) {
+        while let Some(ev) = self.txl.poll_event() {
+            match ev {
+                TxEvent::Request { key, request, source, transport } => {
+                    self.on_request(now, key, request, source, transport)
+                }
+                TxEvent::Cancel { key, invite, request, .. } => self.on_cancel(now, key, invite, request),
+                TxEvent::Ack { request, .. } => self.on_ack(now, request),
+                TxEvent::Response { key, response } => self.on_response(now, key, response),
+                TxEvent::StrayResponse { response, .. } => self.on_stray_response(response),
+                TxEvent::Timeout { key } => self.on_client_timeout(now, key),
+                TxEvent::AckTimeout { key } => {
+                    if let Some(call) = self.server_invites.remove(&key) {
+                        self.end_call(now, call, "no ACK for 2xx");
+                    }
+                }
+                TxEvent::Terminated { key } => {
+                    self.client.remove(&key);
+                    self.orphans.remove(&key);
+                    self.server_invites.remove(&key);
+                }
+            }
+        }
+    }
+
+    // ---- helpers -------------------------------------------------------------------------
+
+    /// A number for initial CSeqs and SDP session ids: unpredictable, from the id generator.
+    fn number(&mut self) -> u32 {
+        // FNV-1a over a fresh tag: IdGen's output is already unpredictable; this folds it.
+        let tag = self.ids.tag();
+        let mut h: u32 = 0x811c_9dc5;
+        for b in tag.bytes() {
+            h = (h ^ b as u32).wrapping_mul(0x0100_0193);
+        }
+        h & 0x7fff_ffff
+    }
+
+    fn local_addr(&self, transport: Transport) -> SocketAddr {
+        let addr = match transport {
+            Transport::Udp => self.local.udp.or(self.local.tcp),
+            Transport::Tcp => self.local.tcp.or(self.local.udp),
+        };
+        addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+    }
+
+    fn contact(&self, transport: Transport) -> String {
+        let addr = self.local_addr(transport);
+        match transport {
+            Transport::Udp => format!("<sip:bibridge@{addr}>"),
+            Transport::Tcp => format!("<sip:bibridge@{addr};transport=tcp>"),
+        }
+    }
+
+    fn respond(&mut self, now: Instant, key: &TxKey, req: &rsip::Request, code: u16, reason: &str, to_tag: Option<&str>, extra: &[(&str, String)]) {
+        let mut resp = message::response(req, code, reason, to_tag);
+        for (k, v) in extra {
+            resp.headers.push(message::make_header(k, v));
+        }
+        message::set_header(&mut resp.headers, "Server", &self.cfg.sip.user_agent);
+        if let Err(e) = self.txl.send_response(now, key, resp) {
+            debug!(error = %e, code, "response not sent");
+        }
+    }
+
+    fn respond_sdp(&mut self, now: Instant, key: &TxKey, req: &rsip::Request, code: u16, reason: &str, to_tag: &str, transport: Transport, sdp: Option<Vec<u8>>) {
+        let mut resp = message::response(req, code, reason, Some(to_tag));
+        message::set_header(&mut resp.headers, "Contact", &self.contact(transport));
+        message::set_header(&mut resp.headers, "Server", &self.cfg.sip.user_agent);
+        if (200..300).contains(&code) {
+            message::set_header(&mut resp.headers, "Allow", wire::ALLOW);
+            message::set_header(&mut resp.headers, "Supported", wire::SUPPORTED);
+        }
+        if let Some(body) = sdp {
+            message::set_header(&mut resp.headers, "Content-Type", "application/sdp");
+            resp.body = body;
+        }
+        if let Err(e) = self.txl.send_response(now, key, resp) {
+            debug!(error = %e, code, "response not sent");
+        }
+    }
+
+    /// Originate a request on a leg (BYE, re-INVITE, CANCEL is separate). Returns its key.
+    fn send_in_dialog(&mut self, now: Instant, call_id: CallId, side: Side, method: &str, body: Option<Vec<u8>>, purpose: ClientPurpose) -> Option<TxKey> {
+        let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
+        let ua = self.cfg.sip.user_agent.clone();
+        let call = self.calls.get_mut(&call_id)?;
+        let leg = call.leg_mut(side);
+        leg.local_cseq += 1;
+        let transport = leg.transport;
+        let via = match transport {
+            Transport::Udp => self.local.udp.or(self.local.tcp),
+            Transport::Tcp => self.local.tcp.or(self.local.udp),
+        }
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
+        let contact = match transport {
+            Transport::Udp => format!("<sip:bibridge@{via}>"),
+            Transport::Tcp => format!("<sip:bibridge@{via};transport=tcp>"),
+        };
+        let from = leg.from_value();
+        let to = leg.to_value();
+        let bytes = wire::build(
+            &OutRequest {
+                method,
+                uri: &leg.remote_target,
+                from: &from,
+                to: &to,
+                call_id: &leg.call_id,
+                cseq: leg.local_cseq,
+                contact: (method == "INVITE" || method == "UPDATE").then_some(contact.as_str()),
+                routes: &leg.route_set,
+                max_forwards: 70,
+                extra: &[],
+                body: body.as_deref().map(|b| ("application/sdp", b)),
+            },
+            via,
+            transport,
+            &branch,
+            &ua,
+        );
+        let peer = leg.peer;
+        let req = match message::parse(&bytes) {
+            Ok(rsip::SipMessage::Request(r)) => r,
+            _ => {
+                warn!(method, "internal error: could not build request");
+                return None;
+            }
+        };
+        let key = self.txl.send_request(now, req, peer, transport);
+        self.client.insert(key.clone(), (call_id, purpose));
+        Some(key)
+    }
+
+    /// Anchor `sdp` on `side`'s port, bump that leg's origin version if it changed, remember it.
+    fn anchored_sdp(&mut self, call_id: CallId, side: Side, mut sdp: rtc_sdp::description::session::SessionDescription) -> Option<Vec<u8>> {
+        let ip = self.cfg.rtp.address;
+        let call = self.calls.get_mut(&call_id)?;
+        let leg = call.leg_mut(side);
+        sdp::anchor(&mut sdp, ip, leg.rtp_port, &leg.origin);
+        let text = sdp::print(&sdp).into_bytes();
+        if leg.last_sdp_sent.as_deref() != Some(text.as_slice()) {
+            if leg.last_sdp_sent.is_some() {
+                leg.origin.version += 1;
+                sdp::anchor(&mut sdp, ip, leg.rtp_port, &leg.origin);
+            }
+            let text = sdp::print(&sdp).into_bytes();
+            leg.last_sdp_sent = Some(text.clone());
+            return Some(text);
+        }
+        Some(text)
+    }
+
+    fn set_remote_media(&mut self, call_id: CallId, side: Side, info: AudioInfo) {
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let hold = info.direction.is_hold();
+        let idx = if side == Side::A { 0 } else { 1 };
+        call.hold[idx] = hold;
+        let remote = info.rtp_addr;
+        call.leg_mut(side).remote_media = Some(info);
+        let _span = call.span.enter();
+        debug!(?side, ?remote, hold, "leg media updated");
+        self.media.push_back(MediaCommand::Update { call: call_id, side, remote, hold: call.hold[0] || call.hold[1] });
+    }
+
+    /// Terminate a call from our side: final error to a pending A INVITE, CANCEL/BYE to B, BYE to A.
+    fn end_call(&mut self, now: Instant, call_id: CallId, reason: &str) {
+        let Some(call) = self.calls.get(&call_id) else { return };
+        let state = call.state;
+        {
+            let _s = call.span.enter();
+            info!(reason, "call ending");
+        }
+        match state {
+            CallState::Connected => {
+                self.send_in_dialog(now, call_id, Side::A, "BYE", None, ClientPurpose::Bye);
+                self.send_in_dialog(now, call_id, Side::B, "BYE", None, ClientPurpose::Bye);
+            }
+            CallState::Routing => {
+                if let Some((key, req)) = self.calls.get_mut(&call_id).and_then(|c| c.a_invite.take()) {
+                    let tag = self.calls.get(&call_id).map(|c| c.a.local_tag.clone()).unwrap_or_default();
+                    self.respond(now, &key, &req, 503, "Service Unavailable", Some(&tag), &[]);
+                }
+                self.cancel_b(now, call_id);
+            }
+        }
+        self.remove_call(now, call_id, reason);
+    }
+
+    /// CANCEL B's INVITE, or remember to once a provisional response arrives (RFC 3261 §9.1).
+    fn cancel_b(&mut self, now: Instant, call_id: CallId) {
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        if !call.b_provisional_seen {
+            call.cancel_pending = true;
+            return;
+        }
+        let Some((_, invite)) = call.b_invite.as_ref() else { return };
+        let invite = invite.clone();
+        let (peer, transport) = (call.b.peer, call.b.transport);
+        let mut text = format!("CANCEL {} SIP/2.0\r\n", invite.uri);
+        for name in ["Via", "Route", "From", "To", "Call-ID"] {
+            for v in message::headers_all(&invite.headers, name) {
+                text.push_str(&format!("{name}: {v}\r\n"));
+            }
+        }
+        let num = message::cseq(&invite.headers).map(|(n, _)| n).unwrap_or(1);
+        text.push_str(&format!("CSeq: {num} CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"));
+        if let Ok(rsip::SipMessage::Request(req)) = message::parse(text.as_bytes()) {
+            let key = self.txl.send_request(now, req, peer, transport);
+            self.client.insert(key, (call_id, ClientPurpose::Cancel));
+        }
+    }
+
+    fn remove_call(&mut self, now: Instant, call_id: CallId, reason: &str) {
+        let Some(call) = self.calls.remove(&call_id) else { return };
+        if call.state == CallState::Routing {
+            if let Some((key, _)) = &call.b_invite {
+                self.orphans.insert(key.clone(), (call.b.peer, call.b.transport));
+            }
+        }
+        for leg in [&call.a, &call.b] {
+            let key = (leg.call_id.clone(), leg.local_tag.clone());
+            self.dialogs.remove(&key);
+            self.ended_dialogs.insert(key, now);
+            self.pool.release(leg.rtp_port);
+        }
+        // Client transactions of the call keep running (BYE/CANCEL retransmissions); their
+        // responses find no call and are ignored.
+        self.media.push_back(MediaCommand::Close { call: call_id });
+        let _s = call.span.enter();
+        let duration = call.connected_at.map(|t| now.saturating_duration_since(t));
+        info!(reason, ?duration, "call ended");
+        self.notices.push_back(Notice::CallEnded { call: call_id, reason: reason.to_string() });
+    }
+}
+

@@ -1,0 +1,655 @@
+//! Incoming requests: out-of-dialog (OPTIONS, REGISTER, new INVITE) and in-dialog (BYE, re-INVITE,
+//! UPDATE, INFO), CANCEL and ACK.
+
+use super::*;
+
+/// Methods we know but do not serve: 405 with Allow (RFC 3261 §8.2.1) rather than 501.
+const KNOWN_UNSUPPORTED: &[&str] = &["SUBSCRIBE", "NOTIFY", "MESSAGE", "REFER", "PUBLISH", "PRACK"];
+
+/// Who is calling, once trusted.
+enum Caller {
+    Trunk(String),
+    User(String),
+}
+
+/// Where a call goes.
+struct Target {
+    uri: String,
+    to_uri: String,
+    dest: SocketAddr,
+    transport: Transport,
+    label: String,
+}
+
+impl Engine {
+    pub(super) fn on_request(&mut self, now: Instant, key: TxKey, req: rsip::Request, source: SocketAddr, transport: Transport) {
+        let method = req.method.to_string();
+        // In-dialog requests carry our tag in To.
+        if let Some(tag) = message::to_tag(&req.headers) {
+            let call_id = message::call_id(&req.headers).unwrap_or_default();
+            let dkey = (call_id, tag);
+            if let Some(&(call, side)) = self.dialogs.get(&dkey) {
+                self.on_in_dialog(now, key, req, call, side);
+            } else if method == "BYE" && self.ended_dialogs.contains_key(&dkey) {
+                // BYEs crossed: the call is already gone on our side.
+                self.respond(now, &key, &req, 200, "OK", None, &[]);
+            } else if method == "OPTIONS" {
+                self.on_options(now, &key, &req);
+            } else {
+                self.respond(now, &key, &req, 481, "Call/Transaction Does Not Exist", None, &[]);
+            }
+            return;
+        }
+        match method.as_str() {
+            "OPTIONS" => self.on_options(now, &key, &req),
+            "REGISTER" => self.on_register(now, &key, &req, source, transport),
+            "INVITE" => self.on_invite(now, key, req, source, transport),
+            "BYE" | "INFO" | "UPDATE" => {
+                self.respond(now, &key, &req, 481, "Call/Transaction Does Not Exist", None, &[])
+            }
+            m if KNOWN_UNSUPPORTED.contains(&m) => {
+                self.respond(now, &key, &req, 405, "Method Not Allowed", None, &[("Allow", wire::ALLOW.to_string())])
+            }
+            _ => self.respond(now, &key, &req, 501, "Not Implemented", None, &[("Allow", wire::ALLOW.to_string())]),
+        }
+    }
+
+    fn on_options(&mut self, now: Instant, key: &TxKey, req: &rsip::Request) {
+        let extra = [
+            ("Allow", wire::ALLOW.to_string()),
+            ("Accept", wire::ACCEPT.to_string()),
+            ("Supported", wire::SUPPORTED.to_string()),
+        ];
+        let tag = self.ids.tag();
+        self.respond(now, key, req, 200, "OK", Some(&tag), &extra);
+    }
+
+    /// Check digest credentials. `Ok(user)` when authenticated; otherwise the 401 challenge has
+    /// been sent and `Err(())` returned.
+    fn authenticate(&mut self, now: Instant, key: &TxKey, req: &rsip::Request) -> Result<String, ()> {
+        let method = req.method.to_string();
+        let header = message::header(&req.headers, "Authorization")
+            .or_else(|| message::header(&req.headers, "Proxy-Authorization"));
+        let stale = match header {
+            None => false,
+            Some(value) => {
+                let users = &self.cfg.users;
+                let outcome = self.digest.verify(now, &method, &value, |name| {
+                    users.iter().find(|u| u.extension == name).map(|u| u.password.clone())
+                });
+                match outcome {
+                    AuthOutcome::Ok { username } => return Ok(username),
+                    AuthOutcome::Stale => true,
+                    AuthOutcome::Failed { reason } => {
+                        warn!(%method, reason, "digest authentication failed");
+                        false
+                    }
+                }
+            }
+        };
+        let challenges = self.digest.challenge(now, stale);
+        let extra: Vec<(&str, String)> = challenges.into_iter().map(|c| ("WWW-Authenticate", c)).collect();
+        let tag = self.ids.tag();
+        self.respond(now, key, req, 401, "Unauthorized", Some(&tag), &extra);
+        Err(())
+    }
+
+    fn on_register(&mut self, now: Instant, key: &TxKey, req: &rsip::Request, source: SocketAddr, transport: Transport) {
+        let to = message::header(&req.headers, "To").unwrap_or_default();
+        let aor = wire::addr_uri(&to);
+        let user = aor
+            .strip_prefix("sip:")
+            .or_else(|| aor.strip_prefix("sips:"))
+            .and_then(|r| r.split_once('@'))
+            .map(|(u, _)| u.to_string());
+        let Some(user) = user.filter(|u| self.cfg.user(u).is_some()) else {
+            self.respond(now, key, req, 404, "Not Found", None, &[]);
+            return;
+        };
+        let Ok(authed) = self.authenticate(now, key, req) else { return };
+        if authed != user {
+            self.respond(now, key, req, 403, "Forbidden (credentials do not match the address of record)", None, &[]);
+            return;
+        }
+        let contacts = message::headers_all(&req.headers, "Contact");
+        let expires = message::header(&req.headers, "Expires");
+        let call_id = message::call_id(&req.headers).unwrap_or_default();
+        let cseq = message::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
+        let was = self.registrar.is_registered(now, &user);
+        let outcome = self.registrar.register(now, &user, &contacts, expires.as_deref(), &call_id, cseq, source, transport);
+        let tag = self.ids.tag();
+        match outcome {
+            RegisterOutcome::Ok { bindings } => {
+                let extra: Vec<(&str, String)> = bindings
+                    .iter()
+                    .map(|(c, secs)| ("Contact", format!("<{}>;expires={secs}", wire::addr_uri(c))))
+                    .collect();
+                self.respond(now, key, req, 200, "OK", Some(&tag), &extra);
+                let is = self.registrar.is_registered(now, &user);
+                if is && !was {
+                    info!(%user, %source, "registered");
+                    self.notices.push_back(Notice::Registered { user });
+                } else if was && !is {
+                    info!(%user, "unregistered");
+                    self.notices.push_back(Notice::Unregistered { user });
+                }
+            }
+            RegisterOutcome::IntervalTooBrief { min_expires } => {
+                self.respond(now, key, req, 423, "Interval Too Brief", Some(&tag), &[("Min-Expires", min_expires.to_string())])
+            }
+            RegisterOutcome::Invalid { reason } => self.respond(now, key, req, 400, reason, Some(&tag), &[]),
+            RegisterOutcome::OutOfOrder => {
+                self.respond(now, key, req, 500, "Server Internal Error (out-of-order REGISTER)", Some(&tag), &[])
+            }
+        }
+    }
+
+    fn route(&self, now: Instant, dialled: &str, caller: &Caller) -> Result<Target, (u16, &'static str)> {
+        if self.cfg.user(dialled).is_some() {
+            if let Some(b) = self.registrar.lookup(now, dialled).first() {
+                return Ok(Target {
+                    uri: wire::addr_uri(&b.contact).to_string(),
+                    to_uri: format!("<sip:{dialled}@{}>", self.cfg.sip.domain),
+                    dest: b.source,
+                    transport: b.transport,
+                    label: format!("user {dialled}"),
+                });
+            }
+            let contact = self.cfg.user(dialled).and_then(|u| u.contact.clone());
+            if let Some((dest, transport)) = contact.as_deref().and_then(wire::uri_target) {
+                return Ok(Target {
+                    uri: contact.unwrap_or_default(),
+                    to_uri: format!("<sip:{dialled}@{}>", self.cfg.sip.domain),
+                    dest,
+                    transport,
+                    label: format!("user {dialled} (static contact)"),
+                });
+            }
+            return Err((480, "Temporarily Unavailable"));
+        }
+        match self.cfg.route(dialled) {
+            Some((route, number)) => match &route.target {
+                RouteTarget::Trunk(name) => {
+                    if matches!(caller, Caller::Trunk(_)) {
+                        // No hairpinning trunk to trunk: the number is simply not ours.
+                        return Err((404, "Not Found"));
+                    }
+                    let Some(trunk) = self.cfg.trunk(name) else { return Err((404, "Not Found")) };
+                    let transport = match trunk.transport {
+                        crate::config::TrunkTransport::Udp => Transport::Udp,
+                        crate::config::TrunkTransport::Tcp => Transport::Tcp,
+                    };
+                    Ok(Target {
+                        uri: format!("sip:{number}@{}", trunk.address),
+                        to_uri: format!("<sip:{number}@{}>", trunk.address),
+                        dest: trunk.address,
+                        transport,
+                        label: format!("trunk {name}"),
+                    })
+                }
+                RouteTarget::Users => Err((404, "Not Found")),
+            },
+            None => Err((404, "Not Found")),
+        }
+    }
+
+    fn on_invite(&mut self, now: Instant, key: TxKey, req: rsip::Request, source: SocketAddr, transport: Transport) {
+        let local = self.local_addr(transport);
+        // A request of ours coming back: a routing loop.
+        let vias = message::headers_all(&req.headers, "Via");
+        if vias.iter().skip(1).chain(vias.first()).any(|v| {
+            v.contains(&local.to_string()) && wire::param(v, "branch").is_some_and(|b| b.starts_with(wire::BRANCH_MARK))
+        }) {
+            self.respond(now, &key, &req, 482, "Loop Detected", None, &[]);
+            return;
+        }
+        let max_forwards = message::max_forwards(&req.headers).unwrap_or(70);
+        if max_forwards == 0 {
+            self.respond(now, &key, &req, 483, "Too Many Hops", None, &[]);
+            return;
+        }
+        if !req.body.is_empty() {
+            let ctype = message::header(&req.headers, "Content-Type").unwrap_or_default();
+            if !ctype.to_ascii_lowercase().starts_with("application/sdp") {
+                self.respond(now, &key, &req, 415, "Unsupported Media Type", None, &[("Accept", "application/sdp".into())]);
+                return;
+            }
+        }
+        let caller = match self.cfg.trunk_for_source(source) {
+            Some(t) => Caller::Trunk(t.name.clone()),
+            None => match self.authenticate(now, &key, &req) {
+                Ok(user) => Caller::User(user),
+                Err(()) => return,
+            },
+        };
+        let dialled = message::uri_user(&req.uri).unwrap_or_default();
+        let from = message::header(&req.headers, "From").unwrap_or_default();
+        let caller_uri = wire::addr_uri(&from).to_string();
+        let caller_user = caller_uri
+            .strip_prefix("sip:")
+            .and_then(|r| r.split_once('@'))
+            .map(|(u, _)| u.to_string())
+            .unwrap_or_else(|| "anonymous".into());
+        let caller_label = match &caller {
+            Caller::Trunk(t) => format!("{caller_user} via trunk {t}"),
+            Caller::User(u) => format!("user {u}"),
+        };
+        // The offer, restricted to codecs we can handle.
+        let offer = if req.body.is_empty() {
+            None
+        } else {
+            match sdp::parse(&req.body).and_then(|mut s| sdp::restrict_offer(&mut s).map(|_| s)) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let tag = self.ids.tag();
+                    let (code, reason) = match e {
+                        sdp::SdpError::Parse(_) => (400, "Bad Request (unparsable SDP)"),
+                        _ => (488, "Not Acceptable Here"),
+                    };
+                    self.respond(now, &key, &req, code, reason, Some(&tag), &[]);
+                    return;
+                }
+            }
+        };
+        self.respond(now, &key, &req, 100, "Trying", None, &[]);
+        let target = match self.route(now, &dialled, &caller) {
+            Ok(t) => t,
+            Err((code, reason)) => {
+                info!(%dialled, caller = %caller_label, code, "call refused");
+                let tag = self.ids.tag();
+                self.respond(now, &key, &req, code, reason, Some(&tag), &[]);
+                return;
+            }
+        };
+        let (Ok(port_a), Ok(port_b)) = (self.pool.allocate(), self.pool.allocate()) else {
+            warn!("RTP port pool exhausted");
+            let tag = self.ids.tag();
+            self.respond(now, &key, &req, 503, "Service Unavailable (no media ports)", Some(&tag), &[("Retry-After", "5".into())]);
+            return;
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        let a_call_id = message::call_id(&req.headers).unwrap_or_default();
+        let span = info_span!("call", id, sip_call_id = %a_call_id);
+        let a_contact = message::header(&req.headers, "Contact").unwrap_or_default();
+        let to = message::header(&req.headers, "To").unwrap_or_default();
+        let a = Leg {
+            call_id: a_call_id,
+            local_tag: self.ids.tag(),
+            remote_tag: message::from_tag(&req.headers),
+            local_uri: strip_tag(&to),
+            remote_uri: strip_tag(&from),
+            remote_target: wire::addr_uri(&a_contact).to_string(),
+            route_set: message::headers_all(&req.headers, "Record-Route"),
+            local_cseq: self.number() % 10_000 + 1,
+            remote_cseq: message::cseq(&req.headers).map(|(n, _)| n),
+            peer: source,
+            transport,
+            rtp_port: port_a,
+            origin: Origin { session_id: self.number() as u64, version: 1 },
+            last_sdp_sent: None,
+            remote_media: None,
+        };
+        let display = wire::display_name(&from).map(|d| format!("\"{d}\" ")).unwrap_or_default();
+        let b = Leg {
+            call_id: self.ids.call_id(&self.local_addr(target.transport).ip().to_string()),
+            local_tag: self.ids.tag(),
+            remote_tag: None,
+            local_uri: format!("{display}<sip:{caller_user}@{}>", self.cfg.sip.domain),
+            remote_uri: target.to_uri.clone(),
+            remote_target: target.uri.clone(),
+            route_set: Vec::new(),
+            local_cseq: 0,
+            remote_cseq: None,
+            peer: target.dest,
+            transport: target.transport,
+            rtp_port: port_b,
+            origin: Origin { session_id: self.number() as u64, version: 1 },
+            last_sdp_sent: None,
+            remote_media: None,
+        };
+        let offer_info = offer.as_ref().and_then(|s| sdp::audio_info(s).ok());
+        self.dialogs.insert((a.call_id.clone(), a.local_tag.clone()), (id, Side::A));
+        self.dialogs.insert((b.call_id.clone(), b.local_tag.clone()), (id, Side::B));
+        self.server_invites.insert(key.clone(), id);
+        {
+            let _s = span.enter();
+            info!(caller = %caller_label, %dialled, target = %target.label, "call started");
+        }
+        self.calls.insert(
+            id,
+            Call {
+                span,
+                a,
+                b,
+                state: CallState::Routing,
+                a_invite: Some((key, req)),
+                b_invite: None,
+                b_provisional_seen: false,
+                cancel_pending: false,
+                offer_to_b: offer_info.clone(),
+                late_offer_ack_pending: false,
+                ack_b: None,
+                reinvite: None,
+                connected_at: None,
+                hold: [false; 2],
+            },
+        );
+        self.notices.push_back(Notice::CallStarted { call: id, caller: caller_label, callee: dialled });
+        self.media.push_back(MediaCommand::Open {
+            call: id,
+            legs: [
+                LegSetup { side: Side::A, port: port_a, remote: offer_info.as_ref().and_then(|i| i.rtp_addr) },
+                LegSetup { side: Side::B, port: port_b, remote: None },
+            ],
+        });
+        if let Some(info) = offer_info {
+            self.set_remote_media(id, Side::A, info);
+        }
+        let body = offer.and_then(|s| self.anchored_sdp(id, Side::B, s));
+        let Some(key) = self.send_in_dialog_mf(now, id, body, max_forwards.saturating_sub(1)) else { return };
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.b_invite = Some(key);
+        }
+    }
+
+    /// The initial INVITE on leg B (like `send_in_dialog`, but with our Max-Forwards and kept
+    /// for CANCEL).
+    fn send_in_dialog_mf(&mut self, now: Instant, id: CallId, body: Option<Vec<u8>>, max_forwards: u32) -> Option<(TxKey, rsip::Request)> {
+        let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
+        let ua = self.cfg.sip.user_agent.clone();
+        let transport = self.calls.get(&id)?.b.transport;
+        let via = self.local_addr(transport);
+        let contact = self.contact(transport);
+        let call = self.calls.get_mut(&id)?;
+        let leg = &mut call.b;
+        leg.local_cseq += 1;
+        let from = leg.from_value();
+        let to = leg.to_value();
+        let bytes = wire::build(
+            &OutRequest {
+                method: "INVITE",
+                uri: &leg.remote_target,
+                from: &from,
+                to: &to,
+                call_id: &leg.call_id,
+                cseq: leg.local_cseq,
+                contact: Some(&contact),
+                routes: &leg.route_set,
+                max_forwards,
+                extra: &[],
+                body: body.as_deref().map(|b| ("application/sdp", b)),
+            },
+            via,
+            transport,
+            &branch,
+            &ua,
+        );
+        let peer = leg.peer;
+        let Ok(rsip::SipMessage::Request(req)) = message::parse(&bytes) else {
+            warn!("internal error: could not build INVITE");
+            return None;
+        };
+        let key = self.txl.send_request(now, req.clone(), peer, transport);
+        self.client.insert(key.clone(), (id, ClientPurpose::Invite));
+        Some((key, req))
+    }
+
+    fn on_in_dialog(&mut self, now: Instant, key: TxKey, req: rsip::Request, call_id: CallId, side: Side) {
+        let method = req.method.to_string();
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let cseq = message::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
+        let leg = call.leg_mut(side);
+        if let Some(last) = leg.remote_cseq {
+            if cseq < last || (cseq == last && method != "ACK") {
+                // RFC 3261 §12.2.2: lower CSeq is out of order.
+                self.respond(now, &key, &req, 500, "Server Internal Error (CSeq out of order)", None, &[]);
+                return;
+            }
+        }
+        leg.remote_cseq = Some(cseq);
+        // A refresh of the remote target (RFC 3261 §12.2.2, target refresh requests).
+        if method == "INVITE" || method == "UPDATE" {
+            if let Some(c) = message::header(&req.headers, "Contact") {
+                leg.remote_target = wire::addr_uri(&c).to_string();
+            }
+        }
+        let span = call.span.clone();
+        let _s = span.enter();
+        match method.as_str() {
+            "BYE" => {
+                info!(?side, "BYE received");
+                self.respond(now, &key, &req, 200, "OK", None, &[]);
+                let state = self.calls.get(&call_id).map(|c| c.state);
+                match state {
+                    Some(CallState::Connected) => {
+                        self.send_in_dialog(now, call_id, side.other(), "BYE", None, ClientPurpose::Bye);
+                    }
+                    Some(CallState::Routing) => {
+                        // Only B can be in a dialog early (it answered while we were still routing).
+                        self.cancel_b(now, call_id);
+                    }
+                    None => {}
+                }
+                let reason = match side {
+                    Side::A => "caller hung up",
+                    Side::B => "callee hung up",
+                };
+                self.remove_call(now, call_id, reason);
+            }
+            "INVITE" | "UPDATE" => self.on_reinvite(now, key, req, call_id, side),
+            "INFO" | "OPTIONS" => {
+                // DTMF relay and keep-alives are answered here; the mixer consumes DTMF later.
+                self.respond(now, &key, &req, 200, "OK", None, &[]);
+            }
+            m if KNOWN_UNSUPPORTED.contains(&m) => {
+                self.respond(now, &key, &req, 405, "Method Not Allowed", None, &[("Allow", wire::ALLOW.to_string())])
+            }
+            _ => self.respond(now, &key, &req, 501, "Not Implemented", None, &[("Allow", wire::ALLOW.to_string())]),
+        }
+    }
+
+    fn on_reinvite(&mut self, now: Instant, key: TxKey, req: rsip::Request, call_id: CallId, side: Side) {
+        let is_invite = req.method == rsip::Method::Invite;
+        let Some(call) = self.calls.get(&call_id) else { return };
+        if call.state != CallState::Connected || call.reinvite.is_some() {
+            // RFC 3261 §14.2: an offer while ours is pending → 491; before the call is up → 500
+            // with Retry-After would also do, 491 makes the peer retry after a random delay.
+            self.respond(now, &key, &req, 491, "Request Pending", None, &[]);
+            return;
+        }
+        let local_tag = call.leg(side).local_tag.clone();
+        let transport = call.leg(side).transport;
+        if req.body.is_empty() {
+            // No offer: a session refresh or an offer-less re-INVITE. Answer with the SDP this leg
+            // already has from us (unchanged version), without disturbing the other leg.
+            let sdp = call.leg(side).last_sdp_sent.clone();
+            if is_invite {
+                self.server_invites.insert(key.clone(), call_id);
+            }
+            self.respond_sdp(now, &key, &req, 200, "OK", &local_tag, transport, sdp);
+            return;
+        }
+        let offer = match sdp::parse(&req.body).and_then(|mut s| sdp::restrict_offer(&mut s).map(|_| s)) {
+            Ok(s) => s,
+            Err(_) => {
+                self.respond(now, &key, &req, 488, "Not Acceptable Here", None, &[]);
+                return;
+            }
+        };
+        if let Ok(info) = sdp::audio_info(&offer) {
+            debug!(?side, direction = ?info.direction, "re-offer");
+            self.set_remote_media(call_id, side, info);
+        }
+        let Some(body) = self.anchored_sdp(call_id, side.other(), offer) else { return };
+        let method = if is_invite { "INVITE" } else { "UPDATE" };
+        let purpose = ClientPurpose::Reinvite;
+        if self.send_in_dialog(now, call_id, side.other(), method, Some(body), purpose).is_none() {
+            self.respond(now, &key, &req, 500, "Server Internal Error", None, &[]);
+            return;
+        }
+        if is_invite {
+            self.server_invites.insert(key.clone(), call_id);
+        }
+        if let Some(call) = self.calls.get_mut(&call_id) {
+            call.reinvite = Some(Reinvite { from: side, server: key, request: req, method_is_invite: is_invite });
+        }
+    }
+
+    pub(super) fn on_cancel(&mut self, now: Instant, key: TxKey, invite: Option<TxKey>, req: rsip::Request) {
+        let call_id = invite.as_ref().and_then(|k| self.server_invites.get(k).copied());
+        let Some(call_id) = call_id else {
+            self.respond(now, &key, &req, 481, "Call/Transaction Does Not Exist", None, &[]);
+            return;
+        };
+        self.respond(now, &key, &req, 200, "OK", None, &[]);
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        // Only the initial INVITE of a call still routing is cancelled; a CANCEL racing our 2xx
+        // (or for a re-INVITE) changes nothing (RFC 3261 §9.2).
+        if call.state != CallState::Routing {
+            return;
+        }
+        if let Some((ikey, ireq)) = call.a_invite.take() {
+            let tag = call.a.local_tag.clone();
+            {
+                let _s = call.span.enter();
+                info!("caller cancelled");
+            }
+            self.respond(now, &ikey, &ireq, 487, "Request Terminated", Some(&tag), &[]);
+        }
+        self.cancel_b(now, call_id);
+        self.remove_call(now, call_id, "cancelled");
+    }
+
+    pub(super) fn on_ack(&mut self, now: Instant, req: rsip::Request) {
+        let (Some(cid), Some(tag)) = (message::call_id(&req.headers), message::to_tag(&req.headers)) else { return };
+        let Some(&(call_id, side)) = self.dialogs.get(&(cid, tag)) else { return };
+        if side != Side::A {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        if !call.late_offer_ack_pending {
+            return;
+        }
+        call.late_offer_ack_pending = false;
+        // Late offer: A's ACK carries the answer to B's offer; it completes B's ACK.
+        let answer = sdp::parse(&req.body).ok();
+        if let Some(s) = answer.as_ref() {
+            if let Ok(info) = sdp::audio_info(s) {
+                self.set_remote_media(call_id, Side::A, info);
+            }
+        }
+        let body = answer.and_then(|s| self.anchored_sdp(call_id, Side::B, s));
+        self.send_ack_b(now, call_id, body);
+    }
+
+    /// ACK B's 2xx (RFC 3261 §13.2.2.4): a new request outside any transaction, CSeq of the INVITE.
+    pub(super) fn send_ack_b(&mut self, _now: Instant, call_id: CallId, body: Option<Vec<u8>>) {
+        let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
+        let ua = self.cfg.sip.user_agent.clone();
+        let Some(call) = self.calls.get(&call_id) else { return };
+        let leg = &call.b;
+        let cseq = call
+            .b_invite
+            .as_ref()
+            .and_then(|(_, r)| message::cseq(&r.headers))
+            .map(|(n, _)| n)
+            .unwrap_or(leg.local_cseq);
+        let via = self.local_addr(leg.transport);
+        let from = leg.from_value();
+        let to = leg.to_value();
+        let bytes = wire::build(
+            &OutRequest {
+                method: "ACK",
+                uri: &leg.remote_target,
+                from: &from,
+                to: &to,
+                call_id: &leg.call_id,
+                cseq,
+                contact: None,
+                routes: &leg.route_set,
+                max_forwards: 70,
+                extra: &[],
+                body: body.as_deref().map(|b| ("application/sdp", b)),
+            },
+            via,
+            leg.transport,
+            &branch,
+            &ua,
+        );
+        let (peer, transport) = (leg.peer, leg.transport);
+        if let Ok(rsip::SipMessage::Request(ack)) = message::parse(&bytes) {
+            self.txl.send_stateless(rsip::SipMessage::Request(ack.clone()), peer, transport);
+            if let Some(c) = self.calls.get_mut(&call_id) {
+                c.ack_b = Some(ack);
+            }
+        }
+    }
+
+    /// A re-INVITE we sent on `side` to propagate the other side's ACK (nothing to do: the
+    /// transaction layer ACKs non-2xx, and 2xx ACKs are sent in `on_response`).
+    pub(super) fn send_ack_in_dialog(&mut self, call_id: CallId, side: Side, cseq: u32) {
+        let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
+        let ua = self.cfg.sip.user_agent.clone();
+        let Some(call) = self.calls.get(&call_id) else { return };
+        let leg = call.leg(side);
+        let via = self.local_addr(leg.transport);
+        let from = leg.from_value();
+        let to = leg.to_value();
+        let bytes = wire::build(
+            &OutRequest {
+                method: "ACK",
+                uri: &leg.remote_target,
+                from: &from,
+                to: &to,
+                call_id: &leg.call_id,
+                cseq,
+                contact: None,
+                routes: &leg.route_set,
+                max_forwards: 70,
+                extra: &[],
+                body: None,
+            },
+            via,
+            leg.transport,
+            &branch,
+            &ua,
+        );
+        let (peer, transport) = (leg.peer, leg.transport);
+        if let Ok(msg) = message::parse(&bytes) {
+            self.txl.send_stateless(msg, peer, transport);
+        }
+    }
+}
+
+/// A From/To value without its tag parameter (we put our own).
+fn strip_tag(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let (addr, params) = match value.rfind('>') {
+        Some(i) => value.split_at(i + 1),
+        None => match value.find(';') {
+            Some(i) => value.split_at(i),
+            None => (value, ""),
+        },
+    };
+    out.push_str(addr.trim());
+    for p in params.split(';').filter(|p| !p.trim().is_empty()) {
+        if !p.trim().to_ascii_lowercase().starts_with("tag=") {
+            out.push(';');
+            out.push_str(p.trim());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_tag;
+
+    #[test]
+    fn strip_tag_keeps_other_params() {
+        assert_eq!(strip_tag("\"A\" <sip:a@b>;tag=123;x=y"), "\"A\" <sip:a@b>;x=y");
+        assert_eq!(strip_tag("sip:a@b;tag=1"), "sip:a@b");
+        assert_eq!(strip_tag("<sip:a@b>"), "<sip:a@b>");
+    }
+}

@@ -1,0 +1,199 @@
+//! Text-level SIP helpers the engine needs beyond `bibridge_sip::message`: building requests from
+//! dialog state, answering what `rsip` cannot parse, and small header-value parsers.
+//!
+//! Requests are composed as text and parsed back into `rsip` values. It costs a parse per request
+//! we originate (microseconds), and buys exact control of every header we put on the wire.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use bibridge_sip::Transport;
+
+/// `Allow` header value: the methods bibridge handles.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER";
+/// `Accept` header value.
+pub const ACCEPT: &str = "application/sdp, application/dtmf-relay";
+/// `Supported` header value. We do not claim `timer` or `100rel`: we do not implement them.
+pub const SUPPORTED: &str = "replaces";
+
+/// Prefix of every branch bibridge generates after the RFC 3261 magic cookie; lets us recognise
+/// our own requests coming back to us (loop detection, RFC 3261 §16.3 item 4 in spirit).
+pub const BRANCH_MARK: &str = "z9hG4bK-bib";
+
+/// One request to originate: everything but Via, Max-Forwards, Content-Length, which [`build`] adds.
+pub struct OutRequest<'a> {
+    pub method: &'a str,
+    pub uri: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub call_id: &'a str,
+    pub cseq: u32,
+    pub contact: Option<&'a str>,
+    pub routes: &'a [String],
+    pub max_forwards: u32,
+    pub extra: &'a [(&'a str, String)],
+    pub body: Option<(&'a str, &'a [u8])>,
+}
+
+/// Compose a request. `via_host` is our sent-by (`127.0.0.1:5060`).
+pub fn build(req: &OutRequest<'_>, via_host: SocketAddr, transport: Transport, branch: &str, user_agent: &str) -> Vec<u8> {
+    let mut s = String::with_capacity(512);
+    let _ = write!(s, "{} {} SIP/2.0\r\n", req.method, req.uri);
+    let _ = write!(s, "Via: SIP/2.0/{} {};branch={};rport\r\n", transport.via_token(), via_host, branch);
+    let _ = write!(s, "Max-Forwards: {}\r\n", req.max_forwards);
+    for r in req.routes {
+        let _ = write!(s, "Route: {r}\r\n");
+    }
+    let _ = write!(s, "From: {}\r\nTo: {}\r\nCall-ID: {}\r\n", req.from, req.to, req.call_id);
+    let _ = write!(s, "CSeq: {} {}\r\n", req.cseq, req.method);
+    if let Some(c) = req.contact {
+        let _ = write!(s, "Contact: {c}\r\n");
+    }
+    if req.method == "INVITE" || req.method == "UPDATE" {
+        let _ = write!(s, "Allow: {ALLOW}\r\nSupported: {SUPPORTED}\r\n");
+    }
+    let _ = write!(s, "User-Agent: {user_agent}\r\n");
+    for (k, v) in req.extra {
+        let _ = write!(s, "{k}: {v}\r\n");
+    }
+    let mut out = s.into_bytes();
+    match req.body {
+        Some((ctype, body)) => {
+            out.extend_from_slice(format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+            out.extend_from_slice(body);
+        }
+        None => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
+    }
+    out
+}
+
+/// Answer a request `rsip` could not parse with `code reason`, built from its raw header lines, so
+/// that the sender learns why (RFC 3261 §21.4.1). Returns `None` when not even the headers a
+/// response needs (Via, From, To, Call-ID, CSeq) can be found, or the message is a response:
+/// then there is nobody to answer and the message is dropped.
+pub fn raw_error_response(data: &[u8], code: u16, reason: &str) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(data).ok()?;
+    let head = text.split("\r\n\r\n").next().unwrap_or(text);
+    let mut lines = head.lines();
+    let first = lines.next()?;
+    if first.starts_with("SIP/") {
+        return None;
+    }
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    let mut seen = [false; 5];
+    for line in lines {
+        let Some((name, _)) = line.split_once(':') else { continue };
+        let idx = match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" => 0,
+            "from" | "f" => 1,
+            "to" | "t" => 2,
+            "call-id" | "i" => 3,
+            "cseq" => 4,
+            _ => continue,
+        };
+        seen[idx] = true;
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    if !seen[0] {
+        return None;
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    Some(out.into_bytes())
+}
+
+/// The method token of a request line, if the datagram looks like a request.
+pub fn request_method(data: &[u8]) -> Option<&str> {
+    let end = data.iter().position(|&b| b == b' ')?;
+    let m = std::str::from_utf8(data.get(..end)?).ok()?;
+    (!m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic())).then_some(m)
+}
+
+/// Extract `<uri>` from a name-addr, or the whole value up to `;` for an addr-spec.
+pub fn addr_uri(value: &str) -> &str {
+    if let (Some(a), Some(b)) = (value.find('<'), value.find('>')) {
+        if a < b {
+            return &value[a + 1..b];
+        }
+    }
+    value.split(';').next().unwrap_or(value).trim()
+}
+
+/// The display name of a name-addr (`"Alice" <sip:..>` → `Alice`).
+pub fn display_name(value: &str) -> Option<&str> {
+    let lt = value.find('<')?;
+    let name = value[..lt].trim().trim_matches('"').trim();
+    (!name.is_empty()).then_some(name)
+}
+
+/// Host, port and transport of a SIP URI: `sip:1001@127.0.0.1:5071;transport=tcp`.
+/// Only IP literals resolve (bibridge does no DNS: its peers are configured or registered).
+pub fn uri_target(uri: &str) -> Option<(SocketAddr, Transport)> {
+    let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:"))?;
+    let (hostport, params) = match rest.split_once(';') {
+        Some((h, p)) => (h, p),
+        None => (rest, ""),
+    };
+    let hostport = hostport.rsplit('@').next()?;
+    let hostport = hostport.split('?').next()?;
+    let addr: SocketAddr = match hostport.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            let ip: std::net::IpAddr = hostport.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
+            SocketAddr::new(ip, 5060)
+        }
+    };
+    let transport = if params.to_ascii_lowercase().split(';').any(|p| p == "transport=tcp") {
+        Transport::Tcp
+    } else {
+        Transport::Udp
+    };
+    Some((addr, transport))
+}
+
+/// A `;name=value` parameter of a header value (case-insensitive name).
+pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
+    value.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=').unwrap_or((p, ""));
+        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn uri_target_parses_ports_and_transport() {
+        assert_eq!(
+            uri_target("sip:1001@127.0.0.1:5071;transport=TCP"),
+            Some(("127.0.0.1:5071".parse().unwrap(), Transport::Tcp))
+        );
+        assert_eq!(uri_target("sip:127.0.0.1"), Some(("127.0.0.1:5060".parse().unwrap(), Transport::Udp)));
+        assert_eq!(uri_target("sip:bob@example.com"), None, "no DNS");
+        assert_eq!(uri_target("tel:+123"), None);
+    }
+
+    #[test]
+    fn raw_error_response_copies_the_needed_headers() {
+        let bad = b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x>\r\nCall-ID: c1\r\nCSeq: nonsense\r\n\r\n";
+        let resp = String::from_utf8(raw_error_response(bad, 400, "Bad CSeq").unwrap()).unwrap();
+        assert!(resp.starts_with("SIP/2.0 400 Bad CSeq\r\n"));
+        assert!(resp.contains("Via: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\n"));
+        assert!(resp.contains("Call-ID: c1\r\n"));
+        assert!(raw_error_response(b"SIP/2.0 200 OK\r\n\r\n", 400, "x").is_none());
+        assert!(raw_error_response(b"\xff\xfe", 400, "x").is_none());
+        assert!(raw_error_response(b"FOO sip:x SIP/2.0\r\nFrom: a\r\n\r\n", 400, "x").is_none(), "no Via: cannot answer");
+    }
+
+    #[test]
+    fn addr_helpers() {
+        assert_eq!(addr_uri("\"Agent\" <sip:1001@h>;tag=x"), "sip:1001@h");
+        assert_eq!(addr_uri("sip:1001@h;tag=x"), "sip:1001@h");
+        assert_eq!(display_name("\"Agent 1\" <sip:1001@h>"), Some("Agent 1"));
+        assert_eq!(param("<sip:a@b>;expires=60;q=0.5", "EXPIRES"), Some("60"));
+        assert_eq!(request_method(b"PUBLISH sip:x SIP/2.0"), Some("PUBLISH"));
+        assert_eq!(request_method(b"SIP/2.0 200 OK"), None);
+    }
+}
