@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bibridge_b2bua::engine::{CallId, LegSetup, MediaEvent, Side};
-use bibridge_media::rtp::{InactivityTimer, LegMedia};
+use bibridge_media::rtp::{InactivityTimer, Latch, LegMedia};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info_span, trace, Instrument};
@@ -127,14 +127,20 @@ async fn relay(call: CallId, mut legs: [LegSockets; 2], inactivity: Option<Durat
             t.on_activity(now);
         }
         if rtcp {
-            legs[from].state.on_rtcp(now, src, n);
+            if legs[from].state.on_rtcp(now, src, n) == Latch::Foreign {
+                continue;
+            }
             if let Some(dest) = legs[to].state.rtcp_target() {
                 if legs[to].rtcp.send_to(buf, dest).await.is_ok() {
                     legs[to].state.note_sent_rtcp(n);
                 }
             }
         } else {
-            legs[from].state.on_rtp(now, src, n);
+            if legs[from].state.on_rtp(now, src, n) == Latch::Foreign {
+                // Another source while the latched one is alive: a stray or a hijack attempt.
+                trace!(from, %src, "foreign RTP dropped");
+                continue;
+            }
             if let Some(dest) = legs[to].state.rtp_target() {
                 trace!(from, %dest, bytes = n, "relay");
                 if legs[to].rtp.send_to(buf, dest).await.is_ok() {

@@ -180,18 +180,55 @@ mod tests {
         assert!((level + 25.0).abs() < 0.2, "{level}");
     }
 
+    /// Exact level of the component at `freq` by a rectangular-window DFT; exact when the
+    /// block holds a whole number of cycles of every component (true for 1 s at 8 kHz and
+    /// whole-Hz frequencies).
+    fn exact_level_dbfs(x: &[i16], freq: f64) -> f64 {
+        let (mut re, mut im) = (0.0, 0.0);
+        for (n, &s) in x.iter().enumerate() {
+            let ph = 2.0 * PI * freq * n as f64 / f64::from(RATE);
+            re += f64::from(s) * ph.cos();
+            im -= f64::from(s) * ph.sin();
+        }
+        let amp = 2.0 * (re * re + im * im).sqrt() / x.len() as f64;
+        20.0 * (amp / FULL_SCALE).log10()
+    }
+
     #[test]
     fn level_accurate_after_g711_from_minus30_to_minus6() {
         for &f in &FREQS {
-            for level in [-30.0, -26.0, -20.0, -15.0, -10.0, -6.0] {
+            // G.711 itself moves the level of tones whose period is a whole number of samples
+            // (1000 Hz = fs/8, 2000 Hz = fs/4): each cycle hits the same few quantisation
+            // errors, which then do not average out, by up to half a step (~0.28 dB at
+            // 2000 Hz). That is the decoded signal's real level, not a detector error
+            // (checked against the exact DFT below), so those two get a 0.3 dB bound.
+            let nominal_tol = if f == 1000.0 || f == 2000.0 { 0.3 } else { 0.2 };
+            for level in (-30..=-6).map(f64::from) {
                 let x = ToneGen::new(f, level, RATE).samples(8000);
                 for (law, y) in [("u", ulaw_round_trip(&x)), ("A", alaw_round_trip(&x))] {
                     let got = tone_level_dbfs(&y, f, RATE);
+                    let exact = exact_level_dbfs(&y, f);
                     assert!(
-                        (got - level).abs() <= 0.2,
+                        (got - exact).abs() <= 0.02,
+                        "{f} Hz at {level} dBFS via {law}-law: read {got}, exact {exact}"
+                    );
+                    assert!(
+                        (got - level).abs() <= nominal_tol,
                         "{f} Hz at {level} dBFS via {law}-law read {got}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn short_blocks_after_g711() {
+        // 20 ms blocks (one packet) of a -20 dBFS tone, read block by block.
+        for &f in &[440.0, 2600.0] {
+            let x = ulaw_round_trip(&ToneGen::new(f, -20.0, RATE).samples(1600));
+            for block in x.chunks(160) {
+                let got = tone_level_dbfs(block, f, RATE);
+                assert!((got + 20.0).abs() <= 0.5, "{f} Hz 20 ms block read {got}");
             }
         }
     }
@@ -229,31 +266,5 @@ mod tests {
         // Off-frequency by 300 Hz on a 20 ms block: still far down.
         let x = ToneGen::new(1300.0, -6.0, RATE).samples(160);
         assert!(tone_level_dbfs(&x, 1000.0, RATE) < -60.0);
-    }
-}
-#[cfg(test)]
-mod explore {
-    use super::*;
-    use bibridge_media::g711;
-    #[test]
-    fn explore() {
-        for ph in [0.0, 0.3, 0.7853981633974483, 1.0, 0.123456] {
-            let mut worst = 0.0f64;
-            let mut wf = String::new();
-            for f in [440.0, 1000.0, 2000.0, 2600.0] {
-                for li in 0..=240 {
-                    let level = -30.0 + li as f64 * 0.1;
-                    let mut g = ToneGen::new(f, level, 8000);
-                    g.phase = ph;
-                    let x = g.samples(8000);
-                    for law in 0..2 {
-                        let y: Vec<i16> = x.iter().map(|&s| if law == 0 { g711::ulaw_decode(g711::ulaw_encode(s)) } else { g711::alaw_decode(g711::alaw_encode(s)) }).collect();
-                        let e = (tone_level_dbfs(&y, f, 8000) - level).abs();
-                        if e > worst { worst = e; wf = format!("{f} {level} {law}"); }
-                    }
-                }
-            }
-            println!("phase {ph}: worst {worst} at {wf}");
-        }
     }
 }

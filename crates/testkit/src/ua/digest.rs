@@ -147,7 +147,9 @@ pub fn authorize(
             .iter()
             .find(|c| c.hash_kind().map(|(a, _)| a) == Some(p)),
     }
-    .ok_or(DigestError::AlgorithmNotOffered(pref.unwrap_or(AlgorithmPref::Md5)))?;
+    .ok_or(DigestError::AlgorithmNotOffered(
+        pref.unwrap_or(AlgorithmPref::Md5),
+    ))?;
     let (alg, sess) = chosen
         .hash_kind()
         .ok_or(DigestError::Missing("algorithm"))?;
@@ -245,7 +247,16 @@ mod tests {
     fn missing_preference_and_garbage_are_errors() {
         let md5_only = vec!["Digest realm=\"r\", nonce=\"n\"".to_string()];
         assert_eq!(
-            authorize(&md5_only, Some(AlgorithmPref::Sha256), "u", "p", "REGISTER", "sip:h", "c", 1),
+            authorize(
+                &md5_only,
+                Some(AlgorithmPref::Sha256),
+                "u",
+                "p",
+                "REGISTER",
+                "sip:h",
+                "c",
+                1
+            ),
             Err(DigestError::AlgorithmNotOffered(AlgorithmPref::Sha256))
         );
         let basic = vec!["Basic realm=\"r\"".to_string()];

@@ -250,7 +250,10 @@ mod tests {
             uri_host_port("<sip:[::1]:5062;lr>"),
             Some(("::1".into(), Some(5062)))
         );
-        assert_eq!(uri_host_port("sip:example.com"), Some(("example.com".into(), None)));
+        assert_eq!(
+            uri_host_port("sip:example.com"),
+            Some(("example.com".into(), None))
+        );
         assert_eq!(uri_host_port("sip:a@h:notaport"), None);
     }
 

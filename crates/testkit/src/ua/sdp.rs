@@ -135,7 +135,14 @@ pub fn sdp_direction(sdp: &str) -> Option<String> {
 pub fn sdp_payload_types(sdp: &str) -> Vec<u8> {
     audio_view(sdp)
         .audio
-        .and_then(|a| a.first().map(|m| m.split_whitespace().skip(3).filter_map(|p| p.parse().ok()).collect()))
+        .and_then(|a| {
+            a.first().map(|m| {
+                m.split_whitespace()
+                    .skip(3)
+                    .filter_map(|p| p.parse().ok())
+                    .collect()
+            })
+        })
         .unwrap_or_default()
 }
 
@@ -163,7 +170,8 @@ mod tests {
 
     #[test]
     fn media_level_overrides_session_level() {
-        let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\na=recvonly\r\n\
+        let sdp =
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\na=recvonly\r\n\
                    m=video 5000 RTP/AVP 96\r\nc=IN IP4 10.0.0.3\r\na=sendonly\r\n\
                    m=audio 6000 RTP/AVP 8\r\nc=IN IP4 10.0.0.2\r\n";
         assert_eq!(sdp_connection(sdp), Some("10.0.0.2:6000".parse().unwrap()));

@@ -1,0 +1,126 @@
+//! Shared harness for end-to-end tests: a bibridge started in-process on ephemeral ports, with the
+//! lab config (DESIGN §2) adjusted only where a test needs it (trunk port, RTP range).
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use bibridge::Server;
+use bibridge_b2bua::config::Config;
+use bibridge_testkit::rtp_peer::RtpPeer;
+use bibridge_testkit::tone::tone_level_dbfs;
+use bibridge_testkit::ua::{sdp_connection, TestUa};
+
+pub const CUSTOMER_HZ: f64 = 440.0;
+pub const AGENT_HZ: f64 = 1000.0;
+pub const LEVEL: f64 = -20.0;
+
+pub struct Lab {
+    pub server: Server,
+    pub sip: SocketAddr,
+    pub trunk_addr: SocketAddr,
+    pub cfg: Config,
+}
+
+/// A free UDP port on 127.0.0.1 (the socket is closed again; a tiny race we accept in tests).
+pub fn free_udp_addr() -> SocketAddr {
+    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.local_addr().unwrap()
+}
+
+/// An RTP range of 200 ports chosen at random, so that tests running in parallel (threads or
+/// processes) rarely meet; a collision would show as a 503, not as a wrong answer.
+fn rtp_range() -> (u16, u16) {
+    let base = 30_000 + 2 * (rand::random::<u16>() % 15_000);
+    (base, base + 199)
+}
+
+pub async fn start(tweak: impl FnOnce(&mut Config)) -> Lab {
+    let mut cfg = Config::lab();
+    cfg.sip.udp = Some("127.0.0.1:0".parse().unwrap());
+    cfg.sip.tcp = Some("127.0.0.1:0".parse().unwrap());
+    let trunk_addr = free_udp_addr();
+    for t in &mut cfg.trunks {
+        if t.name == "pstn" {
+            t.address = trunk_addr;
+        }
+    }
+    let (lo, hi) = rtp_range();
+    cfg.rtp.port_min = lo;
+    cfg.rtp.port_max = hi;
+    tweak(&mut cfg);
+    let server = Server::start(cfg.clone()).await.unwrap();
+    let sip = server.udp_addr().unwrap();
+    Lab { server, sip, trunk_addr, cfg }
+}
+
+impl Lab {
+    /// The trunk's UA (the "customer" side of calls from the PSTN), on the trusted address.
+    pub async fn trunk_ua(&self) -> TestUa {
+        TestUa::bind_on(self.trunk_addr, "customer", "", self.sip).await.unwrap()
+    }
+
+    /// A user's phone, registered with its lab password.
+    pub async fn registered(&self, ext: &str) -> TestUa {
+        let mut ua = TestUa::bind(ext, &format!("lab{ext}"), self.sip).await.unwrap();
+        let r = ua.register(3600, None).await.unwrap();
+        assert_eq!(r.status_code.code(), 200, "REGISTER {ext}");
+        ua
+    }
+}
+
+/// A connected customer (trunk) → agent call with RTP peers on both sides.
+pub struct ConnectedCall {
+    pub trunk: TestUa,
+    pub agent: TestUa,
+    pub trunk_call: bibridge_testkit::ua::CallHandle,
+    pub agent_call: bibridge_testkit::ua::CallHandle,
+    pub customer_rtp: RtpPeer,
+    pub agent_rtp: RtpPeer,
+    /// bibridge's RTP address on the customer leg (from the 200 OK SDP).
+    pub anchor_customer: SocketAddr,
+    /// bibridge's RTP address on the agent leg (from the INVITE SDP).
+    pub anchor_agent: SocketAddr,
+}
+
+pub async fn connect_call(lab: &Lab, agent_ext: &str) -> ConnectedCall {
+    let mut agent = lab.registered(agent_ext).await;
+    let mut trunk = lab.trunk_ua().await;
+    let customer_rtp = RtpPeer::bind().await.unwrap();
+    let agent_rtp = RtpPeer::bind().await.unwrap();
+    let offer = bibridge_testkit::ua::sdp_offer(customer_rtp.local_addr(), &[0, 8, 101], "sendrecv");
+    let mut trunk_call = trunk.invite(agent_ext, &offer, false).await.unwrap();
+    let incoming = agent.wait_invite(Duration::from_secs(5)).await.unwrap();
+    let anchor_agent = sdp_connection(incoming.sdp.as_deref().unwrap()).unwrap();
+    assert_ne!(anchor_agent, customer_rtp.local_addr(), "media must be anchored");
+    let answer = bibridge_testkit::ua::sdp_offer(agent_rtp.local_addr(), &[0, 101], "sendrecv");
+    let agent_call = agent.answer(&incoming, &answer).await.unwrap();
+    let ok = trunk.wait_final(&mut trunk_call, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(ok.status_code.code(), 200);
+    let anchor_customer = sdp_connection(trunk_call.remote_sdp.as_deref().unwrap()).unwrap();
+    assert_ne!(anchor_customer, agent_rtp.local_addr(), "media must be anchored");
+    ConnectedCall { trunk, agent, trunk_call, agent_call, customer_rtp, agent_rtp, anchor_customer, anchor_agent }
+}
+
+impl ConnectedCall {
+    /// Both parties talk: customer 440 Hz, agent 1000 Hz, PCMU, −20 dBFS.
+    pub fn talk(&self) {
+        self.customer_rtp.start_sending(self.anchor_customer, Some(CUSTOMER_HZ), LEVEL, 0);
+        self.agent_rtp.start_sending(self.anchor_agent, Some(AGENT_HZ), LEVEL, 0);
+    }
+}
+
+/// Assert who hears what: `wanted` at `LEVEL` ± `tol` dB, every `unwanted` below −60 dBFS.
+/// Only the last second of audio is analysed (the start may hold silence before the latch).
+pub fn assert_hears(who: &str, audio: &[i16], wanted: &[f64], unwanted: &[f64], tol: f64) {
+    assert!(audio.len() >= 8000, "{who}: only {} samples received", audio.len());
+    let tail = &audio[audio.len() - 8000..];
+    for &f in wanted {
+        let l = tone_level_dbfs(tail, f, 8000);
+        assert!((l - LEVEL).abs() <= tol, "{who} should hear {f} Hz at {LEVEL} dBFS ±{tol}, got {l:.2}");
+    }
+    for &f in unwanted {
+        let l = tone_level_dbfs(tail, f, 8000);
+        assert!(l < -60.0, "{who} must not hear {f} Hz, got {l:.2} dBFS");
+    }
+}
