@@ -34,11 +34,18 @@ a=sendrecv\r\n";
 
 fn sip(c: &mut Criterion) {
     let bytes = INVITE.as_bytes();
-    c.bench_function("sip/parse INVITE", |b| b.iter(|| message::parse(black_box(bytes)).unwrap()));
+    c.bench_function("sip/parse INVITE", |b| {
+        b.iter(|| message::parse(black_box(bytes)).unwrap())
+    });
     let msg = message::parse(bytes).unwrap();
-    c.bench_function("sip/serialise INVITE", |b| b.iter(|| message::to_bytes(black_box(&msg))));
+    c.bench_function("sip/serialise INVITE", |b| {
+        b.iter(|| message::to_bytes(black_box(&msg)))
+    });
     let body = INVITE.split("\r\n\r\n").nth(1).unwrap().as_bytes();
-    let origin = sdp::Origin { session_id: 1, version: 2 };
+    let origin = sdp::Origin {
+        session_id: 1,
+        version: 2,
+    };
     c.bench_function("sdp/parse+restrict+anchor+print", |b| {
         b.iter(|| {
             let mut s = sdp::parse(black_box(body)).unwrap();
@@ -52,8 +59,12 @@ fn sip(c: &mut Criterion) {
 fn packet(c: &mut Criterion) {
     let mut pkt = vec![0u8; 172];
     pkt[0] = 0x80;
-    c.bench_function("rtp/parse header", |b| b.iter(|| RtpHeader::parse(black_box(&pkt)).unwrap()));
-    let pcm: Vec<i16> = (0..160).map(|i| ((i as f64 * 0.3).sin() * 8000.0) as i16).collect();
+    c.bench_function("rtp/parse header", |b| {
+        b.iter(|| RtpHeader::parse(black_box(&pkt)).unwrap())
+    });
+    let pcm: Vec<i16> = (0..160)
+        .map(|i| ((i as f64 * 0.3).sin() * 8000.0) as i16)
+        .collect();
     let mut out = [0u8; 160];
     c.bench_function("g711/ulaw encode 20 ms", |b| {
         b.iter(|| g711::encode_ulaw(black_box(&pcm), &mut out))

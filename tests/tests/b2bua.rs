@@ -14,19 +14,32 @@ const T: Duration = Duration::from_secs(5);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_with_md5_and_sha256_digest() {
     let lab = start(|_| {}).await;
-    for (ext, alg) in [("1001", AlgorithmPref::Md5), ("1002", AlgorithmPref::Sha256)] {
-        let mut ua = TestUa::bind(ext, &format!("lab{ext}"), lab.sip).await.unwrap();
+    for (ext, alg) in [
+        ("1001", AlgorithmPref::Md5),
+        ("1002", AlgorithmPref::Sha256),
+    ] {
+        let mut ua = TestUa::bind(ext, &format!("lab{ext}"), lab.sip)
+            .await
+            .unwrap();
         let r = ua.register(600, Some(alg)).await.unwrap();
         assert_eq!(r.status_code.code(), 200, "{ext} with {alg:?}");
         let contact = bibridge_sip::message::header(&r.headers, "Contact").unwrap();
-        assert!(contact.contains(&ua.local_addr().to_string()), "binding echoed: {contact}");
+        assert!(
+            contact.contains(&ua.local_addr().to_string()),
+            "binding echoed: {contact}"
+        );
         assert!(contact.contains("expires=600"), "{contact}");
         // Unregister.
         let r = ua.register(0, Some(alg)).await.unwrap();
         assert_eq!(r.status_code.code(), 200);
-        assert!(bibridge_sip::message::header(&r.headers, "Contact").is_none(), "no bindings left");
+        assert!(
+            bibridge_sip::message::header(&r.headers, "Contact").is_none(),
+            "no bindings left"
+        );
     }
-    let mut wrong = TestUa::bind("1003", "not-the-password", lab.sip).await.unwrap();
+    let mut wrong = TestUa::bind("1003", "not-the-password", lab.sip)
+        .await
+        .unwrap();
     let r = wrong.register(600, None).await.unwrap();
     assert_eq!(r.status_code.code(), 401, "wrong password is refused");
     lab.server.shutdown().await;
@@ -38,8 +51,20 @@ async fn trunk_call_relays_audio_both_ways() {
     let call = connect_call(&lab, "1001").await;
     call.talk();
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_hears("customer", &call.customer_rtp.received_audio(), &[AGENT_HZ], &[CUSTOMER_HZ], 1.0);
-    assert_hears("agent", &call.agent_rtp.received_audio(), &[CUSTOMER_HZ], &[AGENT_HZ], 1.0);
+    assert_hears(
+        "customer",
+        &call.customer_rtp.received_audio(),
+        &[AGENT_HZ],
+        &[CUSTOMER_HZ],
+        1.0,
+    );
+    assert_hears(
+        "agent",
+        &call.agent_rtp.received_audio(),
+        &[CUSTOMER_HZ],
+        &[AGENT_HZ],
+        1.0,
+    );
     // Symmetric RTP: each party receives from the very address it sends to (bibridge's port).
     assert_eq!(call.customer_rtp.packets_from(), Some(call.anchor_customer));
     assert_eq!(call.agent_rtp.packets_from(), Some(call.anchor_agent));
@@ -47,7 +72,11 @@ async fn trunk_call_relays_audio_both_ways() {
     let sent = call.agent_rtp.sent_packets();
     let got = call.customer_rtp.received_packets();
     let last = got.last().unwrap();
-    assert!(sent.iter().any(|p| p.payload == last.payload && p.seq == last.seq), "payload relayed unchanged");
+    assert!(
+        sent.iter()
+            .any(|p| p.payload == last.payload && p.seq == last.seq),
+        "payload relayed unchanged"
+    );
     lab.server.shutdown().await;
 }
 
@@ -69,7 +98,11 @@ async fn bye_from_agent_ends_both_legs() {
     assert_eq!(r.status_code.code(), 200);
     call.trunk.wait_request("BYE", T).await.unwrap();
     // The dialog is gone: a second BYE on it is answered (crossing BYEs), a re-INVITE gets 481.
-    let r = call.trunk.reinvite(&mut call.trunk_call, None).await.unwrap();
+    let r = call
+        .trunk
+        .reinvite(&mut call.trunk_call, None)
+        .await
+        .unwrap();
     assert_eq!(r.status_code.code(), 481);
     lab.server.shutdown().await;
 }
@@ -88,31 +121,69 @@ async fn hold_and_resume_are_relayed_with_anchored_sdp() {
         let req = call.agent.wait_request("INVITE", T).await.unwrap();
         (call.agent, req)
     });
-    let r = call.trunk.reinvite(&mut call.trunk_call, Some(&hold)).await.unwrap();
+    let r = call
+        .trunk
+        .reinvite(&mut call.trunk_call, Some(&hold))
+        .await
+        .unwrap();
     assert_eq!(r.status_code.code(), 200);
     let (mut agent, req) = waiter.await.unwrap();
     let body = String::from_utf8(req.body.clone()).unwrap();
-    assert_eq!(sdp_direction(&body).as_deref(), Some("sendonly"), "hold relayed to the agent");
-    assert_eq!(bibridge_testkit::ua::sdp_connection(&body), Some(call.anchor_agent), "still anchored on the same port");
+    assert_eq!(
+        sdp_direction(&body).as_deref(),
+        Some("sendonly"),
+        "hold relayed to the agent"
+    );
+    assert_eq!(
+        bibridge_testkit::ua::sdp_connection(&body),
+        Some(call.anchor_agent),
+        "still anchored on the same port"
+    );
     let answer = call.trunk_call.remote_sdp.clone().unwrap();
     assert_eq!(sdp_direction(&answer).as_deref(), Some("recvonly"));
-    assert_eq!(bibridge_testkit::ua::sdp_connection(&answer), Some(call.anchor_customer));
+    assert_eq!(
+        bibridge_testkit::ua::sdp_connection(&answer),
+        Some(call.anchor_customer)
+    );
     // Resume.
-    agent.set_auto_answer_reinvite(Some(sdp_offer(call.agent_rtp.local_addr(), &[0, 101], "sendrecv")));
+    agent.set_auto_answer_reinvite(Some(sdp_offer(
+        call.agent_rtp.local_addr(),
+        &[0, 101],
+        "sendrecv",
+    )));
     let resume = sdp_offer(call.customer_rtp.local_addr(), &[0, 8, 101], "sendrecv");
     let waiter = tokio::spawn(async move {
         let req = agent.wait_request("INVITE", T).await.unwrap();
         (agent, req)
     });
-    let r = call.trunk.reinvite(&mut call.trunk_call, Some(&resume)).await.unwrap();
+    let r = call
+        .trunk
+        .reinvite(&mut call.trunk_call, Some(&resume))
+        .await
+        .unwrap();
     assert_eq!(r.status_code.code(), 200);
     let (_agent, req) = waiter.await.unwrap();
-    assert_eq!(sdp_direction(&String::from_utf8(req.body).unwrap()).as_deref(), Some("sendrecv"));
+    assert_eq!(
+        sdp_direction(&String::from_utf8(req.body).unwrap()).as_deref(),
+        Some("sendrecv")
+    );
     call.customer_rtp.clear_received();
     call.agent_rtp.clear_received();
     tokio::time::sleep(Duration::from_millis(1300)).await;
-    assert_hears("customer after resume", &call.customer_rtp.received_audio(), &[AGENT_HZ], &[CUSTOMER_HZ], 1.0);
-    assert_hears("agent after resume", &call.agent_rtp.received_audio(), &[CUSTOMER_HZ], &[AGENT_HZ], 1.0);
+    assert_hears(
+        "customer after resume",
+        &call.customer_rtp.received_audio(),
+        &[AGENT_HZ],
+        &[CUSTOMER_HZ],
+        1.0,
+    );
+    assert_hears(
+        "agent after resume",
+        &call.agent_rtp.received_audio(),
+        &[CUSTOMER_HZ],
+        &[AGENT_HZ],
+        1.0,
+    );
     lab.server.shutdown().await;
 }
 
@@ -122,7 +193,14 @@ async fn cancel_before_answer() {
     let mut agent = lab.registered("1001").await;
     let mut trunk = lab.trunk_ua().await;
     let rtp = bibridge_testkit::rtp_peer::RtpPeer::bind().await.unwrap();
-    let mut c = trunk.invite("1001", &sdp_offer(rtp.local_addr(), &[0], "sendrecv"), false).await.unwrap();
+    let mut c = trunk
+        .invite(
+            "1001",
+            &sdp_offer(rtp.local_addr(), &[0], "sendrecv"),
+            false,
+        )
+        .await
+        .unwrap();
     let inc = agent.wait_invite(T).await.unwrap();
     agent.respond(&inc, 180, "Ringing", None).await.unwrap();
     // Let the 180 reach the caller before cancelling (RFC 3261 §9.1 for the downstream CANCEL).
@@ -131,7 +209,11 @@ async fn cancel_before_answer() {
     assert_eq!(r.status_code.code(), 200);
     let fin = trunk.wait_final(&mut c, T).await.unwrap();
     assert_eq!(fin.status_code.code(), 487);
-    assert!(c.provisionals.contains(&180), "180 relayed: {:?}", c.provisionals);
+    assert!(
+        c.provisionals.contains(&180),
+        "180 relayed: {:?}",
+        c.provisionals
+    );
     agent.wait_request("CANCEL", T).await.unwrap();
     lab.server.shutdown().await;
 }
@@ -143,9 +225,25 @@ async fn unknown_user_is_404_and_unregistered_user_480() {
     let rtp = bibridge_testkit::rtp_peer::RtpPeer::bind().await.unwrap();
     let offer = sdp_offer(rtp.local_addr(), &[0], "sendrecv");
     let mut c = trunk.invite("1999", &offer, false).await.unwrap();
-    assert_eq!(trunk.wait_final(&mut c, T).await.unwrap().status_code.code(), 404);
+    assert_eq!(
+        trunk
+            .wait_final(&mut c, T)
+            .await
+            .unwrap()
+            .status_code
+            .code(),
+        404
+    );
     let mut c = trunk.invite("1004", &offer, false).await.unwrap();
-    assert_eq!(trunk.wait_final(&mut c, T).await.unwrap().status_code.code(), 480);
+    assert_eq!(
+        trunk
+            .wait_final(&mut c, T)
+            .await
+            .unwrap()
+            .status_code
+            .code(),
+        480
+    );
     lab.server.shutdown().await;
 }
 
@@ -154,11 +252,21 @@ async fn invite_from_an_untrusted_source_is_challenged() {
     let lab = start(|_| {}).await;
     let mut ua = TestUa::bind("1002", "lab1002", lab.sip).await.unwrap();
     let rtp = bibridge_testkit::rtp_peer::RtpPeer::bind().await.unwrap();
-    let mut c = ua.invite("1001", &sdp_offer(rtp.local_addr(), &[0], "sendrecv"), false).await.unwrap();
+    let mut c = ua
+        .invite(
+            "1001",
+            &sdp_offer(rtp.local_addr(), &[0], "sendrecv"),
+            false,
+        )
+        .await
+        .unwrap();
     let r = ua.wait_final(&mut c, T).await.unwrap();
     assert_eq!(r.status_code.code(), 401);
     let challenges = bibridge_sip::message::headers_all(&r.headers, "WWW-Authenticate");
-    assert!(challenges[0].contains("SHA-256") && challenges[1].contains("MD5"), "RFC 8760 order: {challenges:?}");
+    assert!(
+        challenges[0].contains("SHA-256") && challenges[1].contains("MD5"),
+        "RFC 8760 order: {challenges:?}"
+    );
     lab.server.shutdown().await;
 }
 
@@ -168,12 +276,25 @@ async fn authenticated_user_calls_another_user() {
     let mut callee = lab.registered("1001").await;
     let mut caller = lab.registered("1002").await;
     let rtp = bibridge_testkit::rtp_peer::RtpPeer::bind().await.unwrap();
-    let mut c = caller.invite("1001", &sdp_offer(rtp.local_addr(), &[8, 0], "sendrecv"), true).await.unwrap();
+    let mut c = caller
+        .invite(
+            "1001",
+            &sdp_offer(rtp.local_addr(), &[8, 0], "sendrecv"),
+            true,
+        )
+        .await
+        .unwrap();
     let inc = callee.wait_invite(T).await.unwrap();
     let from = bibridge_sip::message::header(&inc.request.headers, "From").unwrap();
-    assert!(from.contains("sip:1002@"), "caller identity carried: {from}");
+    assert!(
+        from.contains("sip:1002@"),
+        "caller identity carried: {from}"
+    );
     let callee_rtp = bibridge_testkit::rtp_peer::RtpPeer::bind().await.unwrap();
-    callee.answer(&inc, &sdp_offer(callee_rtp.local_addr(), &[8], "sendrecv")).await.unwrap();
+    callee
+        .answer(&inc, &sdp_offer(callee_rtp.local_addr(), &[8], "sendrecv"))
+        .await
+        .unwrap();
     let r = caller.wait_final(&mut c, T).await.unwrap();
     assert_eq!(r.status_code.code(), 200);
     let pts = bibridge_testkit::ua::sdp_payload_types(c.remote_sdp.as_deref().unwrap());
@@ -186,8 +307,14 @@ async fn rtp_inactivity_ends_the_call_with_bye_both_ways() {
     let lab = start(|c| c.rtp.inactivity_timeout_s = 1).await;
     let mut call = connect_call(&lab, "1001").await;
     // Nobody sends RTP.
-    call.trunk.wait_request("BYE", Duration::from_secs(4)).await.unwrap();
-    call.agent.wait_request("BYE", Duration::from_secs(4)).await.unwrap();
+    call.trunk
+        .wait_request("BYE", Duration::from_secs(4))
+        .await
+        .unwrap();
+    call.agent
+        .wait_request("BYE", Duration::from_secs(4))
+        .await
+        .unwrap();
     lab.server.shutdown().await;
 }
 
@@ -201,7 +328,9 @@ async fn options_malformed_and_unknown_dialogs() {
     for m in ["INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER"] {
         assert!(allow.contains(m), "Allow lists {m}: {allow}");
     }
-    assert!(bibridge_sip::message::header(&r.headers, "Accept").unwrap().contains("application/sdp"));
+    assert!(bibridge_sip::message::header(&r.headers, "Accept")
+        .unwrap()
+        .contains("application/sdp"));
     // Malformed: CSeq missing → 400 with a reason phrase.
     let bad = format!(
         "INVITE sip:1001@{0} SIP/2.0\r\nVia: SIP/2.0/UDP {1};branch=z9hG4bKbad1;rport\r\nFrom: <sip:x@{1}>;tag=a\r\nTo: <sip:1001@{0}>\r\nCall-ID: bad-1\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
@@ -212,7 +341,10 @@ async fn options_malformed_and_unknown_dialogs() {
     let (resp, _) = ua.recv_raw(T).await.unwrap();
     let text = String::from_utf8_lossy(&resp);
     assert!(text.starts_with("SIP/2.0 400 "), "{text}");
-    assert!(text.lines().next().unwrap().len() > "SIP/2.0 400 ".len(), "has a reason phrase: {text}");
+    assert!(
+        text.lines().next().unwrap().len() > "SIP/2.0 400 ".len(),
+        "has a reason phrase: {text}"
+    );
     // Garbage gets no answer and does not hurt the server.
     ua.send_raw(b"\x00\x01garbage", lab.sip).await.unwrap();
     // BYE for a dialog that does not exist → 481.
@@ -225,12 +357,26 @@ async fn options_malformed_and_unknown_dialogs() {
     let (resp, _) = ua.recv_raw(T).await.unwrap();
     assert!(String::from_utf8_lossy(&resp).starts_with("SIP/2.0 481 "));
     // Max-Forwards 0 → 483.
-    let mf = bad.replace("Max-Forwards: 70", "Max-Forwards: 0").replace("Call-ID: bad-1", "CSeq: 1 INVITE\r\nCall-ID: mf-1").replace("bad1", "mf1");
+    let mf = bad
+        .replace("Max-Forwards: 70", "Max-Forwards: 0")
+        .replace("Call-ID: bad-1", "CSeq: 1 INVITE\r\nCall-ID: mf-1")
+        .replace("bad1", "mf1");
     ua.send_raw(mf.as_bytes(), lab.sip).await.unwrap();
     let (resp, _) = ua.recv_raw(T).await.unwrap();
-    assert!(String::from_utf8_lossy(&resp).starts_with("SIP/2.0 483 "), "{}", String::from_utf8_lossy(&resp));
+    assert!(
+        String::from_utf8_lossy(&resp).starts_with("SIP/2.0 483 "),
+        "{}",
+        String::from_utf8_lossy(&resp)
+    );
     // Still alive.
-    assert_eq!(ua.options(&format!("sip:{}", lab.sip)).await.unwrap().status_code.code(), 200);
+    assert_eq!(
+        ua.options(&format!("sip:{}", lab.sip))
+            .await
+            .unwrap()
+            .status_code
+            .code(),
+        200
+    );
     lab.server.shutdown().await;
 }
 
@@ -246,7 +392,10 @@ async fn options_over_tcp() {
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(T, s.read(&mut buf)).await.unwrap().unwrap();
+    let n = tokio::time::timeout(T, s.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&buf[..n]);
     assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}");
     assert!(text.contains("Allow: "));

@@ -226,9 +226,10 @@ pub fn restrict_answer(answer: &mut SessionDescription, offer: &AudioInfo) -> Re
     let keep: Vec<u8> = codecs
         .iter()
         .filter(|c| {
-            offer.codecs.iter().any(|o| {
-                o.name.eq_ignore_ascii_case(&c.name) && o.clock_rate == c.clock_rate
-            })
+            offer
+                .codecs
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&c.name) && o.clock_rate == c.clock_rate)
         })
         .map(|c| c.payload_type)
         .collect();
@@ -279,7 +280,12 @@ pub fn anchor(sdp: &mut SessionDescription, ip: IpAddr, rtp_port: u16, origin: &
         attrs.retain(|a| {
             !matches!(
                 a.key.as_str(),
-                "candidate" | "ice-ufrag" | "ice-pwd" | "ice-options" | "rtcp" | "remote-candidates"
+                "candidate"
+                    | "ice-ufrag"
+                    | "ice-pwd"
+                    | "ice-options"
+                    | "rtcp"
+                    | "remote-candidates"
             )
         })
     };
@@ -353,12 +359,18 @@ a=sendrecv\r\n";
         assert!(!text.contains("G729"));
         assert!(!text.contains("annexb"));
         assert!(text.contains("a=fmtp:101 0-16"));
-        assert!(text.contains("a=x-vendor:keep-me"), "unknown attributes survive");
+        assert!(
+            text.contains("a=x-vendor:keep-me"),
+            "unknown attributes survive"
+        );
     }
 
     #[test]
     fn restrict_offer_fails_without_common_voice_codec() {
-        let only_g729 = OFFER.replace("m=audio 49170 RTP/AVP 0 8 18 101", "m=audio 49170 RTP/AVP 18 101");
+        let only_g729 = OFFER.replace(
+            "m=audio 49170 RTP/AVP 0 8 18 101",
+            "m=audio 49170 RTP/AVP 18 101",
+        );
         let mut sdp = parse(only_g729.as_bytes()).unwrap();
         assert_eq!(restrict_offer(&mut sdp), Err(SdpError::NoCommonCodec));
     }
@@ -375,7 +387,10 @@ a=sendrecv\r\n";
         assert!(text.contains("o=bibridge 77 3 IN IP4 127.0.0.1"), "{text}");
         assert!(text.contains("c=IN IP4 127.0.0.1"));
         assert!(text.contains("m=audio 20002 RTP/AVP"));
-        assert!(!text.contains("10.0.0.5"), "no trace of the far side: {text}");
+        assert!(
+            !text.contains("10.0.0.5"),
+            "no trace of the far side: {text}"
+        );
         assert!(!text.contains("a=rtcp:"));
         let info = audio_info(&parse(text.as_bytes()).unwrap()).unwrap();
         assert_eq!(info.rtp_addr, Some("127.0.0.1:20002".parse().unwrap()));
@@ -396,7 +411,10 @@ a=sendrecv\r\n";
     fn restrict_answer_keeps_only_offered_codecs() {
         let offer = audio_info(&parse(OFFER.as_bytes()).unwrap()).unwrap();
         let answer = OFFER
-            .replace("m=audio 49170 RTP/AVP 0 8 18 101", "m=audio 5000 RTP/AVP 9 8 101")
+            .replace(
+                "m=audio 49170 RTP/AVP 0 8 18 101",
+                "m=audio 5000 RTP/AVP 9 8 101",
+            )
             .replace("a=rtpmap:0 PCMU/8000\r\n", "a=rtpmap:9 G722/8000\r\n");
         let mut sdp = parse(answer.as_bytes()).unwrap();
         restrict_answer(&mut sdp, &offer).unwrap();

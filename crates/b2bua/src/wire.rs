@@ -36,15 +36,31 @@ pub struct OutRequest<'a> {
 }
 
 /// Compose a request. `via_host` is our sent-by (`127.0.0.1:5060`).
-pub fn build(req: &OutRequest<'_>, via_host: SocketAddr, transport: Transport, branch: &str, user_agent: &str) -> Vec<u8> {
+pub fn build(
+    req: &OutRequest<'_>,
+    via_host: SocketAddr,
+    transport: Transport,
+    branch: &str,
+    user_agent: &str,
+) -> Vec<u8> {
     let mut s = String::with_capacity(512);
     let _ = write!(s, "{} {} SIP/2.0\r\n", req.method, req.uri);
-    let _ = write!(s, "Via: SIP/2.0/{} {};branch={};rport\r\n", transport.via_token(), via_host, branch);
+    let _ = write!(
+        s,
+        "Via: SIP/2.0/{} {};branch={};rport\r\n",
+        transport.via_token(),
+        via_host,
+        branch
+    );
     let _ = write!(s, "Max-Forwards: {}\r\n", req.max_forwards);
     for r in req.routes {
         let _ = write!(s, "Route: {r}\r\n");
     }
-    let _ = write!(s, "From: {}\r\nTo: {}\r\nCall-ID: {}\r\n", req.from, req.to, req.call_id);
+    let _ = write!(
+        s,
+        "From: {}\r\nTo: {}\r\nCall-ID: {}\r\n",
+        req.from, req.to, req.call_id
+    );
     let _ = write!(s, "CSeq: {} {}\r\n", req.cseq, req.method);
     if let Some(c) = req.contact {
         let _ = write!(s, "Contact: {c}\r\n");
@@ -59,7 +75,13 @@ pub fn build(req: &OutRequest<'_>, via_host: SocketAddr, transport: Transport, b
     let mut out = s.into_bytes();
     match req.body {
         Some((ctype, body)) => {
-            out.extend_from_slice(format!("Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+            out.extend_from_slice(
+                format!(
+                    "Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
             out.extend_from_slice(body);
         }
         None => out.extend_from_slice(b"Content-Length: 0\r\n\r\n"),
@@ -82,7 +104,9 @@ pub fn raw_error_response(data: &[u8], code: u16, reason: &str) -> Option<Vec<u8
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
     let mut seen = [false; 5];
     for line in lines {
-        let Some((name, _)) = line.split_once(':') else { continue };
+        let Some((name, _)) = line.split_once(':') else {
+            continue;
+        };
         let idx = match name.trim().to_ascii_lowercase().as_str() {
             "via" | "v" => 0,
             "from" | "f" => 1,
@@ -129,7 +153,9 @@ pub fn display_name(value: &str) -> Option<&str> {
 /// Host, port and transport of a SIP URI: `sip:1001@127.0.0.1:5071;transport=tcp`.
 /// Only IP literals resolve (bibridge does no DNS: its peers are configured or registered).
 pub fn uri_target(uri: &str) -> Option<(SocketAddr, Transport)> {
-    let rest = uri.strip_prefix("sip:").or_else(|| uri.strip_prefix("sips:"))?;
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
     let (hostport, params) = match rest.split_once(';') {
         Some((h, p)) => (h, p),
         None => (rest, ""),
@@ -139,11 +165,18 @@ pub fn uri_target(uri: &str) -> Option<(SocketAddr, Transport)> {
     let addr: SocketAddr = match hostport.parse() {
         Ok(a) => a,
         Err(_) => {
-            let ip: std::net::IpAddr = hostport.trim_matches(|c| c == '[' || c == ']').parse().ok()?;
+            let ip: std::net::IpAddr = hostport
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse()
+                .ok()?;
             SocketAddr::new(ip, 5060)
         }
     };
-    let transport = if params.to_ascii_lowercase().split(';').any(|p| p == "transport=tcp") {
+    let transport = if params
+        .to_ascii_lowercase()
+        .split(';')
+        .any(|p| p == "transport=tcp")
+    {
         Transport::Tcp
     } else {
         Transport::Udp
@@ -170,7 +203,10 @@ mod tests {
             uri_target("sip:1001@127.0.0.1:5071;transport=TCP"),
             Some(("127.0.0.1:5071".parse().unwrap(), Transport::Tcp))
         );
-        assert_eq!(uri_target("sip:127.0.0.1"), Some(("127.0.0.1:5060".parse().unwrap(), Transport::Udp)));
+        assert_eq!(
+            uri_target("sip:127.0.0.1"),
+            Some(("127.0.0.1:5060".parse().unwrap(), Transport::Udp))
+        );
         assert_eq!(uri_target("sip:bob@example.com"), None, "no DNS");
         assert_eq!(uri_target("tel:+123"), None);
     }
@@ -184,7 +220,10 @@ mod tests {
         assert!(resp.contains("Call-ID: c1\r\n"));
         assert!(raw_error_response(b"SIP/2.0 200 OK\r\n\r\n", 400, "x").is_none());
         assert!(raw_error_response(b"\xff\xfe", 400, "x").is_none());
-        assert!(raw_error_response(b"FOO sip:x SIP/2.0\r\nFrom: a\r\n\r\n", 400, "x").is_none(), "no Via: cannot answer");
+        assert!(
+            raw_error_response(b"FOO sip:x SIP/2.0\r\nFrom: a\r\n\r\n", 400, "x").is_none(),
+            "no Via: cannot answer"
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         [] => Ok(Command::Run { config: None }),
         [flag] if flag == "-h" || flag == "--help" || flag == "help" => Ok(Command::Help),
         [flag] if flag == "-V" || flag == "--version" => Ok(Command::Version),
-        [flag, file] if flag == "--config" || flag == "-c" => Ok(Command::Run { config: Some(file.clone()) }),
+        [flag, file] if flag == "--config" || flag == "-c" => Ok(Command::Run {
+            config: Some(file.clone()),
+        }),
         [cmd, file] if cmd == "check-config" => Ok(Command::CheckConfig { file: file.clone() }),
         [cmd] if cmd == "check-config" => Err("check-config needs a FILE".into()),
         _ => Err(format!("unrecognised arguments: {}", args.join(" "))),
@@ -47,7 +49,8 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
 /// Read and validate a config file. The error text names the file, and for each problem the key
 /// and what was expected.
 pub fn load(file: &str) -> Result<Config, String> {
-    let text = std::fs::read_to_string(Path::new(file)).map_err(|e| format!("{file}: cannot read: {e}"))?;
+    let text = std::fs::read_to_string(Path::new(file))
+        .map_err(|e| format!("{file}: cannot read: {e}"))?;
     Config::from_toml(&text, file).map_err(|e| e.to_string())
 }
 
@@ -63,8 +66,18 @@ mod tests {
     #[test]
     fn parses_commands() {
         assert_eq!(parse(&[]).unwrap(), Command::Run { config: None });
-        assert_eq!(parse(&s(&["--config", "a.toml"])).unwrap(), Command::Run { config: Some("a.toml".into()) });
-        assert_eq!(parse(&s(&["check-config", "a.toml"])).unwrap(), Command::CheckConfig { file: "a.toml".into() });
+        assert_eq!(
+            parse(&s(&["--config", "a.toml"])).unwrap(),
+            Command::Run {
+                config: Some("a.toml".into())
+            }
+        );
+        assert_eq!(
+            parse(&s(&["check-config", "a.toml"])).unwrap(),
+            Command::CheckConfig {
+                file: "a.toml".into()
+            }
+        );
         assert!(parse(&s(&["check-config"])).is_err());
         assert!(parse(&s(&["--bogus"])).is_err());
     }
@@ -72,6 +85,9 @@ mod tests {
     #[test]
     fn load_names_the_file_when_missing() {
         let err = load("/nonexistent/bibridge.toml").unwrap_err();
-        assert!(err.starts_with("/nonexistent/bibridge.toml: cannot read"), "{err}");
+        assert!(
+            err.starts_with("/nonexistent/bibridge.toml: cannot read"),
+            "{err}"
+        );
     }
 }

@@ -38,7 +38,11 @@ pub enum ServerError {
 
 /// Input for the engine task.
 pub(crate) enum Input {
-    Sip { data: bytes::Bytes, source: SocketAddr, transport: Transport },
+    Sip {
+        data: bytes::Bytes,
+        source: SocketAddr,
+        transport: Transport,
+    },
     Media(MediaEvent),
 }
 
@@ -141,17 +145,27 @@ async fn engine_task(
         while let Some(cmd) = engine.poll_media() {
             match cmd {
                 MediaCommand::Open { call, legs } => {
-                    match media::CallMedia::open(call, rtp_ip, &legs, inactivity, self_tx.clone()).await {
+                    match media::CallMedia::open(call, rtp_ip, &legs, inactivity, self_tx.clone())
+                        .await
+                    {
                         Ok(m) => {
                             calls.insert(call, m);
                         }
                         Err(e) => {
                             warn!(call, error = %e, "cannot open media ports");
-                            engine.handle_media_event(Instant::now(), MediaEvent::OpenFailed { call });
+                            engine.handle_media_event(
+                                Instant::now(),
+                                MediaEvent::OpenFailed { call },
+                            );
                         }
                     }
                 }
-                MediaCommand::Update { call, side, remote, hold } => {
+                MediaCommand::Update {
+                    call,
+                    side,
+                    remote,
+                    hold,
+                } => {
                     if let Some(m) = calls.get(&call) {
                         m.update(side, remote, hold);
                     }

@@ -47,7 +47,9 @@ fn main() -> ExitCode {
                 },
             };
             tracing_subscriber::fmt()
-                .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+                .with_env_filter(
+                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+                )
                 .init();
             run(cfg)
         }
@@ -55,7 +57,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cfg: Config) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("bibridge: cannot start the runtime: {e}");

@@ -18,7 +18,11 @@ use tracing::{debug, info_span, trace, Instrument};
 use crate::Input;
 
 enum Ctl {
-    Update { side: Side, remote: Option<SocketAddr>, hold: bool },
+    Update {
+        side: Side,
+        remote: Option<SocketAddr>,
+        hold: bool,
+    },
 }
 
 /// Handle to a call's media task. Dropping the handle (or [`CallMedia::close`]) stops the task
@@ -35,12 +39,22 @@ struct LegSockets {
 }
 
 impl CallMedia {
-    pub async fn open(call: CallId, ip: IpAddr, legs: &[LegSetup; 2], inactivity: Option<Duration>, to_engine: mpsc::Sender<Input>) -> io::Result<CallMedia> {
+    pub async fn open(
+        call: CallId,
+        ip: IpAddr,
+        legs: &[LegSetup; 2],
+        inactivity: Option<Duration>,
+        to_engine: mpsc::Sender<Input>,
+    ) -> io::Result<CallMedia> {
         let mut socks = Vec::with_capacity(2);
         for leg in legs {
             let rtp = UdpSocket::bind(SocketAddr::new(ip, leg.port)).await?;
             let rtcp = UdpSocket::bind(SocketAddr::new(ip, leg.port.wrapping_add(1))).await?;
-            socks.push(LegSockets { rtp, rtcp, state: LegMedia::new(leg.remote) });
+            socks.push(LegSockets {
+                rtp,
+                rtcp,
+                state: LegMedia::new(leg.remote),
+            });
         }
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let b = socks.pop();
@@ -49,7 +63,8 @@ impl CallMedia {
             return Err(io::Error::other("two legs expected"));
         };
         let span = info_span!("media", call);
-        let task = tokio::spawn(relay(call, [a, b], inactivity, ctl_rx, to_engine).instrument(span));
+        let task =
+            tokio::spawn(relay(call, [a, b], inactivity, ctl_rx, to_engine).instrument(span));
         Ok(CallMedia { ctl, task })
     }
 
@@ -75,7 +90,13 @@ fn idx(side: Side) -> usize {
     }
 }
 
-async fn relay(call: CallId, mut legs: [LegSockets; 2], inactivity: Option<Duration>, mut ctl: mpsc::UnboundedReceiver<Ctl>, to_engine: mpsc::Sender<Input>) {
+async fn relay(
+    call: CallId,
+    mut legs: [LegSockets; 2],
+    inactivity: Option<Duration>,
+    mut ctl: mpsc::UnboundedReceiver<Ctl>,
+    to_engine: mpsc::Sender<Input>,
+) {
     // One buffer per socket, reused for every packet: no allocation on the packet path.
     let mut bufs = [[0u8; 2048]; 4];
     let mut timer = inactivity.map(InactivityTimer::new);
@@ -119,7 +140,9 @@ async fn relay(call: CallId, mut legs: [LegSockets; 2], inactivity: Option<Durat
                 None
             }
         };
-        let Some((from, rtcp, n, src)) = got else { continue };
+        let Some((from, rtcp, n, src)) = got else {
+            continue;
+        };
         let now = Instant::now();
         let to = 1 - from;
         let buf = &bufs[from * 2 + usize::from(rtcp)][..n];

@@ -28,9 +28,22 @@ pub struct Udp {
 }
 
 impl Udp {
-    pub async fn bind(addr: SocketAddr, to_engine: mpsc::Sender<Input>) -> Result<Udp, ServerError> {
-        let socket = UdpSocket::bind(addr).await.map_err(|source| ServerError::Bind { what: "SIP UDP", addr, source })?;
-        let local = socket.local_addr().map_err(|source| ServerError::Bind { what: "SIP UDP", addr, source })?;
+    pub async fn bind(
+        addr: SocketAddr,
+        to_engine: mpsc::Sender<Input>,
+    ) -> Result<Udp, ServerError> {
+        let socket = UdpSocket::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "SIP UDP",
+                addr,
+                source,
+            })?;
+        let local = socket.local_addr().map_err(|source| ServerError::Bind {
+            what: "SIP UDP",
+            addr,
+            source,
+        })?;
         let socket = Arc::new(socket);
         let rx = socket.clone();
         tokio::spawn(async move {
@@ -40,7 +53,15 @@ impl Udp {
                     Ok((n, source)) => {
                         trace!(%source, bytes = n, "SIP/UDP in");
                         let data = Bytes::copy_from_slice(&buf[..n]);
-                        if to_engine.send(Input::Sip { data, source, transport: Transport::Udp }).await.is_err() {
+                        if to_engine
+                            .send(Input::Sip {
+                                data,
+                                source,
+                                transport: Transport::Udp,
+                            })
+                            .await
+                            .is_err()
+                        {
                             break;
                         }
                     }
@@ -73,9 +94,22 @@ pub struct Tcp {
 }
 
 impl Tcp {
-    pub async fn bind(addr: SocketAddr, to_engine: mpsc::Sender<Input>) -> Result<Tcp, ServerError> {
-        let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { what: "SIP TCP", addr, source })?;
-        let local = listener.local_addr().map_err(|source| ServerError::Bind { what: "SIP TCP", addr, source })?;
+    pub async fn bind(
+        addr: SocketAddr,
+        to_engine: mpsc::Sender<Input>,
+    ) -> Result<Tcp, ServerError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "SIP TCP",
+                addr,
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| ServerError::Bind {
+            what: "SIP TCP",
+            addr,
+            source,
+        })?;
         let conns: Conns = Arc::default();
         let (c, tx) = (conns.clone(), to_engine.clone());
         tokio::spawn(async move {
@@ -89,7 +123,11 @@ impl Tcp {
                 }
             }
         });
-        Ok(Tcp { local, conns, to_engine })
+        Ok(Tcp {
+            local,
+            conns,
+            to_engine,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -117,7 +155,12 @@ impl Tcp {
     }
 }
 
-fn spawn_connection(stream: TcpStream, peer: SocketAddr, conns: Conns, to_engine: mpsc::Sender<Input>) -> mpsc::UnboundedSender<Bytes> {
+fn spawn_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    conns: Conns,
+    to_engine: mpsc::Sender<Input>,
+) -> mpsc::UnboundedSender<Bytes> {
     let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
     if let Ok(mut m) = conns.lock() {
         m.insert(peer, tx.clone());
@@ -141,7 +184,15 @@ fn spawn_connection(stream: TcpStream, peer: SocketAddr, conns: Conns, to_engine
                 match frame(&buf) {
                     Framing::Message(len) => {
                         let data = buf.split_to(len).freeze();
-                        if to_engine.send(Input::Sip { data, source: peer, transport: Transport::Tcp }).await.is_err() {
+                        if to_engine
+                            .send(Input::Sip {
+                                data,
+                                source: peer,
+                                transport: Transport::Tcp,
+                            })
+                            .await
+                            .is_err()
+                        {
                             break 'conn;
                         }
                     }
@@ -183,15 +234,24 @@ enum Framing {
 /// Find the first complete message in a TCP stream buffer (RFC 3261 §18.3: Content-Length is
 /// mandatory on stream transports).
 fn frame(buf: &[u8]) -> Framing {
-    let lead = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let lead = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
     if lead > 0 {
         return Framing::Skip(lead);
     }
     let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() > MAX_MESSAGE { Framing::Invalid } else { Framing::Incomplete };
+        return if buf.len() > MAX_MESSAGE {
+            Framing::Invalid
+        } else {
+            Framing::Incomplete
+        };
     };
     let head = &buf[..head_end];
-    let Ok(head) = std::str::from_utf8(head) else { return Framing::Invalid };
+    let Ok(head) = std::str::from_utf8(head) else {
+        return Framing::Invalid;
+    };
     let mut length = None;
     for line in head.split("\r\n").skip(1) {
         if let Some((name, value)) = line.split_once(':') {
@@ -204,7 +264,9 @@ fn frame(buf: &[u8]) -> Framing {
             }
         }
     }
-    let Some(length) = length else { return Framing::Invalid };
+    let Some(length) = length else {
+        return Framing::Invalid;
+    };
     let total = head_end + 4 + length;
     if total > MAX_MESSAGE {
         return Framing::Invalid;
@@ -226,8 +288,15 @@ mod tests {
         assert_eq!(frame(msg), Framing::Message(msg.len()));
         assert_eq!(frame(&msg[..msg.len() - 1]), Framing::Incomplete);
         assert_eq!(frame(b"\r\n\r\nOPTIONS"), Framing::Skip(4));
-        assert_eq!(frame(b"OPTIONS sip:x SIP/2.0\r\n\r\n"), Framing::Invalid, "no Content-Length on TCP");
-        assert_eq!(frame(b"OPTIONS sip:x SIP/2.0\r\nl: x\r\n\r\n"), Framing::Invalid);
+        assert_eq!(
+            frame(b"OPTIONS sip:x SIP/2.0\r\n\r\n"),
+            Framing::Invalid,
+            "no Content-Length on TCP"
+        );
+        assert_eq!(
+            frame(b"OPTIONS sip:x SIP/2.0\r\nl: x\r\n\r\n"),
+            Framing::Invalid
+        );
         let mut two = msg.to_vec();
         two.extend_from_slice(msg);
         assert_eq!(frame(&two), Framing::Message(msg.len()));

@@ -51,18 +51,27 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Lab {
     tweak(&mut cfg);
     let server = Server::start(cfg.clone()).await.unwrap();
     let sip = server.udp_addr().unwrap();
-    Lab { server, sip, trunk_addr, cfg }
+    Lab {
+        server,
+        sip,
+        trunk_addr,
+        cfg,
+    }
 }
 
 impl Lab {
     /// The trunk's UA (the "customer" side of calls from the PSTN), on the trusted address.
     pub async fn trunk_ua(&self) -> TestUa {
-        TestUa::bind_on(self.trunk_addr, "customer", "", self.sip).await.unwrap()
+        TestUa::bind_on(self.trunk_addr, "customer", "", self.sip)
+            .await
+            .unwrap()
     }
 
     /// A user's phone, registered with its lab password.
     pub async fn registered(&self, ext: &str) -> TestUa {
-        let mut ua = TestUa::bind(ext, &format!("lab{ext}"), self.sip).await.unwrap();
+        let mut ua = TestUa::bind(ext, &format!("lab{ext}"), self.sip)
+            .await
+            .unwrap();
         let r = ua.register(3600, None).await.unwrap();
         assert_eq!(r.status_code.code(), 200, "REGISTER {ext}");
         ua
@@ -88,36 +97,66 @@ pub async fn connect_call(lab: &Lab, agent_ext: &str) -> ConnectedCall {
     let mut trunk = lab.trunk_ua().await;
     let customer_rtp = RtpPeer::bind().await.unwrap();
     let agent_rtp = RtpPeer::bind().await.unwrap();
-    let offer = bibridge_testkit::ua::sdp_offer(customer_rtp.local_addr(), &[0, 8, 101], "sendrecv");
+    let offer =
+        bibridge_testkit::ua::sdp_offer(customer_rtp.local_addr(), &[0, 8, 101], "sendrecv");
     let mut trunk_call = trunk.invite(agent_ext, &offer, false).await.unwrap();
     let incoming = agent.wait_invite(Duration::from_secs(5)).await.unwrap();
     let anchor_agent = sdp_connection(incoming.sdp.as_deref().unwrap()).unwrap();
-    assert_ne!(anchor_agent, customer_rtp.local_addr(), "media must be anchored");
+    assert_ne!(
+        anchor_agent,
+        customer_rtp.local_addr(),
+        "media must be anchored"
+    );
     let answer = bibridge_testkit::ua::sdp_offer(agent_rtp.local_addr(), &[0, 101], "sendrecv");
     let agent_call = agent.answer(&incoming, &answer).await.unwrap();
-    let ok = trunk.wait_final(&mut trunk_call, Duration::from_secs(5)).await.unwrap();
+    let ok = trunk
+        .wait_final(&mut trunk_call, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(ok.status_code.code(), 200);
     let anchor_customer = sdp_connection(trunk_call.remote_sdp.as_deref().unwrap()).unwrap();
-    assert_ne!(anchor_customer, agent_rtp.local_addr(), "media must be anchored");
-    ConnectedCall { trunk, agent, trunk_call, agent_call, customer_rtp, agent_rtp, anchor_customer, anchor_agent }
+    assert_ne!(
+        anchor_customer,
+        agent_rtp.local_addr(),
+        "media must be anchored"
+    );
+    ConnectedCall {
+        trunk,
+        agent,
+        trunk_call,
+        agent_call,
+        customer_rtp,
+        agent_rtp,
+        anchor_customer,
+        anchor_agent,
+    }
 }
 
 impl ConnectedCall {
     /// Both parties talk: customer 440 Hz, agent 1000 Hz, PCMU, −20 dBFS.
     pub fn talk(&self) {
-        self.customer_rtp.start_sending(self.anchor_customer, Some(CUSTOMER_HZ), LEVEL, 0);
-        self.agent_rtp.start_sending(self.anchor_agent, Some(AGENT_HZ), LEVEL, 0);
+        self.customer_rtp
+            .start_sending(self.anchor_customer, Some(CUSTOMER_HZ), LEVEL, 0);
+        self.agent_rtp
+            .start_sending(self.anchor_agent, Some(AGENT_HZ), LEVEL, 0);
     }
 }
 
 /// Assert who hears what: `wanted` at `LEVEL` ± `tol` dB, every `unwanted` below −60 dBFS.
 /// Only the last second of audio is analysed (the start may hold silence before the latch).
 pub fn assert_hears(who: &str, audio: &[i16], wanted: &[f64], unwanted: &[f64], tol: f64) {
-    assert!(audio.len() >= 8000, "{who}: only {} samples received", audio.len());
+    assert!(
+        audio.len() >= 8000,
+        "{who}: only {} samples received",
+        audio.len()
+    );
     let tail = &audio[audio.len() - 8000..];
     for &f in wanted {
         let l = tone_level_dbfs(tail, f, 8000);
-        assert!((l - LEVEL).abs() <= tol, "{who} should hear {f} Hz at {LEVEL} dBFS ±{tol}, got {l:.2}");
+        assert!(
+            (l - LEVEL).abs() <= tol,
+            "{who} should hear {f} Hz at {LEVEL} dBFS ±{tol}, got {l:.2}"
+        );
     }
     for &f in unwanted {
         let l = tone_level_dbfs(tail, f, 8000);

@@ -74,7 +74,12 @@ pub enum MediaCommand {
     /// Bind both legs' ports and start relaying.
     Open { call: CallId, legs: [LegSetup; 2] },
     /// A leg's remote address or hold state changed (answer, re-INVITE).
-    Update { call: CallId, side: Side, remote: Option<SocketAddr>, hold: bool },
+    Update {
+        call: CallId,
+        side: Side,
+        remote: Option<SocketAddr>,
+        hold: bool,
+    },
     /// Stop relaying and close the sockets; the engine has already returned the ports to its pool.
     Close { call: CallId },
 }
@@ -112,10 +117,10 @@ struct Leg {
 }
 
 impl Leg {
-    fn from_value(&self) -> String {
+    fn local_party(&self) -> String {
         format!("{};tag={}", self.local_uri, self.local_tag)
     }
-    fn to_value(&self) -> String {
+    fn remote_party(&self) -> String {
         match &self.remote_tag {
             Some(t) => format!("{};tag={}", self.remote_uri, t),
             None => self.remote_uri.clone(),
@@ -188,11 +193,24 @@ enum ClientPurpose {
 /// A lifecycle notice for observers (logs today; events API later).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    Registered { user: String },
-    Unregistered { user: String },
-    CallStarted { call: CallId, caller: String, callee: String },
-    CallAnswered { call: CallId },
-    CallEnded { call: CallId, reason: String },
+    Registered {
+        user: String,
+    },
+    Unregistered {
+        user: String,
+    },
+    CallStarted {
+        call: CallId,
+        caller: String,
+        callee: String,
+    },
+    CallAnswered {
+        call: CallId,
+    },
+    CallEnded {
+        call: CallId,
+        reason: String,
+    },
 }
 
 /// The sans-IO B2BUA.
@@ -278,7 +296,13 @@ impl Engine {
     }
 
     /// One datagram (UDP) or one framed message (TCP) from the wire.
-    pub fn handle_datagram(&mut self, now: Instant, data: &[u8], source: SocketAddr, transport: Transport) {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         // Keep-alives (RFC 5626 CRLF) are not messages.
         if data.iter().all(|b| b.is_ascii_whitespace()) {
             return;
@@ -289,7 +313,22 @@ impl Engine {
                 debug!(%source, reason = %e.reason, "unparsable SIP message");
                 let known = matches!(
                     wire::request_method(data),
-                    Some("INVITE" | "ACK" | "BYE" | "CANCEL" | "OPTIONS" | "REGISTER" | "INFO" | "UPDATE" | "PRACK" | "SUBSCRIBE" | "NOTIFY" | "MESSAGE" | "REFER" | "PUBLISH")
+                    Some(
+                        "INVITE"
+                            | "ACK"
+                            | "BYE"
+                            | "CANCEL"
+                            | "OPTIONS"
+                            | "REGISTER"
+                            | "INFO"
+                            | "UPDATE"
+                            | "PRACK"
+                            | "SUBSCRIBE"
+                            | "NOTIFY"
+                            | "MESSAGE"
+                            | "REFER"
+                            | "PUBLISH"
+                    )
                 );
                 let (code, reason) = if wire::request_method(data).is_some() && !known {
                     (501, "Not Implemented".to_string())
@@ -297,7 +336,11 @@ impl Engine {
                     (400, e.reason.clone())
                 };
                 if let Some(resp) = wire::raw_error_response(data, code, &reason) {
-                    self.transmits.push_back(Transmit { transport, dest: source, data: resp.into() });
+                    self.transmits.push_back(Transmit {
+                        transport,
+                        dest: source,
+                        data: resp.into(),
+                    });
                 }
             }
         }
@@ -310,7 +353,8 @@ impl Engine {
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING;
             self.digest.prune(now);
-            self.ended_dialogs.retain(|_, t| now.saturating_duration_since(*t) < ENDED_DIALOG_MEMORY);
+            self.ended_dialogs
+                .retain(|_, t| now.saturating_duration_since(*t) < ENDED_DIALOG_MEMORY);
         }
         for user in self.registrar.expire(now) {
             info!(%user, "registration expired");
@@ -338,7 +382,9 @@ impl Engine {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front().or_else(|| self.txl.poll_transmit())
+        self.transmits
+            .pop_front()
+            .or_else(|| self.txl.poll_transmit())
     }
 
     pub fn poll_media(&mut self) -> Option<MediaCommand> {
@@ -350,19 +396,31 @@ impl Engine {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        [self.txl.poll_timeout(), self.registrar.poll_timeout(), Some(self.next_housekeeping)]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.txl.poll_timeout(),
+            self.registrar.poll_timeout(),
+            Some(self.next_housekeeping),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn process(&mut self, now: Instant) {
         while let Some(ev) = self.txl.poll_event() {
             match ev {
-                TxEvent::Request { key, request, source, transport } => {
-                    self.on_request(now, key, request, source, transport)
-                }
-                TxEvent::Cancel { key, invite, request, .. } => self.on_cancel(now, key, invite, request),
+                TxEvent::Request {
+                    key,
+                    request,
+                    source,
+                    transport,
+                } => self.on_request(now, key, request, source, transport),
+                TxEvent::Cancel {
+                    key,
+                    invite,
+                    request,
+                    ..
+                } => self.on_cancel(now, key, invite, request),
                 TxEvent::Ack { request, .. } => self.on_ack(now, request),
                 TxEvent::Response { key, response } => self.on_response(now, key, response),
                 TxEvent::StrayResponse { response, .. } => self.on_stray_response(response),
@@ -410,7 +468,15 @@ impl Engine {
         }
     }
 
-    fn respond(&mut self, now: Instant, key: &TxKey, req: &rsip::Request, code: u16, reason: &str, to_tag: Option<&str>, extra: &[(&str, String)]) {
+    fn respond(
+        &mut self,
+        now: Instant,
+        (key, req): (&TxKey, &rsip::Request),
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+        extra: &[(&str, String)],
+    ) {
         let mut resp = message::response(req, code, reason, to_tag);
         for (k, v) in extra {
             resp.headers.push(message::make_header(k, v));
@@ -421,7 +487,15 @@ impl Engine {
         }
     }
 
-    fn respond_sdp(&mut self, now: Instant, key: &TxKey, req: &rsip::Request, code: u16, reason: &str, to_tag: &str, transport: Transport, sdp: Option<Vec<u8>>) {
+    fn respond_sdp(
+        &mut self,
+        now: Instant,
+        (key, req): (&TxKey, &rsip::Request),
+        (code, reason): (u16, &str),
+        to_tag: &str,
+        transport: Transport,
+        sdp: Option<Vec<u8>>,
+    ) {
         let mut resp = message::response(req, code, reason, Some(to_tag));
         message::set_header(&mut resp.headers, "Contact", &self.contact(transport));
         message::set_header(&mut resp.headers, "Server", &self.cfg.sip.user_agent);
@@ -439,7 +513,15 @@ impl Engine {
     }
 
     /// Originate a request on a leg (BYE, re-INVITE, CANCEL is separate). Returns its key.
-    fn send_in_dialog(&mut self, now: Instant, call_id: CallId, side: Side, method: &str, body: Option<Vec<u8>>, purpose: ClientPurpose) -> Option<TxKey> {
+    fn send_in_dialog(
+        &mut self,
+        now: Instant,
+        call_id: CallId,
+        side: Side,
+        method: &str,
+        body: Option<Vec<u8>>,
+        purpose: ClientPurpose,
+    ) -> Option<TxKey> {
         let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
         let ua = self.cfg.sip.user_agent.clone();
         let call = self.calls.get_mut(&call_id)?;
@@ -455,8 +537,8 @@ impl Engine {
             Transport::Udp => format!("<sip:bibridge@{via}>"),
             Transport::Tcp => format!("<sip:bibridge@{via};transport=tcp>"),
         };
-        let from = leg.from_value();
-        let to = leg.to_value();
+        let from = leg.local_party();
+        let to = leg.remote_party();
         let bytes = wire::build(
             &OutRequest {
                 method,
@@ -490,7 +572,12 @@ impl Engine {
     }
 
     /// Anchor `sdp` on `side`'s port, bump that leg's origin version if it changed, remember it.
-    fn anchored_sdp(&mut self, call_id: CallId, side: Side, mut sdp: rtc_sdp::description::session::SessionDescription) -> Option<Vec<u8>> {
+    fn anchored_sdp(
+        &mut self,
+        call_id: CallId,
+        side: Side,
+        mut sdp: rtc_sdp::description::session::SessionDescription,
+    ) -> Option<Vec<u8>> {
         let ip = self.cfg.rtp.address;
         let call = self.calls.get_mut(&call_id)?;
         let leg = call.leg_mut(side);
@@ -509,7 +596,9 @@ impl Engine {
     }
 
     fn set_remote_media(&mut self, call_id: CallId, side: Side, info: AudioInfo) {
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         let hold = info.direction.is_hold();
         let idx = if side == Side::A { 0 } else { 1 };
         call.hold[idx] = hold;
@@ -517,12 +606,19 @@ impl Engine {
         call.leg_mut(side).remote_media = Some(info);
         let _span = call.span.enter();
         debug!(?side, ?remote, hold, "leg media updated");
-        self.media.push_back(MediaCommand::Update { call: call_id, side, remote, hold: call.hold[0] || call.hold[1] });
+        self.media.push_back(MediaCommand::Update {
+            call: call_id,
+            side,
+            remote,
+            hold: call.hold[0] || call.hold[1],
+        });
     }
 
     /// Terminate a call from our side: final error to a pending A INVITE, CANCEL/BYE to B, BYE to A.
     fn end_call(&mut self, now: Instant, call_id: CallId, reason: &str) {
-        let Some(call) = self.calls.get(&call_id) else { return };
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
         let state = call.state;
         {
             let _s = call.span.enter();
@@ -534,9 +630,22 @@ impl Engine {
                 self.send_in_dialog(now, call_id, Side::B, "BYE", None, ClientPurpose::Bye);
             }
             CallState::Routing => {
-                if let Some((key, req)) = self.calls.get_mut(&call_id).and_then(|c| c.a_invite.take()) {
-                    let tag = self.calls.get(&call_id).map(|c| c.a.local_tag.clone()).unwrap_or_default();
-                    self.respond(now, &key, &req, 503, "Service Unavailable", Some(&tag), &[]);
+                if let Some((key, req)) =
+                    self.calls.get_mut(&call_id).and_then(|c| c.a_invite.take())
+                {
+                    let tag = self
+                        .calls
+                        .get(&call_id)
+                        .map(|c| c.a.local_tag.clone())
+                        .unwrap_or_default();
+                    self.respond(
+                        now,
+                        (&key, &req),
+                        503,
+                        "Service Unavailable",
+                        Some(&tag),
+                        &[],
+                    );
                 }
                 self.cancel_b(now, call_id);
             }
@@ -546,12 +655,16 @@ impl Engine {
 
     /// CANCEL B's INVITE, or remember to once a provisional response arrives (RFC 3261 §9.1).
     fn cancel_b(&mut self, now: Instant, call_id: CallId) {
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         if !call.b_provisional_seen {
             call.cancel_pending = true;
             return;
         }
-        let Some((_, invite)) = call.b_invite.as_ref() else { return };
+        let Some((_, invite)) = call.b_invite.as_ref() else {
+            return;
+        };
         let invite = invite.clone();
         let (peer, transport) = (call.b.peer, call.b.transport);
         let mut text = format!("CANCEL {} SIP/2.0\r\n", invite.uri);
@@ -561,7 +674,9 @@ impl Engine {
             }
         }
         let num = message::cseq(&invite.headers).map(|(n, _)| n).unwrap_or(1);
-        text.push_str(&format!("CSeq: {num} CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"));
+        text.push_str(&format!(
+            "CSeq: {num} CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ));
         if let Ok(rsip::SipMessage::Request(req)) = message::parse(text.as_bytes()) {
             let key = self.txl.send_request(now, req, peer, transport);
             self.client.insert(key, (call_id, ClientPurpose::Cancel));
@@ -569,10 +684,13 @@ impl Engine {
     }
 
     fn remove_call(&mut self, now: Instant, call_id: CallId, reason: &str) {
-        let Some(call) = self.calls.remove(&call_id) else { return };
+        let Some(call) = self.calls.remove(&call_id) else {
+            return;
+        };
         if call.state == CallState::Routing {
             if let Some((key, _)) = &call.b_invite {
-                self.orphans.insert(key.clone(), (call.b.peer, call.b.transport));
+                self.orphans
+                    .insert(key.clone(), (call.b.peer, call.b.transport));
             }
         }
         for leg in [&call.a, &call.b] {
@@ -587,7 +705,9 @@ impl Engine {
         let _s = call.span.enter();
         let duration = call.connected_at.map(|t| now.saturating_duration_since(t));
         info!(reason, ?duration, "call ended");
-        self.notices.push_back(Notice::CallEnded { call: call_id, reason: reason.to_string() });
+        self.notices.push_back(Notice::CallEnded {
+            call: call_id,
+            reason: reason.to_string(),
+        });
     }
 }
-

@@ -4,7 +4,14 @@
 use super::*;
 
 /// Methods we know but do not serve: 405 with Allow (RFC 3261 §8.2.1) rather than 501.
-const KNOWN_UNSUPPORTED: &[&str] = &["SUBSCRIBE", "NOTIFY", "MESSAGE", "REFER", "PUBLISH", "PRACK"];
+const KNOWN_UNSUPPORTED: &[&str] = &[
+    "SUBSCRIBE",
+    "NOTIFY",
+    "MESSAGE",
+    "REFER",
+    "PUBLISH",
+    "PRACK",
+];
 
 /// Who is calling, once trusted.
 enum Caller {
@@ -22,7 +29,14 @@ struct Target {
 }
 
 impl Engine {
-    pub(super) fn on_request(&mut self, now: Instant, key: TxKey, req: rsip::Request, source: SocketAddr, transport: Transport) {
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        key: TxKey,
+        req: rsip::Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         let method = req.method.to_string();
         // In-dialog requests carry our tag in To.
         if let Some(tag) = message::to_tag(&req.headers) {
@@ -32,11 +46,18 @@ impl Engine {
                 self.on_in_dialog(now, key, req, call, side);
             } else if method == "BYE" && self.ended_dialogs.contains_key(&dkey) {
                 // BYEs crossed: the call is already gone on our side.
-                self.respond(now, &key, &req, 200, "OK", None, &[]);
+                self.respond(now, (&key, &req), 200, "OK", None, &[]);
             } else if method == "OPTIONS" {
                 self.on_options(now, &key, &req);
             } else {
-                self.respond(now, &key, &req, 481, "Call/Transaction Does Not Exist", None, &[]);
+                self.respond(
+                    now,
+                    (&key, &req),
+                    481,
+                    "Call/Transaction Does Not Exist",
+                    None,
+                    &[],
+                );
             }
             return;
         }
@@ -44,13 +65,30 @@ impl Engine {
             "OPTIONS" => self.on_options(now, &key, &req),
             "REGISTER" => self.on_register(now, &key, &req, source, transport),
             "INVITE" => self.on_invite(now, key, req, source, transport),
-            "BYE" | "INFO" | "UPDATE" => {
-                self.respond(now, &key, &req, 481, "Call/Transaction Does Not Exist", None, &[])
-            }
-            m if KNOWN_UNSUPPORTED.contains(&m) => {
-                self.respond(now, &key, &req, 405, "Method Not Allowed", None, &[("Allow", wire::ALLOW.to_string())])
-            }
-            _ => self.respond(now, &key, &req, 501, "Not Implemented", None, &[("Allow", wire::ALLOW.to_string())]),
+            "BYE" | "INFO" | "UPDATE" => self.respond(
+                now,
+                (&key, &req),
+                481,
+                "Call/Transaction Does Not Exist",
+                None,
+                &[],
+            ),
+            m if KNOWN_UNSUPPORTED.contains(&m) => self.respond(
+                now,
+                (&key, &req),
+                405,
+                "Method Not Allowed",
+                None,
+                &[("Allow", wire::ALLOW.to_string())],
+            ),
+            _ => self.respond(
+                now,
+                (&key, &req),
+                501,
+                "Not Implemented",
+                None,
+                &[("Allow", wire::ALLOW.to_string())],
+            ),
         }
     }
 
@@ -61,12 +99,17 @@ impl Engine {
             ("Supported", wire::SUPPORTED.to_string()),
         ];
         let tag = self.ids.tag();
-        self.respond(now, key, req, 200, "OK", Some(&tag), &extra);
+        self.respond(now, (key, req), 200, "OK", Some(&tag), &extra);
     }
 
     /// Check digest credentials. `Ok(user)` when authenticated; otherwise the 401 challenge has
     /// been sent and `Err(())` returned.
-    fn authenticate(&mut self, now: Instant, key: &TxKey, req: &rsip::Request) -> Result<String, ()> {
+    fn authenticate(
+        &mut self,
+        now: Instant,
+        key: &TxKey,
+        req: &rsip::Request,
+    ) -> Result<String, ()> {
         let method = req.method.to_string();
         let header = message::header(&req.headers, "Authorization")
             .or_else(|| message::header(&req.headers, "Proxy-Authorization"));
@@ -75,7 +118,10 @@ impl Engine {
             Some(value) => {
                 let users = &self.cfg.users;
                 let outcome = self.digest.verify(now, &method, &value, |name| {
-                    users.iter().find(|u| u.extension == name).map(|u| u.password.clone())
+                    users
+                        .iter()
+                        .find(|u| u.extension == name)
+                        .map(|u| u.password.clone())
                 });
                 match outcome {
                     AuthOutcome::Ok { username } => return Ok(username),
@@ -88,13 +134,23 @@ impl Engine {
             }
         };
         let challenges = self.digest.challenge(now, stale);
-        let extra: Vec<(&str, String)> = challenges.into_iter().map(|c| ("WWW-Authenticate", c)).collect();
+        let extra: Vec<(&str, String)> = challenges
+            .into_iter()
+            .map(|c| ("WWW-Authenticate", c))
+            .collect();
         let tag = self.ids.tag();
-        self.respond(now, key, req, 401, "Unauthorized", Some(&tag), &extra);
+        self.respond(now, (key, req), 401, "Unauthorized", Some(&tag), &extra);
         Err(())
     }
 
-    fn on_register(&mut self, now: Instant, key: &TxKey, req: &rsip::Request, source: SocketAddr, transport: Transport) {
+    fn on_register(
+        &mut self,
+        now: Instant,
+        key: &TxKey,
+        req: &rsip::Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         let to = message::header(&req.headers, "To").unwrap_or_default();
         let aor = wire::addr_uri(&to);
         let user = aor
@@ -103,12 +159,21 @@ impl Engine {
             .and_then(|r| r.split_once('@'))
             .map(|(u, _)| u.to_string());
         let Some(user) = user.filter(|u| self.cfg.user(u).is_some()) else {
-            self.respond(now, key, req, 404, "Not Found", None, &[]);
+            self.respond(now, (key, req), 404, "Not Found", None, &[]);
             return;
         };
-        let Ok(authed) = self.authenticate(now, key, req) else { return };
+        let Ok(authed) = self.authenticate(now, key, req) else {
+            return;
+        };
         if authed != user {
-            self.respond(now, key, req, 403, "Forbidden (credentials do not match the address of record)", None, &[]);
+            self.respond(
+                now,
+                (key, req),
+                403,
+                "Forbidden (credentials do not match the address of record)",
+                None,
+                &[],
+            );
             return;
         }
         let contacts = message::headers_all(&req.headers, "Contact");
@@ -116,7 +181,16 @@ impl Engine {
         let call_id = message::call_id(&req.headers).unwrap_or_default();
         let cseq = message::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
         let was = self.registrar.is_registered(now, &user);
-        let outcome = self.registrar.register(now, &user, &contacts, expires.as_deref(), &call_id, cseq, source, transport);
+        let outcome = self.registrar.register(
+            now,
+            &user,
+            &contacts,
+            expires.as_deref(),
+            &call_id,
+            cseq,
+            source,
+            transport,
+        );
         let tag = self.ids.tag();
         match outcome {
             RegisterOutcome::Ok { bindings } => {
@@ -124,7 +198,7 @@ impl Engine {
                     .iter()
                     .map(|(c, secs)| ("Contact", format!("<{}>;expires={secs}", wire::addr_uri(c))))
                     .collect();
-                self.respond(now, key, req, 200, "OK", Some(&tag), &extra);
+                self.respond(now, (key, req), 200, "OK", Some(&tag), &extra);
                 let is = self.registrar.is_registered(now, &user);
                 if is && !was {
                     info!(%user, %source, "registered");
@@ -134,17 +208,34 @@ impl Engine {
                     self.notices.push_back(Notice::Unregistered { user });
                 }
             }
-            RegisterOutcome::IntervalTooBrief { min_expires } => {
-                self.respond(now, key, req, 423, "Interval Too Brief", Some(&tag), &[("Min-Expires", min_expires.to_string())])
+            RegisterOutcome::IntervalTooBrief { min_expires } => self.respond(
+                now,
+                (key, req),
+                423,
+                "Interval Too Brief",
+                Some(&tag),
+                &[("Min-Expires", min_expires.to_string())],
+            ),
+            RegisterOutcome::Invalid { reason } => {
+                self.respond(now, (key, req), 400, reason, Some(&tag), &[])
             }
-            RegisterOutcome::Invalid { reason } => self.respond(now, key, req, 400, reason, Some(&tag), &[]),
-            RegisterOutcome::OutOfOrder => {
-                self.respond(now, key, req, 500, "Server Internal Error (out-of-order REGISTER)", Some(&tag), &[])
-            }
+            RegisterOutcome::OutOfOrder => self.respond(
+                now,
+                (key, req),
+                500,
+                "Server Internal Error (out-of-order REGISTER)",
+                Some(&tag),
+                &[],
+            ),
         }
     }
 
-    fn route(&self, now: Instant, dialled: &str, caller: &Caller) -> Result<Target, (u16, &'static str)> {
+    fn route(
+        &self,
+        now: Instant,
+        dialled: &str,
+        caller: &Caller,
+    ) -> Result<Target, (u16, &'static str)> {
         if self.cfg.user(dialled).is_some() {
             if let Some(b) = self.registrar.lookup(now, dialled).first() {
                 return Ok(Target {
@@ -174,7 +265,9 @@ impl Engine {
                         // No hairpinning trunk to trunk: the number is simply not ours.
                         return Err((404, "Not Found"));
                     }
-                    let Some(trunk) = self.cfg.trunk(name) else { return Err((404, "Not Found")) };
+                    let Some(trunk) = self.cfg.trunk(name) else {
+                        return Err((404, "Not Found"));
+                    };
                     let transport = match trunk.transport {
                         crate::config::TrunkTransport::Udp => Transport::Udp,
                         crate::config::TrunkTransport::Tcp => Transport::Tcp,
@@ -193,25 +286,40 @@ impl Engine {
         }
     }
 
-    fn on_invite(&mut self, now: Instant, key: TxKey, req: rsip::Request, source: SocketAddr, transport: Transport) {
+    fn on_invite(
+        &mut self,
+        now: Instant,
+        key: TxKey,
+        req: rsip::Request,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
         let local = self.local_addr(transport);
         // A request of ours coming back: a routing loop.
         let vias = message::headers_all(&req.headers, "Via");
         if vias.iter().skip(1).chain(vias.first()).any(|v| {
-            v.contains(&local.to_string()) && wire::param(v, "branch").is_some_and(|b| b.starts_with(wire::BRANCH_MARK))
+            v.contains(&local.to_string())
+                && wire::param(v, "branch").is_some_and(|b| b.starts_with(wire::BRANCH_MARK))
         }) {
-            self.respond(now, &key, &req, 482, "Loop Detected", None, &[]);
+            self.respond(now, (&key, &req), 482, "Loop Detected", None, &[]);
             return;
         }
         let max_forwards = message::max_forwards(&req.headers).unwrap_or(70);
         if max_forwards == 0 {
-            self.respond(now, &key, &req, 483, "Too Many Hops", None, &[]);
+            self.respond(now, (&key, &req), 483, "Too Many Hops", None, &[]);
             return;
         }
         if !req.body.is_empty() {
             let ctype = message::header(&req.headers, "Content-Type").unwrap_or_default();
             if !ctype.to_ascii_lowercase().starts_with("application/sdp") {
-                self.respond(now, &key, &req, 415, "Unsupported Media Type", None, &[("Accept", "application/sdp".into())]);
+                self.respond(
+                    now,
+                    (&key, &req),
+                    415,
+                    "Unsupported Media Type",
+                    None,
+                    &[("Accept", "application/sdp".into())],
+                );
                 return;
             }
         }
@@ -246,25 +354,32 @@ impl Engine {
                         sdp::SdpError::Parse(_) => (400, "Bad Request (unparsable SDP)"),
                         _ => (488, "Not Acceptable Here"),
                     };
-                    self.respond(now, &key, &req, code, reason, Some(&tag), &[]);
+                    self.respond(now, (&key, &req), code, reason, Some(&tag), &[]);
                     return;
                 }
             }
         };
-        self.respond(now, &key, &req, 100, "Trying", None, &[]);
+        self.respond(now, (&key, &req), 100, "Trying", None, &[]);
         let target = match self.route(now, &dialled, &caller) {
             Ok(t) => t,
             Err((code, reason)) => {
                 info!(%dialled, caller = %caller_label, code, "call refused");
                 let tag = self.ids.tag();
-                self.respond(now, &key, &req, code, reason, Some(&tag), &[]);
+                self.respond(now, (&key, &req), code, reason, Some(&tag), &[]);
                 return;
             }
         };
         let (Ok(port_a), Ok(port_b)) = (self.pool.allocate(), self.pool.allocate()) else {
             warn!("RTP port pool exhausted");
             let tag = self.ids.tag();
-            self.respond(now, &key, &req, 503, "Service Unavailable (no media ports)", Some(&tag), &[("Retry-After", "5".into())]);
+            self.respond(
+                now,
+                (&key, &req),
+                503,
+                "Service Unavailable (no media ports)",
+                Some(&tag),
+                &[("Retry-After", "5".into())],
+            );
             return;
         };
         let id = self.next_call;
@@ -286,13 +401,20 @@ impl Engine {
             peer: source,
             transport,
             rtp_port: port_a,
-            origin: Origin { session_id: self.number() as u64, version: 1 },
+            origin: Origin {
+                session_id: self.number() as u64,
+                version: 1,
+            },
             last_sdp_sent: None,
             remote_media: None,
         };
-        let display = wire::display_name(&from).map(|d| format!("\"{d}\" ")).unwrap_or_default();
+        let display = wire::display_name(&from)
+            .map(|d| format!("\"{d}\" "))
+            .unwrap_or_default();
         let b = Leg {
-            call_id: self.ids.call_id(&self.local_addr(target.transport).ip().to_string()),
+            call_id: self
+                .ids
+                .call_id(&self.local_addr(target.transport).ip().to_string()),
             local_tag: self.ids.tag(),
             remote_tag: None,
             local_uri: format!("{display}<sip:{caller_user}@{}>", self.cfg.sip.domain),
@@ -304,13 +426,18 @@ impl Engine {
             peer: target.dest,
             transport: target.transport,
             rtp_port: port_b,
-            origin: Origin { session_id: self.number() as u64, version: 1 },
+            origin: Origin {
+                session_id: self.number() as u64,
+                version: 1,
+            },
             last_sdp_sent: None,
             remote_media: None,
         };
         let offer_info = offer.as_ref().and_then(|s| sdp::audio_info(s).ok());
-        self.dialogs.insert((a.call_id.clone(), a.local_tag.clone()), (id, Side::A));
-        self.dialogs.insert((b.call_id.clone(), b.local_tag.clone()), (id, Side::B));
+        self.dialogs
+            .insert((a.call_id.clone(), a.local_tag.clone()), (id, Side::A));
+        self.dialogs
+            .insert((b.call_id.clone(), b.local_tag.clone()), (id, Side::B));
         self.server_invites.insert(key.clone(), id);
         {
             let _s = span.enter();
@@ -335,19 +462,34 @@ impl Engine {
                 hold: [false; 2],
             },
         );
-        self.notices.push_back(Notice::CallStarted { call: id, caller: caller_label, callee: dialled });
+        self.notices.push_back(Notice::CallStarted {
+            call: id,
+            caller: caller_label,
+            callee: dialled,
+        });
         self.media.push_back(MediaCommand::Open {
             call: id,
             legs: [
-                LegSetup { side: Side::A, port: port_a, remote: offer_info.as_ref().and_then(|i| i.rtp_addr) },
-                LegSetup { side: Side::B, port: port_b, remote: None },
+                LegSetup {
+                    side: Side::A,
+                    port: port_a,
+                    remote: offer_info.as_ref().and_then(|i| i.rtp_addr),
+                },
+                LegSetup {
+                    side: Side::B,
+                    port: port_b,
+                    remote: None,
+                },
             ],
         });
         if let Some(info) = offer_info {
             self.set_remote_media(id, Side::A, info);
         }
         let body = offer.and_then(|s| self.anchored_sdp(id, Side::B, s));
-        let Some(key) = self.send_in_dialog_mf(now, id, body, max_forwards.saturating_sub(1)) else { return };
+        let Some(key) = self.send_in_dialog_mf(now, id, body, max_forwards.saturating_sub(1))
+        else {
+            return;
+        };
         if let Some(c) = self.calls.get_mut(&id) {
             c.b_invite = Some(key);
         }
@@ -355,7 +497,13 @@ impl Engine {
 
     /// The initial INVITE on leg B (like `send_in_dialog`, but with our Max-Forwards and kept
     /// for CANCEL).
-    fn send_in_dialog_mf(&mut self, now: Instant, id: CallId, body: Option<Vec<u8>>, max_forwards: u32) -> Option<(TxKey, rsip::Request)> {
+    fn send_in_dialog_mf(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        body: Option<Vec<u8>>,
+        max_forwards: u32,
+    ) -> Option<(TxKey, rsip::Request)> {
         let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
         let ua = self.cfg.sip.user_agent.clone();
         let transport = self.calls.get(&id)?.b.transport;
@@ -364,8 +512,8 @@ impl Engine {
         let call = self.calls.get_mut(&id)?;
         let leg = &mut call.b;
         leg.local_cseq += 1;
-        let from = leg.from_value();
-        let to = leg.to_value();
+        let from = leg.local_party();
+        let to = leg.remote_party();
         let bytes = wire::build(
             &OutRequest {
                 method: "INVITE",
@@ -395,15 +543,31 @@ impl Engine {
         Some((key, req))
     }
 
-    fn on_in_dialog(&mut self, now: Instant, key: TxKey, req: rsip::Request, call_id: CallId, side: Side) {
+    fn on_in_dialog(
+        &mut self,
+        now: Instant,
+        key: TxKey,
+        req: rsip::Request,
+        call_id: CallId,
+        side: Side,
+    ) {
         let method = req.method.to_string();
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         let cseq = message::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
         let leg = call.leg_mut(side);
         if let Some(last) = leg.remote_cseq {
             if cseq < last || (cseq == last && method != "ACK") {
                 // RFC 3261 §12.2.2: lower CSeq is out of order.
-                self.respond(now, &key, &req, 500, "Server Internal Error (CSeq out of order)", None, &[]);
+                self.respond(
+                    now,
+                    (&key, &req),
+                    500,
+                    "Server Internal Error (CSeq out of order)",
+                    None,
+                    &[],
+                );
                 return;
             }
         }
@@ -419,11 +583,18 @@ impl Engine {
         match method.as_str() {
             "BYE" => {
                 info!(?side, "BYE received");
-                self.respond(now, &key, &req, 200, "OK", None, &[]);
+                self.respond(now, (&key, &req), 200, "OK", None, &[]);
                 let state = self.calls.get(&call_id).map(|c| c.state);
                 match state {
                     Some(CallState::Connected) => {
-                        self.send_in_dialog(now, call_id, side.other(), "BYE", None, ClientPurpose::Bye);
+                        self.send_in_dialog(
+                            now,
+                            call_id,
+                            side.other(),
+                            "BYE",
+                            None,
+                            ClientPurpose::Bye,
+                        );
                     }
                     Some(CallState::Routing) => {
                         // Only B can be in a dialog early (it answered while we were still routing).
@@ -440,22 +611,43 @@ impl Engine {
             "INVITE" | "UPDATE" => self.on_reinvite(now, key, req, call_id, side),
             "INFO" | "OPTIONS" => {
                 // DTMF relay and keep-alives are answered here; the mixer consumes DTMF later.
-                self.respond(now, &key, &req, 200, "OK", None, &[]);
+                self.respond(now, (&key, &req), 200, "OK", None, &[]);
             }
-            m if KNOWN_UNSUPPORTED.contains(&m) => {
-                self.respond(now, &key, &req, 405, "Method Not Allowed", None, &[("Allow", wire::ALLOW.to_string())])
-            }
-            _ => self.respond(now, &key, &req, 501, "Not Implemented", None, &[("Allow", wire::ALLOW.to_string())]),
+            m if KNOWN_UNSUPPORTED.contains(&m) => self.respond(
+                now,
+                (&key, &req),
+                405,
+                "Method Not Allowed",
+                None,
+                &[("Allow", wire::ALLOW.to_string())],
+            ),
+            _ => self.respond(
+                now,
+                (&key, &req),
+                501,
+                "Not Implemented",
+                None,
+                &[("Allow", wire::ALLOW.to_string())],
+            ),
         }
     }
 
-    fn on_reinvite(&mut self, now: Instant, key: TxKey, req: rsip::Request, call_id: CallId, side: Side) {
+    fn on_reinvite(
+        &mut self,
+        now: Instant,
+        key: TxKey,
+        req: rsip::Request,
+        call_id: CallId,
+        side: Side,
+    ) {
         let is_invite = req.method == rsip::Method::Invite;
-        let Some(call) = self.calls.get(&call_id) else { return };
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
         if call.state != CallState::Connected || call.reinvite.is_some() {
             // RFC 3261 §14.2: an offer while ours is pending → 491; before the call is up → 500
             // with Retry-After would also do, 491 makes the peer retry after a random delay.
-            self.respond(now, &key, &req, 491, "Request Pending", None, &[]);
+            self.respond(now, (&key, &req), 491, "Request Pending", None, &[]);
             return;
         }
         let local_tag = call.leg(side).local_tag.clone();
@@ -467,43 +659,71 @@ impl Engine {
             if is_invite {
                 self.server_invites.insert(key.clone(), call_id);
             }
-            self.respond_sdp(now, &key, &req, 200, "OK", &local_tag, transport, sdp);
+            self.respond_sdp(now, (&key, &req), (200, "OK"), &local_tag, transport, sdp);
             return;
         }
-        let offer = match sdp::parse(&req.body).and_then(|mut s| sdp::restrict_offer(&mut s).map(|_| s)) {
-            Ok(s) => s,
-            Err(_) => {
-                self.respond(now, &key, &req, 488, "Not Acceptable Here", None, &[]);
-                return;
-            }
-        };
+        let offer =
+            match sdp::parse(&req.body).and_then(|mut s| sdp::restrict_offer(&mut s).map(|_| s)) {
+                Ok(s) => s,
+                Err(_) => {
+                    self.respond(now, (&key, &req), 488, "Not Acceptable Here", None, &[]);
+                    return;
+                }
+            };
         if let Ok(info) = sdp::audio_info(&offer) {
             debug!(?side, direction = ?info.direction, "re-offer");
             self.set_remote_media(call_id, side, info);
         }
-        let Some(body) = self.anchored_sdp(call_id, side.other(), offer) else { return };
+        let Some(body) = self.anchored_sdp(call_id, side.other(), offer) else {
+            return;
+        };
         let method = if is_invite { "INVITE" } else { "UPDATE" };
         let purpose = ClientPurpose::Reinvite;
-        if self.send_in_dialog(now, call_id, side.other(), method, Some(body), purpose).is_none() {
-            self.respond(now, &key, &req, 500, "Server Internal Error", None, &[]);
+        if self
+            .send_in_dialog(now, call_id, side.other(), method, Some(body), purpose)
+            .is_none()
+        {
+            self.respond(now, (&key, &req), 500, "Server Internal Error", None, &[]);
             return;
         }
         if is_invite {
             self.server_invites.insert(key.clone(), call_id);
         }
         if let Some(call) = self.calls.get_mut(&call_id) {
-            call.reinvite = Some(Reinvite { from: side, server: key, request: req, method_is_invite: is_invite });
+            call.reinvite = Some(Reinvite {
+                from: side,
+                server: key,
+                request: req,
+                method_is_invite: is_invite,
+            });
         }
     }
 
-    pub(super) fn on_cancel(&mut self, now: Instant, key: TxKey, invite: Option<TxKey>, req: rsip::Request) {
-        let call_id = invite.as_ref().and_then(|k| self.server_invites.get(k).copied());
+    pub(super) fn on_cancel(
+        &mut self,
+        now: Instant,
+        key: TxKey,
+        invite: Option<TxKey>,
+        req: rsip::Request,
+    ) {
+        let call_id = invite
+            .as_ref()
+            .and_then(|k| self.server_invites.get(k).copied());
         let Some(call_id) = call_id else {
-            self.respond(now, &key, &req, 481, "Call/Transaction Does Not Exist", None, &[]);
+            self.respond(
+                now,
+                (&key, &req),
+                481,
+                "Call/Transaction Does Not Exist",
+                None,
+                &[],
+            );
             return;
         };
-        self.respond(now, &key, &req, 200, "OK", None, &[]);
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        self.respond(now, (&key, &req), 200, "OK", None, &[]);
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         // Only the initial INVITE of a call still routing is cancelled; a CANCEL racing our 2xx
         // (or for a re-INVITE) changes nothing (RFC 3261 §9.2).
         if call.state != CallState::Routing {
@@ -515,19 +735,35 @@ impl Engine {
                 let _s = call.span.enter();
                 info!("caller cancelled");
             }
-            self.respond(now, &ikey, &ireq, 487, "Request Terminated", Some(&tag), &[]);
+            self.respond(
+                now,
+                (&ikey, &ireq),
+                487,
+                "Request Terminated",
+                Some(&tag),
+                &[],
+            );
         }
         self.cancel_b(now, call_id);
         self.remove_call(now, call_id, "cancelled");
     }
 
     pub(super) fn on_ack(&mut self, now: Instant, req: rsip::Request) {
-        let (Some(cid), Some(tag)) = (message::call_id(&req.headers), message::to_tag(&req.headers)) else { return };
-        let Some(&(call_id, side)) = self.dialogs.get(&(cid, tag)) else { return };
+        let (Some(cid), Some(tag)) = (
+            message::call_id(&req.headers),
+            message::to_tag(&req.headers),
+        ) else {
+            return;
+        };
+        let Some(&(call_id, side)) = self.dialogs.get(&(cid, tag)) else {
+            return;
+        };
         if side != Side::A {
             return;
         }
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         if !call.late_offer_ack_pending {
             return;
         }
@@ -547,7 +783,9 @@ impl Engine {
     pub(super) fn send_ack_b(&mut self, _now: Instant, call_id: CallId, body: Option<Vec<u8>>) {
         let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
         let ua = self.cfg.sip.user_agent.clone();
-        let Some(call) = self.calls.get(&call_id) else { return };
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
         let leg = &call.b;
         let cseq = call
             .b_invite
@@ -556,8 +794,8 @@ impl Engine {
             .map(|(n, _)| n)
             .unwrap_or(leg.local_cseq);
         let via = self.local_addr(leg.transport);
-        let from = leg.from_value();
-        let to = leg.to_value();
+        let from = leg.local_party();
+        let to = leg.remote_party();
         let bytes = wire::build(
             &OutRequest {
                 method: "ACK",
@@ -579,7 +817,8 @@ impl Engine {
         );
         let (peer, transport) = (leg.peer, leg.transport);
         if let Ok(rsip::SipMessage::Request(ack)) = message::parse(&bytes) {
-            self.txl.send_stateless(rsip::SipMessage::Request(ack.clone()), peer, transport);
+            self.txl
+                .send_stateless(rsip::SipMessage::Request(ack.clone()), peer, transport);
             if let Some(c) = self.calls.get_mut(&call_id) {
                 c.ack_b = Some(ack);
             }
@@ -591,11 +830,13 @@ impl Engine {
     pub(super) fn send_ack_in_dialog(&mut self, call_id: CallId, side: Side, cseq: u32) {
         let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
         let ua = self.cfg.sip.user_agent.clone();
-        let Some(call) = self.calls.get(&call_id) else { return };
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
         let leg = call.leg(side);
         let via = self.local_addr(leg.transport);
-        let from = leg.from_value();
-        let to = leg.to_value();
+        let from = leg.local_party();
+        let to = leg.remote_party();
         let bytes = wire::build(
             &OutRequest {
                 method: "ACK",
@@ -648,7 +889,10 @@ mod tests {
 
     #[test]
     fn strip_tag_keeps_other_params() {
-        assert_eq!(strip_tag("\"A\" <sip:a@b>;tag=123;x=y"), "\"A\" <sip:a@b>;x=y");
+        assert_eq!(
+            strip_tag("\"A\" <sip:a@b>;tag=123;x=y"),
+            "\"A\" <sip:a@b>;x=y"
+        );
         assert_eq!(strip_tag("sip:a@b;tag=1"), "sip:a@b");
         assert_eq!(strip_tag("<sip:a@b>"), "<sip:a@b>");
     }

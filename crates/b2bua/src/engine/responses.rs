@@ -5,7 +5,9 @@ use super::*;
 
 impl Engine {
     pub(super) fn on_response(&mut self, now: Instant, key: TxKey, resp: rsip::Response) {
-        let Some(&(call_id, purpose)) = self.client.get(&key) else { return };
+        let Some(&(call_id, purpose)) = self.client.get(&key) else {
+            return;
+        };
         let code = resp.status_code.code();
         match purpose {
             ClientPurpose::Invite => {
@@ -32,7 +34,9 @@ impl Engine {
     }
 
     fn on_b_provisional(&mut self, now: Instant, call_id: CallId, resp: rsip::Response) {
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         call.b_provisional_seen = true;
         if let Some(tag) = message::to_tag(&resp.headers) {
             call.b.remote_tag = Some(tag);
@@ -49,8 +53,12 @@ impl Engine {
                 body = self.anchored_sdp(call_id, Side::A, answer);
             }
         }
-        let Some(call) = self.calls.get(&call_id) else { return };
-        let Some((key, req)) = call.a_invite.clone() else { return };
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
+        let Some((key, req)) = call.a_invite.clone() else {
+            return;
+        };
         let tag = call.a.local_tag.clone();
         let transport = call.a.transport;
         let reason = reason_phrase(&resp);
@@ -58,12 +66,16 @@ impl Engine {
             let _s = call.span.enter();
             debug!(code, "provisional response relayed");
         }
-        self.respond_sdp(now, &key, &req, code, &reason, &tag, transport, body);
+        self.respond_sdp(now, (&key, &req), (code, &reason), &tag, transport, body);
     }
 
     /// B's SDP in a response to our initial INVITE: an answer (restricted to the offer) or, for a
     /// late-offer call, an offer. Updates B's media either way.
-    fn take_b_answer(&mut self, call_id: CallId, resp: &rsip::Response) -> Option<rtc_sdp::description::session::SessionDescription> {
+    fn take_b_answer(
+        &mut self,
+        call_id: CallId,
+        resp: &rsip::Response,
+    ) -> Option<rtc_sdp::description::session::SessionDescription> {
         let call = self.calls.get(&call_id)?;
         let mut sdp = sdp::parse(&resp.body).ok()?;
         let ok = match &call.offer_to_b {
@@ -79,14 +91,17 @@ impl Engine {
     }
 
     fn on_b_success(&mut self, now: Instant, call_id: CallId, resp: rsip::Response) {
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         let to_tag = message::to_tag(&resp.headers);
         if call.state == CallState::Connected {
             // A 2xx retransmission: our ACK was lost. Another To-tag would be a forked answer,
             // which a B2BUA leg to a single contact does not expect; re-ACK covers both.
             if let Some(ack) = call.ack_b.clone() {
                 let (peer, transport) = (call.b.peer, call.b.transport);
-                self.txl.send_stateless(rsip::SipMessage::Request(ack), peer, transport);
+                self.txl
+                    .send_stateless(rsip::SipMessage::Request(ack), peer, transport);
             }
             return;
         }
@@ -102,13 +117,14 @@ impl Engine {
         if answer.is_none() && (late_offer || !resp.body.is_empty()) {
             // Nothing usable to give A: end the B dialog cleanly and fail the call.
             self.send_ack_b(now, call_id, None);
-            if let Some(c) = self.calls.get_mut(&call_id) {
+            let pending = self.calls.get_mut(&call_id).and_then(|c| {
                 c.state = CallState::Connected;
-                c.a_invite.take().map(|(k, r)| (k, r, c.a.local_tag.clone()))
-            } else {
-                None
+                let tag = c.a.local_tag.clone();
+                c.a_invite.take().map(|(k, r)| (k, r, tag))
+            });
+            if let Some((k, r, tag)) = pending {
+                self.respond(now, (&k, &r), 488, "Not Acceptable Here", Some(&tag), &[]);
             }
-            .map(|(k, r, tag)| self.respond(now, &k, &r, 488, "Not Acceptable Here", Some(&tag), &[]));
             self.send_in_dialog(now, call_id, Side::B, "BYE", None, ClientPurpose::Bye);
             self.remove_call(now, call_id, "no acceptable SDP from callee");
             return;
@@ -121,7 +137,9 @@ impl Engine {
         } else {
             self.send_ack_b(now, call_id, None);
         }
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         call.state = CallState::Connected;
         call.connected_at = Some(now);
         let a_invite = call.a_invite.take();
@@ -131,29 +149,51 @@ impl Engine {
             let _s = call.span.enter();
             info!("call answered");
         }
-        self.notices.push_back(Notice::CallAnswered { call: call_id });
+        self.notices
+            .push_back(Notice::CallAnswered { call: call_id });
         if let Some((key, req)) = a_invite {
             let reason = reason_phrase(&resp);
-            self.respond_sdp(now, &key, &req, resp.status_code.code(), &reason, &tag, transport, body);
+            self.respond_sdp(
+                now,
+                (&key, &req),
+                (resp.status_code.code(), &reason),
+                &tag,
+                transport,
+                body,
+            );
         }
     }
 
     fn on_b_failure(&mut self, now: Instant, call_id: CallId, resp: rsip::Response) {
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         let code = resp.status_code.code();
         let reason = reason_phrase(&resp);
         // A redirect is for us, not for the caller: we do not recurse, so it is a failure.
-        let (code, reason) = if (300..400).contains(&code) { (480, "Temporarily Unavailable".to_string()) } else { (code, reason) };
+        let (code, reason) = if (300..400).contains(&code) {
+            (480, "Temporarily Unavailable".to_string())
+        } else {
+            (code, reason)
+        };
         if let Some((key, req)) = call.a_invite.take() {
             let tag = call.a.local_tag.clone();
-            self.respond(now, &key, &req, code, &reason, Some(&tag), &[]);
+            self.respond(now, (&key, &req), code, &reason, Some(&tag), &[]);
         }
         self.remove_call(now, call_id, &format!("callee answered {code} {reason}"));
     }
 
-    fn on_reinvite_final(&mut self, now: Instant, call_id: CallId, key: &TxKey, resp: rsip::Response) {
+    fn on_reinvite_final(
+        &mut self,
+        now: Instant,
+        call_id: CallId,
+        key: &TxKey,
+        resp: rsip::Response,
+    ) {
         let code = resp.status_code.code();
-        let Some(call) = self.calls.get_mut(&call_id) else { return };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
         let cseq = message::cseq(&resp.headers).map(|(n, _)| n).unwrap_or(0);
         let Some(pending) = call.reinvite.take() else {
             // A retransmitted 2xx of a re-INVITE we already completed: ACK again.
@@ -173,7 +213,9 @@ impl Engine {
             }
             let mut body = None;
             if let Ok(mut answer) = sdp::parse(&resp.body) {
-                let ok = offer_info.as_ref().is_none_or(|o| sdp::restrict_answer(&mut answer, o).is_ok());
+                let ok = offer_info
+                    .as_ref()
+                    .is_none_or(|o| sdp::restrict_answer(&mut answer, o).is_ok());
                 if ok {
                     if let Ok(info) = sdp::audio_info(&answer) {
                         self.set_remote_media(call_id, to_side, info);
@@ -181,16 +223,32 @@ impl Engine {
                     body = self.anchored_sdp(call_id, pending.from, answer);
                 }
             }
-            let Some(call) = self.calls.get(&call_id) else { return };
+            let Some(call) = self.calls.get(&call_id) else {
+                return;
+            };
             let tag = call.leg(pending.from).local_tag.clone();
             let transport = call.leg(pending.from).transport;
-            self.respond_sdp(now, &pending.server, &pending.request, code, "OK", &tag, transport, body);
+            self.respond_sdp(
+                now,
+                (&pending.server, &pending.request),
+                (code, "OK"),
+                &tag,
+                transport,
+                body,
+            );
         } else {
             let reason = reason_phrase(&resp);
             let extra: Vec<(&str, String)> = message::header(&resp.headers, "Retry-After")
                 .map(|v| vec![("Retry-After", v)])
                 .unwrap_or_default();
-            self.respond(now, &pending.server, &pending.request, code, &reason, None, &extra);
+            self.respond(
+                now,
+                (&pending.server, &pending.request),
+                code,
+                &reason,
+                None,
+                &extra,
+            );
             if code == 408 || code == 481 {
                 // RFC 3261 §14.1: the dialog is gone on the far side.
                 self.end_call(now, call_id, "re-INVITE failed: dialog gone");
@@ -217,29 +275,50 @@ impl Engine {
         if !(200..300).contains(&resp.status_code.code()) || !resp_is_invite(&resp) {
             return;
         }
-        let (Some(cid), Some(tag)) = (message::call_id(&resp.headers), message::from_tag(&resp.headers)) else { return };
-        let Some(&(call_id, Side::B)) = self.dialogs.get(&(cid, tag)) else { return };
-        let Some(call) = self.calls.get(&call_id) else { return };
+        let (Some(cid), Some(tag)) = (
+            message::call_id(&resp.headers),
+            message::from_tag(&resp.headers),
+        ) else {
+            return;
+        };
+        let Some(&(call_id, Side::B)) = self.dialogs.get(&(cid, tag)) else {
+            return;
+        };
+        let Some(call) = self.calls.get(&call_id) else {
+            return;
+        };
         if let Some(ack) = call.ack_b.clone() {
             let (peer, transport) = (call.b.peer, call.b.transport);
-            self.txl.send_stateless(rsip::SipMessage::Request(ack), peer, transport);
+            self.txl
+                .send_stateless(rsip::SipMessage::Request(ack), peer, transport);
         }
     }
 
     pub(super) fn on_client_timeout(&mut self, now: Instant, key: TxKey) {
-        let Some((call_id, purpose)) = self.client.remove(&key) else { return };
+        let Some((call_id, purpose)) = self.client.remove(&key) else {
+            return;
+        };
         match purpose {
             ClientPurpose::Invite => {
-                let Some(call) = self.calls.get_mut(&call_id) else { return };
+                let Some(call) = self.calls.get_mut(&call_id) else {
+                    return;
+                };
                 if let Some((k, r)) = call.a_invite.take() {
                     let tag = call.a.local_tag.clone();
-                    self.respond(now, &k, &r, 408, "Request Timeout", Some(&tag), &[]);
+                    self.respond(now, (&k, &r), 408, "Request Timeout", Some(&tag), &[]);
                 }
                 self.remove_call(now, call_id, "callee did not answer (timeout)");
             }
             ClientPurpose::Reinvite => {
                 if let Some(p) = self.calls.get_mut(&call_id).and_then(|c| c.reinvite.take()) {
-                    self.respond(now, &p.server, &p.request, 408, "Request Timeout", None, &[]);
+                    self.respond(
+                        now,
+                        (&p.server, &p.request),
+                        408,
+                        "Request Timeout",
+                        None,
+                        &[],
+                    );
                 }
                 self.end_call(now, call_id, "re-INVITE timed out");
             }
@@ -250,10 +329,13 @@ impl Engine {
     /// B answered 2xx after the call was gone (CANCEL crossed the 200): ACK it and hang up, built
     /// from the response alone (RFC 3261 §9.1: the CANCEL lost the race).
     fn ack_and_bye_orphan(&mut self, now: Instant, key: &TxKey, resp: &rsip::Response) {
-        let Some(&(peer, transport)) = self.orphans.get(key) else { return };
+        let Some(&(peer, transport)) = self.orphans.get(key) else {
+            return;
+        };
         let ua = self.cfg.sip.user_agent.clone();
         let via = self.local_addr(transport);
-        let target = message::header(&resp.headers, "Contact").map(|c| wire::addr_uri(&c).to_string());
+        let target =
+            message::header(&resp.headers, "Contact").map(|c| wire::addr_uri(&c).to_string());
         let (Some(target), Some(from), Some(to), Some(cid), Some((cseq, _))) = (
             target,
             message::header(&resp.headers, "From"),
@@ -288,7 +370,8 @@ impl Engine {
             );
             match message::parse(&bytes) {
                 Ok(rsip::SipMessage::Request(r)) if method == "ACK" => {
-                    self.txl.send_stateless(rsip::SipMessage::Request(r), peer, transport)
+                    self.txl
+                        .send_stateless(rsip::SipMessage::Request(r), peer, transport)
                 }
                 Ok(rsip::SipMessage::Request(r)) => {
                     self.txl.send_request(now, r, peer, transport);
@@ -303,13 +386,20 @@ impl Engine {
 
 fn reason_phrase(resp: &rsip::Response) -> String {
     let s = resp.status_code.to_string();
-    s.split_once(' ').map(|(_, r)| r.to_string()).unwrap_or_default()
+    s.split_once(' ')
+        .map(|(_, r)| r.to_string())
+        .unwrap_or_default()
 }
 
 fn resp_is_invite(resp: &rsip::Response) -> bool {
-    matches!(message::cseq(&resp.headers), Some((_, rsip::Method::Invite)))
+    matches!(
+        message::cseq(&resp.headers),
+        Some((_, rsip::Method::Invite))
+    )
 }
 
 fn pending_offer_info(p: &Reinvite) -> Option<AudioInfo> {
-    sdp::parse(&p.request.body).ok().and_then(|s| sdp::audio_info(&s).ok())
+    sdp::parse(&p.request.body)
+        .ok()
+        .and_then(|s| sdp::audio_info(&s).ok())
 }

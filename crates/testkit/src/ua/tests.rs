@@ -204,11 +204,13 @@ async fn retransmitted_invite_gets_the_same_response() {
 
     // The retransmission is answered with the very same bytes, without the test's help,
     // and does not show up as a new call.
+    let absorbed = b.absorbed_retransmissions();
     raw.send_raw(invite.as_bytes(), b.local_addr())
         .await
         .unwrap();
     let (second, _) = raw.recv_raw(WAIT).await.unwrap();
     assert_eq!(second, first);
+    assert_eq!(b.absorbed_retransmissions(), absorbed + 1);
     assert!(b.wait_invite(Duration::from_millis(200)).await.is_err());
 
     // Without an ACK the UAS retransmits its final response (Timer G).
