@@ -102,6 +102,9 @@ pub struct RtpConfig {
     pub port_max: u16,
     /// A leg without any received RTP for this long is torn down; `0` disables the check.
     pub inactivity_timeout_s: u64,
+    /// Gain applied to coaching/barging supervisors' voices in the agent's mix, in dB
+    /// (−30…+12). Relayed voices are never attenuated.
+    pub coach_gain_db: i32,
 }
 
 impl Default for RtpConfig {
@@ -111,6 +114,7 @@ impl Default for RtpConfig {
             port_min: 20000,
             port_max: 29999,
             inactivity_timeout_s: 60,
+            coach_gain_db: 0,
         }
     }
 }
@@ -137,6 +141,12 @@ pub struct AuthConfig {
     pub realm: String,
     /// How long a nonce stays valid, in seconds.
     pub nonce_lifetime_s: u64,
+    /// Digest algorithms challenged, in order (RFC 8760: strongest first), `"SHA-256"`/`"MD5"`.
+    pub algorithms: Vec<String>,
+    /// User-Agent substrings (case-insensitive) of clients that fail on a SHA-256 challenge even
+    /// when an MD5 one is offered too (seen: baresip/libre, SIPp 3.6); they are challenged with
+    /// MD5 only.
+    pub md5_only_user_agents: Vec<String>,
 }
 
 impl Default for AuthConfig {
@@ -144,6 +154,8 @@ impl Default for AuthConfig {
         AuthConfig {
             realm: "bibridge".to_owned(),
             nonce_lifetime_s: 300,
+            algorithms: vec!["SHA-256".to_owned(), "MD5".to_owned()],
+            md5_only_user_agents: vec!["baresip".to_owned(), "sipp".to_owned()],
         }
     }
 }
@@ -964,7 +976,7 @@ impl Parser<'_> {
         let Some(t) = self.section(
             item,
             "rtp",
-            &["address", "port_min", "port_max", "inactivity_timeout_s"],
+            &["address", "port_min", "port_max", "inactivity_timeout_s", "coach_gain_db"],
         ) else {
             return c;
         };
@@ -983,6 +995,14 @@ impl Parser<'_> {
             int,
         ) {
             c.inactivity_timeout_s = v;
+        }
+        if let Some((v, _)) = self.get(
+            &t,
+            "coach_gain_db",
+            "an integer number of dB between -30 and 12",
+            |v| int::<i32>(v).filter(|g| (-30..=12).contains(g)),
+        ) {
+            c.coach_gain_db = v;
         }
         // RTP uses the even port of a pair and RTCP the odd one above it.
         let min = self.get(
@@ -1035,7 +1055,31 @@ impl Parser<'_> {
 
     fn auth(&mut self, item: Option<&Item>) -> AuthConfig {
         let mut c = AuthConfig::default();
-        if let Some(t) = self.section(item, "auth", &["realm", "nonce_lifetime_s"]) {
+        if let Some(t) = self.section(
+            item,
+            "auth",
+            &["realm", "nonce_lifetime_s", "algorithms", "md5_only_user_agents"],
+        ) {
+            if let Some(v) = self.get_array(&t, "algorithms", "\"SHA-256\" or \"MD5\"", |v| {
+                v.as_str()
+                    .filter(|s| s.eq_ignore_ascii_case("SHA-256") || s.eq_ignore_ascii_case("MD5"))
+                    .map(|s| s.to_ascii_uppercase())
+            }) {
+                if v.is_empty() {
+                    self.error(
+                        &None,
+                        "auth.algorithms".to_owned(),
+                        "expected at least one algorithm".to_owned(),
+                    );
+                } else {
+                    c.algorithms = v.into_iter().map(|(a, _)| a).collect();
+                }
+            }
+            if let Some(v) = self.get_array(&t, "md5_only_user_agents", "strings", |v| {
+                v.as_str().map(str::to_owned)
+            }) {
+                c.md5_only_user_agents = v.into_iter().map(|(a, _)| a).collect();
+            }
             if let Some((v, _)) = self.get(&t, "realm", EXP_STRING, non_empty) {
                 c.realm = v;
             }

@@ -45,6 +45,15 @@ impl Direction {
         }
     }
 
+    /// The direction an answer takes to this offered direction (RFC 3264 §6.1).
+    pub fn answer(self) -> Direction {
+        match self {
+            Direction::SendOnly => Direction::RecvOnly,
+            Direction::RecvOnly => Direction::SendOnly,
+            d => d,
+        }
+    }
+
     /// True when media is not flowing both ways: a held call. The RTP inactivity timer does not
     /// run while a call is held (a held party legitimately sends nothing).
     pub fn is_hold(self) -> bool {
@@ -71,10 +80,16 @@ pub struct AudioInfo {
     pub codecs: Vec<Codec>,
 }
 
-/// Codecs bibridge accepts on its legs. Relaying needs no codec knowledge, but the mixer does, and
-/// a call must be mixable the moment a supervisor joins, so we only let codecs through that the
-/// media crate can decode.
-pub const SUPPORTED_CODECS: &[&str] = &["PCMU", "PCMA", "G722", "opus", "telephone-event"];
+// Codecs bibridge accepts on its legs: relaying needs no codec knowledge, but the mixer does, and
+// a call must be mixable the moment a supervisor joins, so only codecs the media crate can decode
+// pass (see `is_supported`).
+
+/// Whether bibridge can take this codec on a leg: the mixer can decode it (Opus only when built
+/// with the `opus` feature), or it is telephone-event.
+fn is_supported(c: &Codec) -> bool {
+    c.name.eq_ignore_ascii_case("telephone-event")
+        || bibridge_media::codec::CodecKind::from_rtpmap(&c.name, c.clock_rate).is_some_and(|k| k.is_available())
+}
 
 /// Parse an SDP body.
 pub fn parse(body: &[u8]) -> Result<SessionDescription, SdpError> {
@@ -193,20 +208,46 @@ fn keep_formats(md: &mut rtc_sdp::description::media::MediaDescription, keep: &[
     });
 }
 
+/// Keep only these payload types in the audio stream (an answer choosing one codec).
+pub fn keep_payload_types(sdp: &mut SessionDescription, keep: &[Option<u8>]) {
+    let keep: Vec<u8> = keep.iter().flatten().copied().collect();
+    if let Ok(idx) = audio_index(sdp) {
+        keep_formats(&mut sdp.media_descriptions[idx], &keep);
+    }
+}
+
+/// Add the static-payload-type codecs bibridge can transcode (PCMU, PCMA, G.722) that an offer
+/// lacks, after the offerer's own (its preference stays first).
+pub fn add_transcodable(sdp: &mut SessionDescription) {
+    let Ok(idx) = audio_index(sdp) else { return };
+    let md = &mut sdp.media_descriptions[idx];
+    let have = codecs_of(md);
+    for (pt, name) in [(0u8, "PCMU"), (8, "PCMA"), (9, "G722")] {
+        let taken = have.iter().any(|c| c.payload_type == pt || c.name.eq_ignore_ascii_case(name));
+        if taken {
+            continue;
+        }
+        // Insert before telephone-event so voice codecs stay together.
+        let te = md.media_name.formats.iter().position(|f| {
+            f.parse::<u8>()
+                .ok()
+                .and_then(|p| have.iter().find(|c| c.payload_type == p))
+                .is_some_and(|c| c.name.eq_ignore_ascii_case("telephone-event"))
+        });
+        match te {
+            Some(i) => md.media_name.formats.insert(i, pt.to_string()),
+            None => md.media_name.formats.push(pt.to_string()),
+        }
+        md.attributes.push(Attribute::new("rtpmap".into(), Some(format!("{pt} {name}/8000"))));
+    }
+}
+
 /// Restrict an offer to the codecs bibridge supports. Fails if no audio codec (other than
 /// telephone-event) is left; the caller then answers 488.
 pub fn restrict_offer(sdp: &mut SessionDescription) -> Result<(), SdpError> {
     let idx = audio_index(sdp)?;
     let codecs = codecs_of(&sdp.media_descriptions[idx]);
-    let keep: Vec<u8> = codecs
-        .iter()
-        .filter(|c| {
-            SUPPORTED_CODECS
-                .iter()
-                .any(|s| s.eq_ignore_ascii_case(&c.name))
-        })
-        .map(|c| c.payload_type)
-        .collect();
+    let keep: Vec<u8> = codecs.iter().filter(|c| is_supported(c)).map(|c| c.payload_type).collect();
     let has_voice = codecs
         .iter()
         .any(|c| keep.contains(&c.payload_type) && !c.name.eq_ignore_ascii_case("telephone-event"));
@@ -261,6 +302,8 @@ pub fn anchor(sdp: &mut SessionDescription, ip: IpAddr, rtp_port: u16, origin: &
         IpAddr::V6(v6) => ("IP6", v6.to_string()),
     };
     sdp.origin.username = "bibridge".into();
+    // The far side's session name (often its product name) is none of this side's business.
+    sdp.session_name = "bibridge".to_string();
     sdp.origin.session_id = origin.session_id;
     sdp.origin.session_version = origin.version;
     sdp.origin.network_type = "IN".into();

@@ -9,8 +9,13 @@
 //! No sockets and no clock reads: the server's per-call media task owns the sockets and feeds
 //! packets and `now` in.
 
+pub mod codec;
+pub mod dtmf;
 pub mod g711;
+pub mod jitter;
+pub mod mixer;
 pub mod port_pool;
+pub mod resample;
 pub mod rtp;
 
 /// Errors of this crate.
@@ -22,4 +27,21 @@ pub enum MediaError {
     /// A received packet is not valid RTP; the reason names the failed check.
     #[error("not an RTP packet: {0}")]
     BadPacket(&'static str),
+    /// The codec is not compiled into this build (Opus needs the cargo feature `opus`).
+    #[error("codec {0:?} not available in this build")]
+    CodecUnavailable(crate::codec::CodecKind),
+    /// A codec rejected its input or output buffer; the reason says which.
+    #[error("codec error: {0}")]
+    Codec(&'static str),
+    /// The resampler does not support this pair of sampling rates.
+    #[error("unsupported resampling {from} Hz -> {to} Hz")]
+    UnsupportedRate {
+        /// Input rate, Hz.
+        from: u32,
+        /// Output rate, Hz.
+        to: u32,
+    },
+    /// A call mixer operation was refused; the reason says why.
+    #[error("mixer: {0}")]
+    Mixer(&'static str),
 }

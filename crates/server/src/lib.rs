@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bibridge_b2bua::config::Config;
-use bibridge_b2bua::engine::{CallId, Engine, LocalAddrs, MediaCommand, MediaEvent};
+use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand, MediaEvent};
 use bibridge_sip::Transport;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -121,7 +121,8 @@ async fn engine_task(
     self_tx: mpsc::Sender<Input>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut calls: HashMap<CallId, media::CallMedia> = HashMap::new();
+    let mut calls: media::Calls = HashMap::new();
+    let coach_gain_db = engine.config().rtp.coach_gain_db as f32;
     let rtp_ip = engine.config().rtp.address;
     let inactivity = match engine.config().rtp.inactivity_timeout_s {
         0 => None,
@@ -145,29 +146,36 @@ async fn engine_task(
         while let Some(cmd) = engine.poll_media() {
             match cmd {
                 MediaCommand::Open { call, legs } => {
-                    match media::CallMedia::open(call, rtp_ip, &legs, inactivity, self_tx.clone())
-                        .await
-                    {
+                    match media::CallMedia::open(call, rtp_ip, &legs, inactivity, coach_gain_db, self_tx.clone()).await {
                         Ok(m) => {
                             calls.insert(call, m);
                         }
                         Err(e) => {
                             warn!(call, error = %e, "cannot open media ports");
-                            engine.handle_media_event(
-                                Instant::now(),
-                                MediaEvent::OpenFailed { call },
-                            );
+                            engine.handle_media_event(Instant::now(), MediaEvent::OpenFailed { call });
                         }
                     }
                 }
-                MediaCommand::Update {
-                    call,
-                    side,
-                    remote,
-                    hold,
-                } => {
+                MediaCommand::AddLeg { call, setup } => {
                     if let Some(m) = calls.get(&call) {
-                        m.update(side, remote, hold);
+                        if let Err(e) = m.add_leg(setup).await {
+                            warn!(call, error = %e, "cannot open supervisor media ports");
+                        }
+                    }
+                }
+                MediaCommand::Update { call, leg, remote, hold, codec } => {
+                    if let Some(m) = calls.get(&call) {
+                        m.update(leg, remote, hold, codec);
+                    }
+                }
+                MediaCommand::SetRole { call, leg, role } => {
+                    if let Some(m) = calls.get(&call) {
+                        m.set_role(leg, role);
+                    }
+                }
+                MediaCommand::RemoveLeg { call, leg } => {
+                    if let Some(m) = calls.get(&call) {
+                        m.remove_leg(leg);
                     }
                 }
                 MediaCommand::Close { call } => {

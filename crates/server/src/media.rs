@@ -1,75 +1,96 @@
-//! Per-call media tasks. Each call's task owns its legs' RTP and RTCP sockets and relays packet by
-//! packet between them, untouched: no decode, no re-packetisation, no added buffering.
+//! Per-call media tasks. Each call's task owns its legs' RTP and RTCP sockets and its
+//! [`CallMixer`]: the only state touched per packet, owned by one task, so no locks on the media
+//! path. The mixer decides, per output leg, whether to relay packets untouched (no supervisor
+//! needs that direction mixed) or to decode, mix and encode (DESIGN §3).
 //!
 //! Symmetric RTP: a leg's packets are sent to where that leg's packets come from once the first
 //! one arrived (phones behind NAT), else to the address from its SDP. The sans-IO rules for
 //! latching and inactivity live in `bibridge_media::rtp`; this task only does the I/O.
 
+use std::collections::HashMap;
+use std::future::poll_fn;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bibridge_b2bua::engine::{CallId, LegSetup, MediaEvent, Side};
-use bibridge_media::rtp::{InactivityTimer, Latch, LegMedia};
+use bibridge_b2bua::config::Mode;
+use bibridge_b2bua::engine::{CallId, LegCodec, LegId, LegSetup, MediaEvent, MediaRole};
+use bibridge_media::codec::CodecKind;
+use bibridge_media::mixer::{CallMixer, LegParams, LegRole, MixerConfig, MixerEvent, SessionMode};
+use bibridge_media::rtp::{is_rtcp, InactivityTimer, Latch, LegMedia};
+use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tracing::{debug, info_span, trace, Instrument};
+use tracing::{debug, info_span, trace, warn, Instrument};
 
 use crate::Input;
 
+/// Largest datagram we read; RTP packets are far smaller, anything longer is truncated garbage.
+const MAX_PACKET: usize = 2048;
+
 enum Ctl {
-    Update {
-        side: Side,
-        remote: Option<SocketAddr>,
-        hold: bool,
-    },
+    Update { leg: LegId, remote: Option<SocketAddr>, hold: bool, codec: Option<LegCodec> },
+    AddLeg { setup: LegSetup, sockets: (UdpSocket, UdpSocket) },
+    SetRole { leg: LegId, role: MediaRole },
+    RemoveLeg { leg: LegId },
 }
 
 /// Handle to a call's media task. Dropping the handle (or [`CallMedia::close`]) stops the task
-/// and closes its sockets, which returns the ports to the OS.
+/// and closes its sockets.
 pub struct CallMedia {
     ctl: mpsc::UnboundedSender<Ctl>,
     task: tokio::task::JoinHandle<()>,
+    ip: IpAddr,
 }
 
-struct LegSockets {
+struct LegIo {
+    id: LegId,
     rtp: UdpSocket,
     rtcp: UdpSocket,
     state: LegMedia,
+    role: MediaRole,
+    codec: Option<LegCodec>,
+    /// Whether the mixer knows this leg yet (it needs the codec, known after the answer).
+    in_mixer: bool,
+}
+
+async fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
+    let rtp = UdpSocket::bind(SocketAddr::new(ip, port)).await?;
+    let rtcp = UdpSocket::bind(SocketAddr::new(ip, port.wrapping_add(1))).await?;
+    Ok((rtp, rtcp))
 }
 
 impl CallMedia {
-    pub async fn open(
-        call: CallId,
-        ip: IpAddr,
-        legs: &[LegSetup; 2],
-        inactivity: Option<Duration>,
-        to_engine: mpsc::Sender<Input>,
-    ) -> io::Result<CallMedia> {
-        let mut socks = Vec::with_capacity(2);
-        for leg in legs {
-            let rtp = UdpSocket::bind(SocketAddr::new(ip, leg.port)).await?;
-            let rtcp = UdpSocket::bind(SocketAddr::new(ip, leg.port.wrapping_add(1))).await?;
-            socks.push(LegSockets {
-                rtp,
-                rtcp,
-                state: LegMedia::new(leg.remote),
-            });
+    pub async fn open(call: CallId, ip: IpAddr, legs: &[LegSetup], inactivity: Option<Duration>, coach_gain_db: f32, to_engine: mpsc::Sender<Input>) -> io::Result<CallMedia> {
+        let mut ios = Vec::with_capacity(legs.len() + 2);
+        for l in legs {
+            let (rtp, rtcp) = bind_pair(ip, l.port).await?;
+            ios.push(LegIo { id: l.leg, rtp, rtcp, state: LegMedia::new(l.remote), role: l.role, codec: l.codec.clone(), in_mixer: false });
         }
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
-        let b = socks.pop();
-        let a = socks.pop();
-        let (Some(a), Some(b)) = (a, b) else {
-            return Err(io::Error::other("two legs expected"));
-        };
         let span = info_span!("media", call);
-        let task =
-            tokio::spawn(relay(call, [a, b], inactivity, ctl_rx, to_engine).instrument(span));
-        Ok(CallMedia { ctl, task })
+        let task = tokio::spawn(run(call, ios, inactivity, coach_gain_db, ctl_rx, to_engine).instrument(span));
+        Ok(CallMedia { ctl, task, ip })
     }
 
-    pub fn update(&self, side: Side, remote: Option<SocketAddr>, hold: bool) {
-        let _ = self.ctl.send(Ctl::Update { side, remote, hold });
+    pub fn update(&self, leg: LegId, remote: Option<SocketAddr>, hold: bool, codec: Option<LegCodec>) {
+        let _ = self.ctl.send(Ctl::Update { leg, remote, hold, codec });
+    }
+
+    /// Bind a supervisor leg's ports and hand them to the task.
+    pub async fn add_leg(&self, setup: LegSetup) -> io::Result<()> {
+        let sockets = bind_pair(self.ip, setup.port).await?;
+        let _ = self.ctl.send(Ctl::AddLeg { setup, sockets });
+        Ok(())
+    }
+
+    pub fn set_role(&self, leg: LegId, role: MediaRole) {
+        let _ = self.ctl.send(Ctl::SetRole { leg, role });
+    }
+
+    pub fn remove_leg(&self, leg: LegId) {
+        let _ = self.ctl.send(Ctl::RemoveLeg { leg });
     }
 
     pub fn close(self) {
@@ -83,56 +104,149 @@ impl Drop for CallMedia {
     }
 }
 
-fn idx(side: Side) -> usize {
-    match side {
-        Side::A => 0,
-        Side::B => 1,
+fn mixer_role(role: MediaRole) -> LegRole {
+    match role {
+        MediaRole::Customer => LegRole::Customer,
+        MediaRole::Agent => LegRole::Agent,
+        MediaRole::Supervisor(m) => LegRole::Supervisor(session_mode(m)),
     }
 }
 
-async fn relay(
-    call: CallId,
-    mut legs: [LegSockets; 2],
-    inactivity: Option<Duration>,
-    mut ctl: mpsc::UnboundedReceiver<Ctl>,
-    to_engine: mpsc::Sender<Input>,
-) {
-    // One buffer per socket, reused for every packet: no allocation on the packet path.
-    let mut bufs = [[0u8; 2048]; 4];
+fn session_mode(m: Mode) -> SessionMode {
+    match m {
+        Mode::Monitor => SessionMode::Monitor,
+        Mode::Coach => SessionMode::Coach,
+        Mode::Barge => SessionMode::Barge,
+    }
+}
+
+fn params(role: MediaRole, codec: &LegCodec) -> Option<LegParams> {
+    Some(LegParams {
+        role: mixer_role(role),
+        payload_type: codec.payload_type,
+        codec: CodecKind::from_rtpmap(&codec.name, codec.clock_rate)?,
+        dtmf_payload_type: codec.dtmf_payload_type,
+        ptime_ms: 20,
+    })
+}
+
+/// Tell the mixer about a leg (or its new codec/role) once its codec is known.
+fn sync_leg(mixer: &mut CallMixer, now: Instant, leg: &mut LegIo) {
+    let Some(p) = leg.codec.as_ref().and_then(|c| params(leg.role, c)) else {
+        if leg.codec.is_some() {
+            warn!(leg = leg.id, codec = ?leg.codec, "codec not supported by the mixer; leg not mixed");
+        }
+        return;
+    };
+    let r = if leg.in_mixer { mixer.update_leg(now, leg.id, p) } else { mixer.add_leg(now, leg.id, p) };
+    match r {
+        Ok(()) => leg.in_mixer = true,
+        Err(e) => warn!(leg = leg.id, error = %e, "mixer refused leg"),
+    }
+}
+
+async fn run(call: CallId, mut legs: Vec<LegIo>, inactivity: Option<Duration>, coach_gain_db: f32, mut ctl: mpsc::UnboundedReceiver<Ctl>, to_engine: mpsc::Sender<Input>) {
+    let cfg = MixerConfig { coach_gain_db, jitter_max: Duration::from_millis(60), ptime: Duration::from_millis(20) };
+    let mut mixer = CallMixer::new(cfg, u64::from(rand::random::<u32>()) << 32 | call);
+    let start = Instant::now();
+    for leg in &mut legs {
+        sync_leg(&mut mixer, start, leg);
+    }
+    // Reused for every packet in and out: no allocation on the packet path.
+    let mut inbuf = vec![0u8; MAX_PACKET];
+    let mut outbuf = vec![0u8; MAX_PACKET];
     let mut timer = inactivity.map(InactivityTimer::new);
     if let Some(t) = timer.as_mut() {
-        t.on_activity(Instant::now());
+        t.on_activity(start);
     }
+    let mut rotate = 0usize;
     loop {
-        let deadline = timer
-            .as_ref()
-            .and_then(|t| t.poll_timeout())
+        // Send what the mixer produced.
+        while let Some((to, n)) = mixer.poll_transmit(&mut outbuf) {
+            if let Some(leg) = legs.iter_mut().find(|l| l.id == to) {
+                if let Some(dest) = leg.state.rtp_target() {
+                    trace!(to, %dest, bytes = n, "rtp out");
+                    if leg.rtp.send_to(&outbuf[..n], dest).await.is_ok() {
+                        leg.state.note_sent(n);
+                    }
+                }
+            }
+        }
+        while let Some(ev) = mixer.poll_event() {
+            match ev {
+                MixerEvent::Dtmf { leg, digit } => {
+                    debug!(leg, %digit, "DTMF from supervisor");
+                    let _ = to_engine.send(Input::Media(MediaEvent::Dtmf { call, leg, digit })).await;
+                }
+            }
+        }
+        let deadline = [mixer.poll_timeout(), timer.as_ref().and_then(|t| t.poll_timeout())]
+            .into_iter()
+            .flatten()
+            .min()
             .map(tokio::time::Instant::from_std)
             .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        let [b0, b1, b2, b3] = &mut bufs;
-        let [l0, l1] = &mut legs;
-        // Which socket got what: (leg index, is_rtcp, length, source).
-        let got: Option<(usize, bool, usize, SocketAddr)> = tokio::select! {
-            r = l0.rtp.recv_from(b0) => r.ok().map(|(n, s)| (0, false, n, s)),
-            r = l0.rtcp.recv_from(b1) => r.ok().map(|(n, s)| (0, true, n, s)),
-            r = l1.rtp.recv_from(b2) => r.ok().map(|(n, s)| (1, false, n, s)),
-            r = l1.rtcp.recv_from(b3) => r.ok().map(|(n, s)| (1, true, n, s)),
+        let received = poll_fn(|cx| {
+            let n = legs.len();
+            for k in 0..n * 2 {
+                let i = (rotate + k / 2) % n;
+                let leg = &legs[i];
+                let sock = if k % 2 == 0 { &leg.rtp } else { &leg.rtcp };
+                let mut rb = ReadBuf::new(&mut inbuf);
+                if let Poll::Ready(r) = sock.poll_recv_from(cx, &mut rb) {
+                    let len = rb.filled().len();
+                    return Poll::Ready(r.map(|src| (i, k % 2 == 1, len, src)));
+                }
+            }
+            Poll::Pending
+        });
+        let got = tokio::select! {
+            r = received => r.ok(),
             c = ctl.recv() => {
+                let Some(c) = c else { return };
+                let now = Instant::now();
                 match c {
-                    Some(Ctl::Update { side, remote, hold }) => {
-                        let now = Instant::now();
-                        legs[idx(side)].state.set_sdp_remote(remote);
+                    Ctl::Update { leg, remote, hold, codec } => {
+                        if let Some(l) = legs.iter_mut().find(|l| l.id == leg) {
+                            l.state.set_sdp_remote(remote);
+                            if codec.is_some() && codec != l.codec {
+                                l.codec = codec;
+                                sync_leg(&mut mixer, now, l);
+                            }
+                        }
                         if let Some(t) = timer.as_mut() {
                             t.set_paused(now, hold);
                         }
-                        debug!(?side, ?remote, hold, "media leg updated");
+                        debug!(leg, ?remote, hold, "media leg updated");
                     }
-                    None => return,
+                    Ctl::AddLeg { setup, sockets: (rtp, rtcp) } => {
+                        let mut l = LegIo { id: setup.leg, rtp, rtcp, state: LegMedia::new(setup.remote), role: setup.role, codec: setup.codec, in_mixer: false };
+                        sync_leg(&mut mixer, now, &mut l);
+                        debug!(leg = l.id, role = ?l.role, "leg added");
+                        legs.push(l);
+                    }
+                    Ctl::SetRole { leg, role } => {
+                        if let Some(l) = legs.iter_mut().find(|l| l.id == leg) {
+                            l.role = role;
+                            match role {
+                                MediaRole::Supervisor(m) if l.in_mixer => mixer.set_mode(now, leg, session_mode(m)),
+                                _ => sync_leg(&mut mixer, now, l),
+                            }
+                            debug!(leg, ?role, "leg role changed");
+                        }
+                    }
+                    Ctl::RemoveLeg { leg } => {
+                        mixer.remove_leg(now, leg);
+                        legs.retain(|l| l.id != leg);
+                        debug!(leg, "leg removed");
+                    }
                 }
                 None
             }
             _ = tokio::time::sleep_until(deadline) => {
-                if timer.as_ref().is_some_and(|t| t.is_expired(Instant::now())) {
+                let now = Instant::now();
+                mixer.handle_timeout(now);
+                if timer.as_ref().is_some_and(|t| t.is_expired(now)) {
                     debug!("RTP inactivity timeout");
                     let _ = to_engine.send(Input::Media(MediaEvent::Inactive { call })).await;
                     timer = None;
@@ -140,36 +254,56 @@ async fn relay(
                 None
             }
         };
-        let Some((from, rtcp, n, src)) = got else {
-            continue;
-        };
+        let Some((i, rtcp_socket, n, src)) = got else { continue };
+        rotate = rotate.wrapping_add(1);
         let now = Instant::now();
-        let to = 1 - from;
-        let buf = &bufs[from * 2 + usize::from(rtcp)][..n];
         if let Some(t) = timer.as_mut() {
             t.on_activity(now);
         }
-        if rtcp {
-            if legs[from].state.on_rtcp(now, src, n) == Latch::Foreign {
+        let pkt = &inbuf[..n];
+        if rtcp_socket || is_rtcp(pkt) {
+            if legs[i].state.on_rtcp(now, src, n) == Latch::Foreign {
                 continue;
             }
-            if let Some(dest) = legs[to].state.rtcp_target() {
-                if legs[to].rtcp.send_to(buf, dest).await.is_ok() {
-                    legs[to].state.note_sent_rtcp(n);
+            // RTCP is end to end between customer and agent (legs 0 and 1); a supervisor's
+            // reports describe a stream that is ours, so they stop here.
+            let from = legs[i].id;
+            if from > 1 {
+                continue;
+            }
+            let to = 1 - from;
+            if let Some(leg) = legs.iter_mut().find(|l| l.id == to) {
+                if let Some(dest) = leg.state.rtcp_target() {
+                    if leg.rtcp.send_to(pkt, dest).await.is_ok() {
+                        leg.state.note_sent_rtcp(n);
+                    }
                 }
             }
-        } else {
-            if legs[from].state.on_rtp(now, src, n) == Latch::Foreign {
-                // Another source while the latched one is alive: a stray or a hijack attempt.
-                trace!(from, %src, "foreign RTP dropped");
-                continue;
-            }
-            if let Some(dest) = legs[to].state.rtp_target() {
-                trace!(from, %dest, bytes = n, "relay");
-                if legs[to].rtp.send_to(buf, dest).await.is_ok() {
-                    legs[to].state.note_sent(n);
+            continue;
+        }
+        if legs[i].state.on_rtp(now, src, n) == Latch::Foreign {
+            // Another source while the latched one is alive: a stray or a hijack attempt.
+            trace!(leg = legs[i].id, %src, "foreign RTP dropped");
+            continue;
+        }
+        trace!(leg = legs[i].id, bytes = n, "rtp in");
+        let from = legs[i].id;
+        let peer_in_mixer = from <= 1 && legs.iter().any(|l| l.id == 1 - from && l.in_mixer);
+        if legs[i].in_mixer && (from > 1 || peer_in_mixer) {
+            mixer.handle_rtp(now, from, pkt);
+        } else if from <= 1 {
+            // A leg whose codec the mixer does not know (or not yet): plain relay still works,
+            // only supervisors cannot be mixed in.
+            if let Some(leg) = legs.iter_mut().find(|l| l.id == 1 - from) {
+                if let Some(dest) = leg.state.rtp_target() {
+                    if leg.rtp.send_to(pkt, dest).await.is_ok() {
+                        leg.state.note_sent(n);
+                    }
                 }
             }
         }
     }
 }
+
+/// Per-call media handles, owned by the engine task.
+pub type Calls = HashMap<CallId, CallMedia>;

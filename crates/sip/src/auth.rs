@@ -609,6 +609,17 @@ impl DigestServer {
     /// first (RFC 8760 §2.4: the client uses the first one it supports, so MD5-only clients still
     /// authenticate). All share one fresh nonce, remembered with its issue time.
     pub fn challenge(&mut self, now: Instant, stale: bool) -> Vec<String> {
+        let algorithms = self.algorithms.clone();
+        self.challenge_with(now, stale, &algorithms)
+    }
+
+    /// Like [`DigestServer::challenge`], restricted to `only` (intersected with the configured
+    /// set; the configured set if that leaves nothing). For clients known to fail on SHA-256.
+    pub fn challenge_with(&mut self, now: Instant, stale: bool, only: &[Algorithm]) -> Vec<String> {
+        let mut algorithms: Vec<Algorithm> = self.algorithms.iter().copied().filter(|a| only.contains(a)).collect();
+        if algorithms.is_empty() {
+            algorithms = self.algorithms.clone();
+        }
         self.prune(now);
         let counter = self.counter;
         self.counter = self.counter.wrapping_add(1);
@@ -625,13 +636,13 @@ impl DigestServer {
             nonce.clone(),
             NonceState {
                 issued: now,
-                algorithms: self.algorithms.clone(),
+                algorithms: algorithms.clone(),
                 max_nc: 0,
                 legacy_used: false,
             },
         );
         self.order.push_back(nonce.clone());
-        self.algorithms
+        algorithms
             .iter()
             .map(|alg| {
                 let mut v = format!(

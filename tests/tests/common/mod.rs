@@ -163,3 +163,56 @@ pub fn assert_hears(who: &str, audio: &[i16], wanted: &[f64], unwanted: &[f64], 
         assert!(l < -60.0, "{who} must not hear {f} Hz, got {l:.2} dBFS");
     }
 }
+
+pub const SUP_A_HZ: f64 = 2000.0;
+pub const SUP_B_HZ: f64 = 2600.0;
+
+/// A supervisor's phone in a session: its UA, dialog, RTP peer and bibridge's RTP address.
+pub struct Supervisor {
+    pub ua: TestUa,
+    pub call: bibridge_testkit::ua::CallHandle,
+    pub rtp: RtpPeer,
+    pub anchor: SocketAddr,
+}
+
+/// Dial a feature code (e.g. `*811001`) as supervisor `ext`, authenticated; returns the final
+/// response code and, on 200, the session with its RTP peer sending `tone_hz`.
+pub async fn dial_session(lab: &Lab, ext: &str, dialled: &str, tone_hz: f64, pts: &[u8]) -> Result<Supervisor, u16> {
+    let mut ua = TestUa::bind(ext, &format!("lab{ext}"), lab.sip).await.unwrap();
+    let rtp = RtpPeer::bind().await.unwrap();
+    let offer = bibridge_testkit::ua::sdp_offer(rtp.local_addr(), pts, "sendrecv");
+    let mut call = ua.invite(dialled, &offer, true).await.unwrap();
+    let r = ua.wait_final(&mut call, Duration::from_secs(5)).await.unwrap();
+    let code = r.status_code.code();
+    if code != 200 {
+        return Err(code);
+    }
+    let anchor = sdp_connection(call.remote_sdp.as_deref().unwrap()).unwrap();
+    let pt = bibridge_testkit::ua::sdp_payload_types(call.remote_sdp.as_deref().unwrap())[0];
+    rtp.start_sending(anchor, Some(tone_hz), LEVEL, pt);
+    Ok(Supervisor { ua, call, rtp, anchor })
+}
+
+/// Forget what everybody heard so far, let `settle` pass, then collect ~1 s more.
+pub async fn listen_fresh(peers: &[&RtpPeer], ms: u64) {
+    for p in peers {
+        p.clear_received();
+    }
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Per-packet level of `freq` in the audio of each received packet (G.711 payloads).
+pub fn per_packet_levels(peer: &RtpPeer, freq: f64) -> Vec<(std::time::Instant, u16, u32, f64)> {
+    peer.received_packets()
+        .iter()
+        .filter(|p| p.payload_type == 0 || p.payload_type == 8)
+        .map(|p| {
+            let pcm: Vec<i16> = p
+                .payload
+                .iter()
+                .map(|&b| if p.payload_type == 0 { bibridge_media::g711::ulaw_decode(b) } else { bibridge_media::g711::alaw_decode(b) })
+                .collect();
+            (p.at, p.seq, p.ssrc, tone_level_dbfs(&pcm, freq, 8000))
+        })
+        .collect()
+}

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bibridge_media::port_pool::PortPool;
-use bibridge_sip::auth::{AuthOutcome, DigestServer};
+use bibridge_sip::auth::{Algorithm, AuthOutcome, DigestServer};
 use bibridge_sip::message::{self, IdGen};
 use bibridge_sip::registrar::{RegisterOutcome, Registrar, RegistrarConfig};
 use bibridge_sip::rsip;
@@ -22,12 +22,16 @@ use bibridge_sip::transaction::{TransactionLayer, TxEvent, TxKey};
 use bibridge_sip::{TimerConfig, Transmit, Transport};
 use tracing::{debug, info, info_span, warn};
 
-use crate::config::{Config, RouteTarget};
+use crate::config::{Config, Mode, RouteTarget};
 use crate::sdp::{self, AudioInfo, Origin};
 use crate::wire::{self, OutRequest};
 
 mod requests;
 mod responses;
+mod sessions;
+
+use sessions::Session;
+pub use sessions::SessionId;
 
 /// Identifies a call inside the engine and towards the media plane.
 pub type CallId = u64;
@@ -42,6 +46,14 @@ pub enum Side {
 }
 
 impl Side {
+    /// The media plane's id of this leg.
+    pub fn leg_id(self) -> LegId {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+
     pub fn other(self) -> Side {
         match self {
             Side::A => Side::B,
@@ -57,29 +69,91 @@ pub struct LocalAddrs {
     pub tcp: Option<SocketAddr>,
 }
 
+/// Identifies a leg within a call's media plane: 0 is leg A, 1 is leg B, supervisors from 2 up.
+pub type LegId = u32;
+
+/// What a leg is to the mixer (DESIGN §3 decides who hears whom from this).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaRole {
+    Customer,
+    Agent,
+    Supervisor(Mode),
+}
+
+/// The negotiated codec of a leg, as the mixer needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegCodec {
+    pub payload_type: u8,
+    /// Encoding name from the SDP (`PCMU`, `opus`, ...).
+    pub name: String,
+    pub clock_rate: u32,
+    /// RFC 4733 telephone-event payload type, if negotiated.
+    pub dtmf_payload_type: Option<u8>,
+}
+
+impl LegCodec {
+    /// The first voice codec of an SDP (the one in use after offer/answer) and its telephone-event.
+    pub fn from_info(info: &AudioInfo) -> Option<LegCodec> {
+        let voice = info
+            .codecs
+            .iter()
+            .find(|c| !c.name.eq_ignore_ascii_case("telephone-event"))?;
+        let dtmf = info
+            .codecs
+            .iter()
+            .find(|c| {
+                c.name.eq_ignore_ascii_case("telephone-event") && c.clock_rate == voice.clock_rate
+            })
+            .or_else(|| {
+                info.codecs
+                    .iter()
+                    .find(|c| c.name.eq_ignore_ascii_case("telephone-event"))
+            });
+        Some(LegCodec {
+            payload_type: voice.payload_type,
+            name: voice.name.clone(),
+            clock_rate: voice.clock_rate,
+            dtmf_payload_type: dtmf.map(|d| d.payload_type),
+        })
+    }
+}
+
 /// Media-plane setup of one leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegSetup {
-    pub side: Side,
+    pub leg: LegId,
     /// Our RTP port for this leg (RTCP is port + 1).
     pub port: u16,
     /// Where the leg's party wants its RTP, from its SDP (the media task latches onto the actual
     /// source once packets arrive: symmetric RTP).
     pub remote: Option<SocketAddr>,
+    pub role: MediaRole,
+    pub codec: Option<LegCodec>,
 }
 
 /// Commands for the media plane.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaCommand {
-    /// Bind both legs' ports and start relaying.
-    Open { call: CallId, legs: [LegSetup; 2] },
-    /// A leg's remote address or hold state changed (answer, re-INVITE).
+    /// Bind the legs' ports and start relaying.
+    Open { call: CallId, legs: Vec<LegSetup> },
+    /// A supervisor joins the call's media.
+    AddLeg { call: CallId, setup: LegSetup },
+    /// A leg's remote address, codec or the call's hold state changed (answer, re-INVITE).
     Update {
         call: CallId,
-        side: Side,
+        leg: LegId,
         remote: Option<SocketAddr>,
         hold: bool,
+        codec: Option<LegCodec>,
     },
+    /// A leg's role changed: a mode switch, or barge promotion.
+    SetRole {
+        call: CallId,
+        leg: LegId,
+        role: MediaRole,
+    },
+    /// A supervisor left; its port is back in the pool.
+    RemoveLeg { call: CallId, leg: LegId },
     /// Stop relaying and close the sockets; the engine has already returned the ports to its pool.
     Close { call: CallId },
 }
@@ -91,6 +165,19 @@ pub enum MediaEvent {
     Inactive { call: CallId },
     /// The driver could not bind the call's ports.
     OpenFailed { call: CallId },
+    /// An RFC 4733 digit from a supervisor leg (consumed by the mixer, never forwarded).
+    Dtmf {
+        call: CallId,
+        leg: LegId,
+        digit: char,
+    },
+}
+
+/// What a dialog of ours belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DialogRef {
+    Leg(CallId, Side),
+    Session(SessionId),
 }
 
 #[derive(Debug)]
@@ -158,6 +245,8 @@ struct Call {
     cancel_pending: bool,
     /// What we offered to B (to restrict its answer), or `None` for a late-offer call.
     offer_to_b: Option<AudioInfo>,
+    /// A's offer (restricted to what we support): A's answer must come from it.
+    a_offer: Option<Vec<u8>>,
     /// Late offer: A sent no SDP; B's 2xx carried the offer; B's ACK waits for A's ACK (answer).
     late_offer_ack_pending: bool,
     /// Last ACK sent to B, re-sent when B retransmits its 2xx.
@@ -165,6 +254,15 @@ struct Call {
     reinvite: Option<Reinvite>,
     connected_at: Option<Instant>,
     hold: [bool; 2],
+    /// Which leg is the agent (a local user with the agent role), if any: sessions attach here.
+    agent_side: Option<Side>,
+    /// The agent's extension.
+    agent_user: Option<String>,
+    /// Supervisor sessions attached to this call.
+    sessions: Vec<SessionId>,
+    /// Barge promotion: the agent hung up while this supervisor barged; the supervisor now talks
+    /// with the customer in the agent's place.
+    promoted: Option<SessionId>,
 }
 
 impl Call {
@@ -211,6 +309,21 @@ pub enum Notice {
         call: CallId,
         reason: String,
     },
+    SessionStarted {
+        session: SessionId,
+        call: CallId,
+        supervisor: String,
+        agent: String,
+        mode: Mode,
+    },
+    SessionMode {
+        session: SessionId,
+        mode: Mode,
+    },
+    SessionEnded {
+        session: SessionId,
+        reason: String,
+    },
 }
 
 /// The sans-IO B2BUA.
@@ -225,7 +338,7 @@ pub struct Engine {
     calls: HashMap<CallId, Call>,
     next_call: CallId,
     /// (SIP Call-ID, our tag) → call and leg.
-    dialogs: HashMap<(String, String), (CallId, Side)>,
+    dialogs: HashMap<(String, String), DialogRef>,
     /// Dialogs of calls that ended recently: a crossing BYE gets 200, not 481.
     ended_dialogs: HashMap<(String, String), Instant>,
     client: HashMap<TxKey, (CallId, ClientPurpose)>,
@@ -233,6 +346,8 @@ pub struct Engine {
     server_invites: HashMap<TxKey, CallId>,
     /// B-leg INVITEs of calls that are gone: a 2xx that still arrives is ACKed and hung up.
     orphans: HashMap<TxKey, (SocketAddr, Transport)>,
+    sessions: HashMap<SessionId, Session>,
+    next_session: SessionId,
     transmits: VecDeque<Transmit>,
     media: VecDeque<MediaCommand>,
     notices: VecDeque<Notice>,
@@ -255,11 +370,18 @@ impl Engine {
             max_expires: cfg.sip.registrar_max_expires,
             default_expires: cfg.sip.registrar_default_expires,
         });
+        let algorithms: Vec<Algorithm> = cfg
+            .auth
+            .algorithms
+            .iter()
+            .filter_map(|a| Algorithm::parse(a).ok())
+            .collect();
         let digest = DigestServer::new(
             &cfg.auth.realm,
             seed,
             Duration::from_secs(cfg.auth.nonce_lifetime_s),
-        );
+        )
+        .with_algorithms(&algorithms);
         let mut id_seed = [0u8; 8];
         id_seed.copy_from_slice(&seed[..8]);
         let pool = PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max);
@@ -276,6 +398,8 @@ impl Engine {
             client: HashMap::new(),
             server_invites: HashMap::new(),
             orphans: HashMap::new(),
+            sessions: HashMap::new(),
+            next_session: 1,
             transmits: VecDeque::new(),
             media: VecDeque::new(),
             notices: VecDeque::new(),
@@ -368,6 +492,7 @@ impl Engine {
         match ev {
             MediaEvent::Inactive { call } => self.end_call(now, call, "RTP timeout"),
             MediaEvent::OpenFailed { call } => self.end_call(now, call, "media ports unavailable"),
+            MediaEvent::Dtmf { call, leg, digit } => self.on_media_dtmf(now, call, leg, digit),
         }
         self.process(now);
     }
@@ -522,50 +647,16 @@ impl Engine {
         body: Option<Vec<u8>>,
         purpose: ClientPurpose,
     ) -> Option<TxKey> {
-        let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
-        let ua = self.cfg.sip.user_agent.clone();
         let call = self.calls.get_mut(&call_id)?;
         let leg = call.leg_mut(side);
-        leg.local_cseq += 1;
-        let transport = leg.transport;
-        let via = match transport {
-            Transport::Udp => self.local.udp.or(self.local.tcp),
-            Transport::Tcp => self.local.tcp.or(self.local.udp),
-        }
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
-        let contact = match transport {
-            Transport::Udp => format!("<sip:bibridge@{via}>"),
-            Transport::Tcp => format!("<sip:bibridge@{via};transport=tcp>"),
-        };
-        let from = leg.local_party();
-        let to = leg.remote_party();
-        let bytes = wire::build(
-            &OutRequest {
-                method,
-                uri: &leg.remote_target,
-                from: &from,
-                to: &to,
-                call_id: &leg.call_id,
-                cseq: leg.local_cseq,
-                contact: (method == "INVITE" || method == "UPDATE").then_some(contact.as_str()),
-                routes: &leg.route_set,
-                max_forwards: 70,
-                extra: &[],
-                body: body.as_deref().map(|b| ("application/sdp", b)),
-            },
-            via,
-            transport,
-            &branch,
-            &ua,
-        );
-        let peer = leg.peer;
-        let req = match message::parse(&bytes) {
-            Ok(rsip::SipMessage::Request(r)) => r,
-            _ => {
-                warn!(method, "internal error: could not build request");
-                return None;
-            }
-        };
+        let (req, peer, transport) = request_on_leg(
+            &mut self.ids,
+            &self.cfg.sip.user_agent,
+            self.local,
+            leg,
+            method,
+            body,
+        )?;
         let key = self.txl.send_request(now, req, peer, transport);
         self.client.insert(key.clone(), (call_id, purpose));
         Some(key)
@@ -603,14 +694,16 @@ impl Engine {
         let idx = if side == Side::A { 0 } else { 1 };
         call.hold[idx] = hold;
         let remote = info.rtp_addr;
+        let codec = LegCodec::from_info(&info);
         call.leg_mut(side).remote_media = Some(info);
         let _span = call.span.enter();
         debug!(?side, ?remote, hold, "leg media updated");
         self.media.push_back(MediaCommand::Update {
             call: call_id,
-            side,
+            leg: side.leg_id(),
             remote,
             hold: call.hold[0] || call.hold[1],
+            codec,
         });
     }
 
@@ -626,8 +719,13 @@ impl Engine {
         }
         match state {
             CallState::Connected => {
-                self.send_in_dialog(now, call_id, Side::A, "BYE", None, ClientPurpose::Bye);
-                self.send_in_dialog(now, call_id, Side::B, "BYE", None, ClientPurpose::Bye);
+                // After barge promotion the agent's dialog is already gone.
+                let gone = call.promoted.and(call.agent_side);
+                for side in [Side::A, Side::B] {
+                    if gone != Some(side) {
+                        self.send_in_dialog(now, call_id, side, "BYE", None, ClientPurpose::Bye);
+                    }
+                }
             }
             CallState::Routing => {
                 if let Some((key, req)) =
@@ -684,6 +782,15 @@ impl Engine {
     }
 
     fn remove_call(&mut self, now: Instant, call_id: CallId, reason: &str) {
+        // Every supervisor of the call gets a BYE (DESIGN §4: the agent call ended).
+        let sessions = self
+            .calls
+            .get(&call_id)
+            .map(|c| c.sessions.clone())
+            .unwrap_or_default();
+        for sid in sessions {
+            self.end_session(now, sid, "agent call ended", true);
+        }
         let Some(call) = self.calls.remove(&call_id) else {
             return;
         };
@@ -709,5 +816,57 @@ impl Engine {
             call: call_id,
             reason: reason.to_string(),
         });
+    }
+}
+
+/// Build an in-dialog request on `leg` (CSeq incremented, route set, remote target), and say
+/// where it goes.
+fn request_on_leg(
+    ids: &mut IdGen,
+    user_agent: &str,
+    local: LocalAddrs,
+    leg: &mut Leg,
+    method: &str,
+    body: Option<Vec<u8>>,
+) -> Option<(rsip::Request, SocketAddr, Transport)> {
+    let branch = format!("{}{}", wire::BRANCH_MARK, ids.branch());
+    leg.local_cseq += 1;
+    let transport = leg.transport;
+    let via = match transport {
+        Transport::Udp => local.udp.or(local.tcp),
+        Transport::Tcp => local.tcp.or(local.udp),
+    }
+    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
+    let contact = match transport {
+        Transport::Udp => format!("<sip:bibridge@{via}>"),
+        Transport::Tcp => format!("<sip:bibridge@{via};transport=tcp>"),
+    };
+    let from = leg.local_party();
+    let to = leg.remote_party();
+    let bytes = wire::build(
+        &OutRequest {
+            method,
+            uri: &leg.remote_target,
+            from: &from,
+            to: &to,
+            call_id: &leg.call_id,
+            cseq: leg.local_cseq,
+            contact: (method == "INVITE" || method == "UPDATE").then_some(contact.as_str()),
+            routes: &leg.route_set,
+            max_forwards: 70,
+            extra: &[],
+            body: body.as_deref().map(|b| ("application/sdp", b)),
+        },
+        via,
+        transport,
+        &branch,
+        user_agent,
+    );
+    match message::parse(&bytes) {
+        Ok(rsip::SipMessage::Request(r)) => Some((r, leg.peer, transport)),
+        _ => {
+            warn!(method, "internal error: could not build request");
+            None
+        }
     }
 }

@@ -14,7 +14,7 @@ const KNOWN_UNSUPPORTED: &[&str] = &[
 ];
 
 /// Who is calling, once trusted.
-enum Caller {
+pub(super) enum Caller {
     Trunk(String),
     User(String),
 }
@@ -26,6 +26,8 @@ struct Target {
     dest: SocketAddr,
     transport: Transport,
     label: String,
+    /// The local user called, if any.
+    user: Option<String>,
 }
 
 impl Engine {
@@ -42,8 +44,10 @@ impl Engine {
         if let Some(tag) = message::to_tag(&req.headers) {
             let call_id = message::call_id(&req.headers).unwrap_or_default();
             let dkey = (call_id, tag);
-            if let Some(&(call, side)) = self.dialogs.get(&dkey) {
+            if let Some(&DialogRef::Leg(call, side)) = self.dialogs.get(&dkey) {
                 self.on_in_dialog(now, key, req, call, side);
+            } else if let Some(&DialogRef::Session(sid)) = self.dialogs.get(&dkey) {
+                self.on_session_request(now, key, req, sid);
             } else if method == "BYE" && self.ended_dialogs.contains_key(&dkey) {
                 // BYEs crossed: the call is already gone on our side.
                 self.respond(now, (&key, &req), 200, "OK", None, &[]);
@@ -133,7 +137,20 @@ impl Engine {
                 }
             }
         };
-        let challenges = self.digest.challenge(now, stale);
+        let ua = message::header(&req.headers, "User-Agent")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let md5_only = self
+            .cfg
+            .auth
+            .md5_only_user_agents
+            .iter()
+            .any(|q| !q.is_empty() && ua.contains(&q.to_ascii_lowercase()));
+        let challenges = if md5_only {
+            self.digest.challenge_with(now, stale, &[Algorithm::Md5])
+        } else {
+            self.digest.challenge(now, stale)
+        };
         let extra: Vec<(&str, String)> = challenges
             .into_iter()
             .map(|c| ("WWW-Authenticate", c))
@@ -244,6 +261,7 @@ impl Engine {
                     dest: b.source,
                     transport: b.transport,
                     label: format!("user {dialled}"),
+                    user: Some(dialled.to_string()),
                 });
             }
             let contact = self.cfg.user(dialled).and_then(|u| u.contact.clone());
@@ -254,6 +272,7 @@ impl Engine {
                     dest,
                     transport,
                     label: format!("user {dialled} (static contact)"),
+                    user: Some(dialled.to_string()),
                 });
             }
             return Err((480, "Temporarily Unavailable"));
@@ -278,6 +297,7 @@ impl Engine {
                         dest: trunk.address,
                         transport,
                         label: format!("trunk {name}"),
+                        user: None,
                     })
                 }
                 RouteTarget::Users => Err((404, "Not Found")),
@@ -360,6 +380,11 @@ impl Engine {
             }
         };
         self.respond(now, (&key, &req), 100, "Trying", None, &[]);
+        if let Some((mode, ext)) = self.cfg.features.parse_dialled(&dialled) {
+            let ext = ext.to_string();
+            self.on_feature_code(now, key, req, &caller, mode, &ext, offer, source, transport);
+            return;
+        }
         let target = match self.route(now, &dialled, &caller) {
             Ok(t) => t,
             Err((code, reason)) => {
@@ -434,11 +459,41 @@ impl Engine {
             remote_media: None,
         };
         let offer_info = offer.as_ref().and_then(|s| sdp::audio_info(s).ok());
-        self.dialogs
-            .insert((a.call_id.clone(), a.local_tag.clone()), (id, Side::A));
-        self.dialogs
-            .insert((b.call_id.clone(), b.local_tag.clone()), (id, Side::B));
+        // B is offered A's codecs plus the other ones bibridge can transcode from, so that the
+        // two legs may end up on different codecs (the mixer then transcodes).
+        let offer_b = offer.clone().map(|mut s| {
+            sdp::add_transcodable(&mut s);
+            s
+        });
+        self.dialogs.insert(
+            (a.call_id.clone(), a.local_tag.clone()),
+            DialogRef::Leg(id, Side::A),
+        );
+        self.dialogs.insert(
+            (b.call_id.clone(), b.local_tag.clone()),
+            DialogRef::Leg(id, Side::B),
+        );
         self.server_invites.insert(key.clone(), id);
+        // The agent is the local user with the agent role: the callee first (customer calls in),
+        // else the caller (agent calls out).
+        let is_agent = |u: &str| {
+            self.cfg
+                .user(u)
+                .is_some_and(|u| u.has_role(crate::config::Role::Agent))
+        };
+        let (agent_side, agent_user) = match (&target.user, &caller) {
+            (Some(u), _) if is_agent(u) => (Some(Side::B), Some(u.clone())),
+            (_, Caller::User(u)) if is_agent(u) => (Some(Side::A), Some(u.clone())),
+            _ => (None, None),
+        };
+        let role = |side: Side| match agent_side {
+            Some(s) if s == side => MediaRole::Agent,
+            Some(_) => MediaRole::Customer,
+            // No agent: nobody can attach; the roles only name the two directions.
+            None if side == Side::A => MediaRole::Customer,
+            None => MediaRole::Agent,
+        };
+        let (role_a, role_b) = (role(Side::A), role(Side::B));
         {
             let _s = span.enter();
             info!(caller = %caller_label, %dialled, target = %target.label, "call started");
@@ -454,12 +509,17 @@ impl Engine {
                 b_invite: None,
                 b_provisional_seen: false,
                 cancel_pending: false,
-                offer_to_b: offer_info.clone(),
+                offer_to_b: offer_b.as_ref().and_then(|s| sdp::audio_info(s).ok()),
+                a_offer: offer.as_ref().map(|s| sdp::print(s).into_bytes()),
                 late_offer_ack_pending: false,
                 ack_b: None,
                 reinvite: None,
                 connected_at: None,
                 hold: [false; 2],
+                agent_side,
+                agent_user: agent_user.clone(),
+                sessions: Vec::new(),
+                promoted: None,
             },
         );
         self.notices.push_back(Notice::CallStarted {
@@ -469,23 +529,27 @@ impl Engine {
         });
         self.media.push_back(MediaCommand::Open {
             call: id,
-            legs: [
+            legs: vec![
                 LegSetup {
-                    side: Side::A,
+                    leg: Side::A.leg_id(),
                     port: port_a,
                     remote: offer_info.as_ref().and_then(|i| i.rtp_addr),
+                    role: role_a,
+                    codec: offer_info.as_ref().and_then(LegCodec::from_info),
                 },
                 LegSetup {
-                    side: Side::B,
+                    leg: Side::B.leg_id(),
                     port: port_b,
                     remote: None,
+                    role: role_b,
+                    codec: None,
                 },
             ],
         });
         if let Some(info) = offer_info {
             self.set_remote_media(id, Side::A, info);
         }
-        let body = offer.and_then(|s| self.anchored_sdp(id, Side::B, s));
+        let body = offer_b.and_then(|s| self.anchored_sdp(id, Side::B, s));
         let Some(key) = self.send_in_dialog_mf(now, id, body, max_forwards.saturating_sub(1))
         else {
             return;
@@ -584,8 +648,18 @@ impl Engine {
             "BYE" => {
                 info!(?side, "BYE received");
                 self.respond(now, (&key, &req), 200, "OK", None, &[]);
+                if self.try_barge_promotion(call_id, side) {
+                    return;
+                }
                 let state = self.calls.get(&call_id).map(|c| c.state);
+                let promoted = self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|c| c.promoted.is_some());
                 match state {
+                    // After promotion the other side is the agent's dialog, already gone; the
+                    // promoted supervisor gets its BYE with the other sessions in remove_call.
+                    Some(CallState::Connected) if promoted => {}
                     Some(CallState::Connected) => {
                         self.send_in_dialog(
                             now,
@@ -652,6 +726,23 @@ impl Engine {
         }
         let local_tag = call.leg(side).local_tag.clone();
         let transport = call.leg(side).transport;
+        if call.promoted.is_some() {
+            // The far side is a promoted supervisor, whose leg ends at bibridge: answer here.
+            if let Ok(info) = sdp::parse(&req.body).and_then(|o| sdp::audio_info(&o)) {
+                self.set_remote_media(call_id, side, info);
+            }
+            let sdp = call_sdp_answer(
+                self.calls
+                    .get(&call_id)
+                    .and_then(|c| c.leg(side).last_sdp_sent.clone()),
+                &req.body,
+            );
+            if is_invite {
+                self.server_invites.insert(key.clone(), call_id);
+            }
+            self.respond_sdp(now, (&key, &req), (200, "OK"), &local_tag, transport, sdp);
+            return;
+        }
         if req.body.is_empty() {
             // No offer: a session refresh or an offer-less re-INVITE. Answer with the SDP this leg
             // already has from us (unchanged version), without disturbing the other leg.
@@ -755,7 +846,7 @@ impl Engine {
         ) else {
             return;
         };
-        let Some(&(call_id, side)) = self.dialogs.get(&(cid, tag)) else {
+        let Some(&DialogRef::Leg(call_id, side)) = self.dialogs.get(&(cid, tag)) else {
             return;
         };
         if side != Side::A {
@@ -864,7 +955,7 @@ impl Engine {
 }
 
 /// A From/To value without its tag parameter (we put our own).
-fn strip_tag(value: &str) -> String {
+pub(super) fn strip_tag(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     let (addr, params) = match value.rfind('>') {
         Some(i) => value.split_at(i + 1),
@@ -896,4 +987,19 @@ mod tests {
         assert_eq!(strip_tag("sip:a@b;tag=1"), "sip:a@b");
         assert_eq!(strip_tag("<sip:a@b>"), "<sip:a@b>");
     }
+}
+
+/// Our previous SDP on a leg, turned into an answer to a new offer's direction (used where
+/// bibridge answers a re-INVITE itself).
+fn call_sdp_answer(prev: Option<Vec<u8>>, offer: &[u8]) -> Option<Vec<u8>> {
+    let prev = prev?;
+    let Ok(info) = sdp::parse(offer).and_then(|o| sdp::audio_info(&o)) else {
+        return Some(prev);
+    };
+    let Ok(mut answer) = sdp::parse(&prev) else {
+        return Some(prev);
+    };
+    sdp::set_direction(&mut answer, info.direction.answer());
+    answer.origin.session_version += 1;
+    Some(sdp::print(&answer).into_bytes())
 }

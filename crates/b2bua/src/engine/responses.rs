@@ -50,6 +50,7 @@ impl Engine {
         let mut body = None;
         if !resp.body.is_empty() {
             if let Some(answer) = self.take_b_answer(call_id, &resp) {
+                let answer = self.answer_for_a(call_id, answer);
                 body = self.anchored_sdp(call_id, Side::A, answer);
             }
         }
@@ -88,6 +89,36 @@ impl Engine {
         let info = sdp::audio_info(&sdp).ok()?;
         self.set_remote_media(call_id, Side::B, info);
         Some(sdp)
+    }
+
+    /// A's answer from B's: B's own answer when B chose a codec A offered (pure relay), else
+    /// A's offer narrowed to A's preferred codec (bibridge transcodes between the legs).
+    fn answer_for_a(
+        &self,
+        call_id: CallId,
+        b_answer: rtc_sdp::description::session::SessionDescription,
+    ) -> rtc_sdp::description::session::SessionDescription {
+        let Some(a_offer) = self.calls.get(&call_id).and_then(|c| c.a_offer.as_deref()) else {
+            return b_answer;
+        };
+        let (Ok(a_sdp), Ok(b_info)) = (sdp::parse(a_offer), sdp::audio_info(&b_answer)) else {
+            return b_answer;
+        };
+        let Ok(a_info) = sdp::audio_info(&a_sdp) else {
+            return b_answer;
+        };
+        let mut relayed = b_answer.clone();
+        if sdp::restrict_answer(&mut relayed, &a_info).is_ok() {
+            return relayed;
+        }
+        let Some(codec) = LegCodec::from_info(&a_info) else {
+            return b_answer;
+        };
+        let mut answer = a_sdp;
+        sdp::keep_payload_types(&mut answer, &[Some(codec.payload_type), codec.dtmf_payload_type]);
+        sdp::set_direction(&mut answer, b_info.direction);
+        debug!(a = %codec.name, b = ?LegCodec::from_info(&b_info).map(|c| c.name), "legs on different codecs: transcoding");
+        answer
     }
 
     fn on_b_success(&mut self, now: Instant, call_id: CallId, resp: rsip::Response) {
@@ -129,6 +160,7 @@ impl Engine {
             self.remove_call(now, call_id, "no acceptable SDP from callee");
             return;
         }
+        let answer = answer.map(|s| self.answer_for_a(call_id, s));
         let body = answer.and_then(|s| self.anchored_sdp(call_id, Side::A, s));
         if late_offer {
             if let Some(c) = self.calls.get_mut(&call_id) {
@@ -281,7 +313,7 @@ impl Engine {
         ) else {
             return;
         };
-        let Some(&(call_id, Side::B)) = self.dialogs.get(&(cid, tag)) else {
+        let Some(&DialogRef::Leg(call_id, Side::B)) = self.dialogs.get(&(cid, tag)) else {
             return;
         };
         let Some(call) = self.calls.get(&call_id) else {

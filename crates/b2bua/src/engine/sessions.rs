@@ -1,0 +1,580 @@
+//! Supervisor sessions (DESIGN §3, §4): a supervisor dials a feature code (`*81<ext>` monitor,
+//! `*82<ext>` coach, `*83<ext>` barge), bibridge answers and attaches the supervisor's leg to the
+//! agent's active call. DTMF (RFC 4733 from the mixer, or SIP INFO `application/dtmf-relay`)
+//! switches the mode; the supervisor's BYE, or the end of the agent's call, stops it.
+//!
+//! A session is one dialog (the supervisor called us: we are its UAS) plus one leg in the agent
+//! call's media plane. Who hears whom follows from the leg's [`MediaRole`] in the mixer.
+
+use super::*;
+use crate::config::Role;
+use super::requests::Caller;
+
+/// Identifies a supervisor session.
+pub type SessionId = u64;
+
+#[derive(Debug)]
+pub(crate) struct Session {
+    pub(super) call: CallId,
+    pub(super) supervisor: String,
+    pub(super) agent: String,
+    pub(super) mode: Mode,
+    pub(super) leg: Leg,
+    pub(super) media_leg: LegId,
+    pub(super) span: tracing::Span,
+}
+
+/// Why a session request is refused (DESIGN §4): a SIP code and reason phrase each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Trunk,
+    NoSuchExtension,
+    SelfMonitoring,
+    BuiltInBridgeOff,
+    NotAllowed,
+    AgentNotInCall,
+    NoOffer,
+}
+
+impl Refusal {
+    pub fn code(self) -> u16 {
+        match self {
+            Refusal::NoSuchExtension => 404,
+            Refusal::AgentNotInCall => 480,
+            Refusal::NoOffer => 488,
+            _ => 403,
+        }
+    }
+
+    pub fn reason(self) -> &'static str {
+        match self {
+            Refusal::Trunk => "Forbidden (trunks cannot start sessions)",
+            Refusal::NoSuchExtension => "Not Found (no such extension)",
+            Refusal::SelfMonitoring => "Forbidden (cannot monitor yourself)",
+            Refusal::BuiltInBridgeOff => "Built-In-Bridge off",
+            Refusal::NotAllowed => "Forbidden (not allowed for this agent or mode)",
+            Refusal::AgentNotInCall => "Temporarily Unavailable (agent not in a call)",
+            Refusal::NoOffer => "Not Acceptable Here (SDP offer required)",
+        }
+    }
+}
+
+fn role_of(mode: Mode) -> MediaRole {
+    MediaRole::Supervisor(mode)
+}
+
+impl Engine {
+    /// Check a session request; on success, the agent call to attach to.
+    fn authorize_session(&self, caller: &Caller, mode: Mode, ext: &str) -> Result<CallId, Refusal> {
+        let supervisor = match caller {
+            Caller::Trunk(_) => return Err(Refusal::Trunk),
+            Caller::User(u) => u,
+        };
+        let Some(agent) = self.cfg.user(ext) else {
+            return Err(Refusal::NoSuchExtension);
+        };
+        if supervisor == ext {
+            return Err(Refusal::SelfMonitoring);
+        }
+        let Some(sup) = self.cfg.user(supervisor) else {
+            return Err(Refusal::NotAllowed);
+        };
+        if !agent.builtin_bridge {
+            return Err(Refusal::BuiltInBridgeOff);
+        }
+        if !sup.has_role(Role::Supervisor) || !self.cfg.may(sup, agent, mode) {
+            return Err(Refusal::NotAllowed);
+        }
+        self.active_call_of(ext).ok_or(Refusal::AgentNotInCall)
+    }
+
+    /// The agent's active, connected call; the most recently connected if several (DESIGN §4).
+    pub(super) fn active_call_of(&self, ext: &str) -> Option<CallId> {
+        self.calls
+            .iter()
+            .filter(|(_, c)| {
+                c.state == CallState::Connected
+                    && c.promoted.is_none()
+                    && c.agent_user.as_deref() == Some(ext)
+            })
+            .max_by_key(|(id, c)| (c.connected_at, **id))
+            .map(|(id, _)| *id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_feature_code(
+        &mut self,
+        now: Instant,
+        key: TxKey,
+        req: rsip::Request,
+        caller: &Caller,
+        mode: Mode,
+        ext: &str,
+        offer: Option<rtc_sdp::description::session::SessionDescription>,
+        source: SocketAddr,
+        transport: Transport,
+    ) {
+        let who = match caller {
+            Caller::Trunk(t) => format!("trunk {t}"),
+            Caller::User(u) => u.clone(),
+        };
+        let attach = self
+            .authorize_session(caller, mode, ext)
+            .and_then(|call| match offer {
+                Some(o) => Ok((call, o)),
+                None => Err(Refusal::NoOffer),
+            });
+        let (call_id, offer) = match attach {
+            Ok(x) => x,
+            Err(refusal) => {
+                info!(supervisor = %who, agent = %ext, mode = mode.as_str(), code = refusal.code(), reason = refusal.reason(), "session refused");
+                let tag = self.ids.tag();
+                self.respond(
+                    now,
+                    (&key, &req),
+                    refusal.code(),
+                    refusal.reason(),
+                    Some(&tag),
+                    &[],
+                );
+                return;
+            }
+        };
+        let Ok(port) = self.pool.allocate() else {
+            let tag = self.ids.tag();
+            self.respond(
+                now,
+                (&key, &req),
+                503,
+                "Service Unavailable (no media ports)",
+                Some(&tag),
+                &[],
+            );
+            return;
+        };
+        let sid = self.next_session;
+        self.next_session += 1;
+        let media_leg = (sid % u64::from(u32::MAX - 2)) as LegId + 2;
+        let from = message::header(&req.headers, "From").unwrap_or_default();
+        let to = message::header(&req.headers, "To").unwrap_or_default();
+        let contact = message::header(&req.headers, "Contact").unwrap_or_default();
+        let sip_call_id = message::call_id(&req.headers).unwrap_or_default();
+        let leg = Leg {
+            call_id: sip_call_id.clone(),
+            local_tag: self.ids.tag(),
+            remote_tag: message::from_tag(&req.headers),
+            local_uri: requests::strip_tag(&to),
+            remote_uri: requests::strip_tag(&from),
+            remote_target: wire::addr_uri(&contact).to_string(),
+            route_set: message::headers_all(&req.headers, "Record-Route"),
+            local_cseq: self.number() % 10_000 + 1,
+            remote_cseq: message::cseq(&req.headers).map(|(n, _)| n),
+            peer: source,
+            transport,
+            rtp_port: port,
+            origin: Origin {
+                session_id: u64::from(self.number()),
+                version: 1,
+            },
+            last_sdp_sent: None,
+            remote_media: None,
+        };
+        let supervisor = match caller {
+            Caller::User(u) => u.clone(),
+            Caller::Trunk(_) => String::new(),
+        };
+        let call_span = self
+            .calls
+            .get(&call_id)
+            .map(|c| c.span.clone())
+            .unwrap_or_else(tracing::Span::none);
+        let span = info_span!(parent: &call_span, "session", id = sid, supervisor = %supervisor, agent = %ext);
+        // Our answer: the supervisor's offer narrowed to one voice codec (+ telephone-event).
+        let mut answer = offer;
+        let info = sdp::audio_info(&answer).ok();
+        let codec = info.as_ref().and_then(LegCodec::from_info);
+        if let Some(c) = &codec {
+            sdp::keep_payload_types(&mut answer, &[Some(c.payload_type), c.dtmf_payload_type]);
+        }
+        let dir = info
+            .as_ref()
+            .map(|i| i.direction)
+            .unwrap_or(sdp::Direction::SendRecv);
+        sdp::set_direction(&mut answer, dir.answer());
+        sdp::anchor(&mut answer, self.cfg.rtp.address, port, &leg.origin);
+        let body = sdp::print(&answer).into_bytes();
+        let mut leg = leg;
+        leg.last_sdp_sent = Some(body.clone());
+        leg.remote_media = info.clone();
+        let local_tag = leg.local_tag.clone();
+        self.dialogs
+            .insert((sip_call_id, local_tag.clone()), DialogRef::Session(sid));
+        self.server_invites.insert(key.clone(), call_id);
+        let remote = info.as_ref().and_then(|i| i.rtp_addr);
+        self.sessions.insert(
+            sid,
+            Session {
+                call: call_id,
+                supervisor: supervisor.clone(),
+                agent: ext.to_string(),
+                mode,
+                leg,
+                media_leg,
+                span: span.clone(),
+            },
+        );
+        if let Some(c) = self.calls.get_mut(&call_id) {
+            c.sessions.push(sid);
+        }
+        self.media.push_back(MediaCommand::AddLeg {
+            call: call_id,
+            setup: LegSetup {
+                leg: media_leg,
+                port,
+                remote,
+                role: role_of(mode),
+                codec,
+            },
+        });
+        {
+            let _s = span.enter();
+            info!(mode = mode.as_str(), call = call_id, "session started");
+        }
+        self.notices.push_back(Notice::SessionStarted {
+            session: sid,
+            call: call_id,
+            supervisor,
+            agent: ext.to_string(),
+            mode,
+        });
+        self.respond_sdp(
+            now,
+            (&key, &req),
+            (200, "OK"),
+            &local_tag,
+            transport,
+            Some(body),
+        );
+    }
+
+    /// In-dialog requests from a supervisor.
+    pub(super) fn on_session_request(
+        &mut self,
+        now: Instant,
+        key: TxKey,
+        req: rsip::Request,
+        sid: SessionId,
+    ) {
+        let method = req.method.to_string();
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let cseq = message::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
+        if s.leg.remote_cseq.is_some_and(|last| cseq <= last) {
+            self.respond(
+                now,
+                (&key, &req),
+                500,
+                "Server Internal Error (CSeq out of order)",
+                None,
+                &[],
+            );
+            return;
+        }
+        s.leg.remote_cseq = Some(cseq);
+        let call = s.call;
+        match method.as_str() {
+            "BYE" => {
+                self.respond(now, (&key, &req), 200, "OK", None, &[]);
+                let promoted = self
+                    .calls
+                    .get(&call)
+                    .is_some_and(|c| c.promoted == Some(sid));
+                if promoted {
+                    // The supervisor took the agent's place: hanging up ends the customer's call.
+                    self.end_session(now, sid, "supervisor hung up", false);
+                    self.end_call(now, call, "promoted supervisor hung up");
+                } else {
+                    self.end_session(now, sid, "supervisor hung up", false);
+                }
+            }
+            "INFO" => {
+                let ctype = message::header(&req.headers, "Content-Type")
+                    .unwrap_or_default()
+                    .to_ascii_lowercase();
+                let digit = if ctype.starts_with("application/dtmf-relay")
+                    || ctype.starts_with("application/dtmf")
+                {
+                    std::str::from_utf8(&req.body)
+                        .ok()
+                        .and_then(parse_dtmf_relay)
+                } else {
+                    None
+                };
+                self.respond(now, (&key, &req), 200, "OK", None, &[]);
+                if let Some(d) = digit {
+                    self.on_session_digit(now, sid, d, "SIP INFO");
+                }
+            }
+            "INVITE" | "UPDATE" => {
+                let Some(s) = self.sessions.get_mut(&sid) else {
+                    return;
+                };
+                // A re-offer (hold, codec or address change) is answered here: the supervisor's
+                // leg ends at bibridge, nothing to forward.
+                let local_tag = s.leg.local_tag.clone();
+                let transport = s.leg.transport;
+                if req.method == rsip::Method::Invite {
+                    self.server_invites.insert(key.clone(), s.call);
+                }
+                if let Some(contact) = message::header(&req.headers, "Contact") {
+                    s.leg.remote_target = wire::addr_uri(&contact).to_string();
+                }
+                let mut body = s.leg.last_sdp_sent.clone();
+                if !req.body.is_empty() {
+                    if let Ok(info) = sdp::parse(&req.body).and_then(|o| sdp::audio_info(&o)) {
+                        let (call, leg) = (s.call, s.media_leg);
+                        s.leg.remote_media = Some(info.clone());
+                        if let Some(prev) = s
+                            .leg
+                            .last_sdp_sent
+                            .as_deref()
+                            .and_then(|b| sdp::parse(b).ok())
+                        {
+                            let mut answer = prev;
+                            sdp::set_direction(&mut answer, info.direction.answer());
+                            s.leg.origin.version += 1;
+                            sdp::anchor(
+                                &mut answer,
+                                self.cfg.rtp.address,
+                                s.leg.rtp_port,
+                                &s.leg.origin,
+                            );
+                            let text = sdp::print(&answer).into_bytes();
+                            s.leg.last_sdp_sent = Some(text.clone());
+                            body = Some(text);
+                        }
+                        self.media.push_back(MediaCommand::Update {
+                            call,
+                            leg,
+                            remote: info.rtp_addr,
+                            hold: false,
+                            codec: LegCodec::from_info(&info),
+                        });
+                    }
+                }
+                self.respond_sdp(now, (&key, &req), (200, "OK"), &local_tag, transport, body);
+            }
+            "OPTIONS" => self.respond(now, (&key, &req), 200, "OK", None, &[]),
+            _ => self.respond(
+                now,
+                (&key, &req),
+                405,
+                "Method Not Allowed",
+                None,
+                &[("Allow", wire::ALLOW.to_string())],
+            ),
+        }
+    }
+
+    /// A digit from the supervisor: switch mode if it maps to one and policy allows it.
+    pub(super) fn on_session_digit(
+        &mut self,
+        _now: Instant,
+        sid: SessionId,
+        digit: char,
+        via: &str,
+    ) {
+        let Some(mode) = self.cfg.features.dtmf_mode(digit) else {
+            debug!(%digit, "DTMF digit without meaning consumed");
+            return;
+        };
+        self.switch_mode(sid, mode, via);
+    }
+
+    /// Change a session's mode (DTMF, later the operator console).
+    pub fn switch_mode(&mut self, sid: SessionId, mode: Mode, via: &str) -> bool {
+        let Some(s) = self.sessions.get(&sid) else {
+            return false;
+        };
+        let allowed = match (self.cfg.user(&s.supervisor), self.cfg.user(&s.agent)) {
+            (Some(sup), Some(agent)) => self.cfg.may(sup, agent, mode),
+            _ => false,
+        };
+        let _e = s.span.enter();
+        if !allowed {
+            info!(mode = mode.as_str(), via, "mode change refused by policy");
+            return false;
+        }
+        if s.mode == mode {
+            return true;
+        }
+        info!(
+            from = s.mode.as_str(),
+            to = mode.as_str(),
+            via,
+            "session mode changed"
+        );
+        let (call, leg) = (s.call, s.media_leg);
+        drop(_e);
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.mode = mode;
+        }
+        self.media.push_back(MediaCommand::SetRole {
+            call,
+            leg,
+            role: role_of(mode),
+        });
+        self.notices
+            .push_back(Notice::SessionMode { session: sid, mode });
+        true
+    }
+
+    /// A DTMF digit the mixer took from a supervisor's RTP.
+    pub(super) fn on_media_dtmf(&mut self, now: Instant, call: CallId, leg: LegId, digit: char) {
+        let sid = self.calls.get(&call).and_then(|c| {
+            c.sessions
+                .iter()
+                .copied()
+                .find(|s| self.sessions.get(s).is_some_and(|s| s.media_leg == leg))
+        });
+        if let Some(sid) = sid {
+            self.on_session_digit(now, sid, digit, "RFC 4733");
+        }
+    }
+
+    /// Stop a session: media leg removed, port returned, BYE to the supervisor if `bye`.
+    pub(super) fn end_session(&mut self, now: Instant, sid: SessionId, reason: &str, bye: bool) {
+        let Some(mut s) = self.sessions.remove(&sid) else {
+            return;
+        };
+        if bye {
+            if let Some((req, peer, transport)) = request_on_leg(
+                &mut self.ids,
+                &self.cfg.sip.user_agent,
+                self.local,
+                &mut s.leg,
+                "BYE",
+                None,
+            ) {
+                let key = self.txl.send_request(now, req, peer, transport);
+                self.client.insert(key, (s.call, ClientPurpose::Bye));
+            }
+        }
+        let dkey = (s.leg.call_id.clone(), s.leg.local_tag.clone());
+        self.dialogs.remove(&dkey);
+        self.ended_dialogs.insert(dkey, now);
+        self.pool.release(s.leg.rtp_port);
+        if let Some(c) = self.calls.get_mut(&s.call) {
+            c.sessions.retain(|x| *x != sid);
+        }
+        self.media.push_back(MediaCommand::RemoveLeg {
+            call: s.call,
+            leg: s.media_leg,
+        });
+        let _e = s.span.enter();
+        info!(reason, mode = s.mode.as_str(), "session ended");
+        self.notices.push_back(Notice::SessionEnded {
+            session: sid,
+            reason: reason.to_string(),
+        });
+    }
+
+    /// The agent hung up. A supervisor in barge takes the agent's place (CUCM's barge promotion);
+    /// returns true if that happened, false if the call should end.
+    pub(super) fn try_barge_promotion(&mut self, call_id: CallId, side: Side) -> bool {
+        let Some(call) = self.calls.get(&call_id) else {
+            return false;
+        };
+        if call.agent_side != Some(side) || call.promoted.is_some() {
+            return false;
+        }
+        let barger = call.sessions.iter().copied().find(|sid| {
+            self.sessions
+                .get(sid)
+                .is_some_and(|s| s.mode == Mode::Barge)
+        });
+        let Some(sid) = barger else { return false };
+        let Some(s) = self.sessions.get(&sid) else {
+            return false;
+        };
+        let leg = s.media_leg;
+        {
+            let _e = s.span.enter();
+            info!("barge promotion: agent left, supervisor stays with the customer");
+        }
+        let agent_leg = side.leg_id();
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return false;
+        };
+        call.promoted = Some(sid);
+        let agent_dialog = (
+            call.leg(side).call_id.clone(),
+            call.leg(side).local_tag.clone(),
+        );
+        self.dialogs.remove(&agent_dialog);
+        self.media.push_back(MediaCommand::RemoveLeg {
+            call: call_id,
+            leg: agent_leg,
+        });
+        self.media.push_back(MediaCommand::SetRole {
+            call: call_id,
+            leg,
+            role: MediaRole::Agent,
+        });
+        true
+    }
+}
+
+/// `Signal=5` (application/dtmf-relay, as Cisco and most phones send it) or a bare digit
+/// (application/dtmf).
+pub(super) fn parse_dtmf_relay(body: &str) -> Option<char> {
+    let signal = body
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim())
+        })
+        .or_else(|| Some(body.trim()))?;
+    let mut chars = signal.chars();
+    let c = chars.next()?;
+    if chars.next().is_some() {
+        // Numeric event codes for * and # (10, 11) are also seen.
+        return match signal {
+            "10" => Some('*'),
+            "11" => Some('#'),
+            _ => None,
+        };
+    }
+    matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d').then(|| c.to_ascii_uppercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dtmf_relay_bodies() {
+        assert_eq!(parse_dtmf_relay("Signal=2\r\nDuration=160\r\n"), Some('2'));
+        assert_eq!(parse_dtmf_relay("signal = 3\n"), Some('3'));
+        assert_eq!(parse_dtmf_relay("Signal=11\r\n"), Some('#'));
+        assert_eq!(parse_dtmf_relay("1"), Some('1'));
+        assert_eq!(parse_dtmf_relay("Signal=xyz"), None);
+        assert_eq!(parse_dtmf_relay(""), None);
+    }
+
+    #[test]
+    fn refusals_have_design_codes() {
+        assert_eq!(Refusal::NoSuchExtension.code(), 404);
+        assert_eq!(Refusal::AgentNotInCall.code(), 480);
+        for r in [
+            Refusal::BuiltInBridgeOff,
+            Refusal::NotAllowed,
+            Refusal::SelfMonitoring,
+            Refusal::Trunk,
+        ] {
+            assert_eq!(r.code(), 403);
+        }
+        assert_eq!(Refusal::BuiltInBridgeOff.reason(), "Built-In-Bridge off");
+    }
+}

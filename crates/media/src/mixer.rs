@@ -1,0 +1,1385 @@
+//! The per-call mixer: who hears whom (DESIGN §3), sans-IO.
+//!
+//! One [`CallMixer`] per call. It takes every RTP packet received on the call's legs
+//! ([`CallMixer::handle_rtp`]) and the passing of time ([`CallMixer::handle_timeout`]), and
+//! queues the packets to send ([`CallMixer::poll_transmit`]).
+//!
+//! # Paths
+//! - **Relay** (customer <-> agent with nobody mixed in and the same codec on both sides): the
+//!   packet is copied, its header rewritten by the output's [`StreamRewriter`] and sent at once;
+//!   the payload is untouched. The rewriter of an output is created from the first packet it
+//!   relays (same SSRC, offset 0), so a plain relay is byte-identical end to end.
+//! - **Packet-clocked mix** (the agent's output while a coach or barge supervisor is present,
+//!   the customer's while a barge supervisor is; also a codec mismatch between customer and
+//!   agent): each packet of the opposite party is decoded on arrival — never jitter-buffered, so
+//!   its timing is kept — the supervisors' audio for the same span is added from their FIFOs,
+//!   and the result is encoded and sent at once. When that party has sent nothing for more than
+//!   1.5 ptime (hold, DTX), the mixer's own clock produces the frames (supervisors only).
+//! - **Clocked mix** (every supervisor's output): on each tick of the mixer's own clock (one
+//!   ptime), one frame of every input is taken from its jitter buffer, decoded and mixed.
+//!
+//! Every mix runs at the highest sample rate among the legs taking part in it; inputs are
+//! resampled up to it and the sum down to the output codec's rate. Sums saturate.
+//!
+//! # Buffers
+//! All PCM buffers and the transmit queue are sized when a leg is added or the routing changes;
+//! handling a packet or a tick does not allocate.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::codec::{CodecKind, Decoder, Encoder};
+use crate::dtmf::DtmfDetector;
+use crate::jitter::{JbOut, JitterBuffer, JitterConfig};
+use crate::resample::Resampler;
+use crate::rtp::{is_rtcp, Rewrite, RtpHeader, StreamRewriter};
+use crate::MediaError;
+
+/// Identifies a leg within one [`CallMixer`] (chosen by the caller).
+pub type LegId = u32;
+
+/// A supervisor's session mode: named by who hears the supervisor (DESIGN §3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionMode {
+    /// Silent monitoring: heard by nobody.
+    Monitor,
+    /// Whisper: heard by the agent only.
+    Coach,
+    /// Three-way: heard by agent and customer.
+    Barge,
+}
+
+/// What a leg is in the call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegRole {
+    /// The outside party. Only the first customer leg added takes part.
+    Customer,
+    /// The agent. Only the first agent leg added takes part.
+    Agent,
+    /// A supervisor in a session mode.
+    Supervisor(SessionMode),
+}
+
+/// Media parameters of a leg, from its negotiated SDP.
+#[derive(Clone, Debug)]
+pub struct LegParams {
+    /// Role of the leg.
+    pub role: LegRole,
+    /// Payload type of the negotiated audio codec (in both directions).
+    pub payload_type: u8,
+    /// The negotiated audio codec.
+    pub codec: CodecKind,
+    /// Payload type of telephone-event (RFC 4733), if negotiated.
+    pub dtmf_payload_type: Option<u8>,
+    /// Packet time the leg asked for (`a=ptime`), in ms. Informational: generated frames follow
+    /// the mixer's clock ([`MixerConfig::ptime`]) or the packets they are clocked by.
+    pub ptime_ms: u32,
+}
+
+/// Mixer settings.
+#[derive(Clone, Debug)]
+pub struct MixerConfig {
+    /// Gain applied to supervisor voices in the agent's mix, dB (0 = unchanged).
+    pub coach_gain_db: f32,
+    /// Upper bound of the adaptive jitter buffer of each clocked input.
+    pub jitter_max: Duration,
+    /// The mixer's own clock period, and the length of the frames it generates.
+    pub ptime: Duration,
+}
+
+impl Default for MixerConfig {
+    fn default() -> Self {
+        Self {
+            coach_gain_db: 0.0,
+            jitter_max: Duration::from_millis(60),
+            ptime: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Something the owner of the mixer must act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MixerEvent {
+    /// A supervisor pressed a key (RFC 4733 telephone-event); it was not forwarded.
+    Dtmf {
+        /// The supervisor's leg.
+        leg: LegId,
+        /// The digit: `0`-`9`, `*`, `#`, `A`-`D`.
+        digit: char,
+    },
+}
+
+/// Counters of one leg.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegStats {
+    /// RTP packets received on the leg.
+    pub rx_packets: u64,
+    /// Received packets that failed RTP validation.
+    pub rx_invalid: u64,
+    /// Received packets not used: unknown payload type, late or duplicate on a
+    /// packet-clocked path, or implausibly long.
+    pub rx_discarded: u64,
+    /// Payloads the decoder rejected.
+    pub decode_errors: u64,
+    /// Lost packets concealed on the jitter-buffered path.
+    pub concealed: u64,
+    /// Packets relayed to this leg (payload untouched).
+    pub tx_relayed: u64,
+    /// Mixed (generated) packets sent to this leg.
+    pub tx_mixed: u64,
+    /// Telephone-event packets passed through to this leg while its output was mixed.
+    pub tx_dtmf_passed: u64,
+    /// Frames the encoder of this leg rejected (not sent).
+    pub encode_errors: u64,
+    /// Telephone-event digits consumed from this (supervisor) leg.
+    pub dtmf_consumed: u64,
+}
+
+/// Counters of the whole mixer, see [`CallMixer::stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MixerStats {
+    /// Packets relayed (all legs).
+    pub relayed_packets: u64,
+    /// Mixed frames sent (all legs).
+    pub mixed_frames: u64,
+    /// Supervisor digits consumed.
+    pub dtmf_consumed: u64,
+    /// Ticks of the mixer's clock.
+    pub ticks: u64,
+    /// Ticks skipped because `handle_timeout` came too late.
+    pub ticks_skipped: u64,
+    /// Packets dropped because the transmit queue was full or `poll_transmit`'s buffer too
+    /// small.
+    pub tx_dropped: u64,
+    /// Per-leg counters, in the order the legs were added.
+    pub legs: Vec<(LegId, LegStats)>,
+}
+
+/// The longest audio one packet may carry on a packet-clocked path: 120 ms.
+const MAX_PACKET_MS: u32 = 120;
+/// Samples of [`MAX_PACKET_MS`] at 48 kHz, the highest rate: decode buffer size.
+const MAX_PCM: usize = 48 * MAX_PACKET_MS as usize;
+/// Largest encoded payload we produce (Opus' maximum for 120 ms is below this).
+const MAX_ENCODED: usize = 4000;
+/// Packets the transmit queue holds before the oldest is dropped.
+const TX_SLOTS: usize = 64;
+/// Initial capacity of a transmit slot (grows once for larger relayed datagrams).
+const TX_SLOT_BYTES: usize = 1500;
+/// Events queued before the oldest is dropped (the owner polls after every call).
+const MAX_EVENTS: usize = 32;
+/// A supervisor FIFO feeding a packet-clocked mix holds at most this many frames: the two
+/// clocks drift, and the excess is dropped rather than becoming delay.
+const SIDE_MAX_FRAMES: usize = 3;
+/// On a packet-clocked path a sequence gap up to this many packets is passed on as the same
+/// gap in the output (the receiver conceals it); a larger jump is a restart, not loss.
+const MAX_GAP_PASSED: i32 = 5;
+/// Late handle_timeout: beyond this many missed ticks the clock is resynchronised instead
+/// of producing a burst.
+const MAX_CATCH_UP_TICKS: u32 = 5;
+
+/// Signed distance from sequence number `b` to `a`, modulo 2^16.
+fn seq_diff(a: u16, b: u16) -> i32 {
+    i32::from(a.wrapping_sub(b) as i16)
+}
+
+/// Samples in `d` at `rate` Hz.
+fn samples_in(d: Duration, rate: u32) -> usize {
+    (u128::from(rate) * d.as_micros() / 1_000_000) as usize
+}
+
+/// `s` with `gain` (Q16) applied, saturated to the i32 accumulator's useful range.
+fn apply_gain(s: i16, gain_q16: i64) -> i32 {
+    ((i64::from(s) * gain_q16) >> 16).clamp(-(1 << 20), 1 << 20) as i32
+}
+
+/// A resampling stage that always yields exactly `len * to / from` samples per call, so
+/// frames stay aligned whatever the resampler's own latency (its start is zero-padded).
+struct Conv {
+    from: u32,
+    to: u32,
+    rs: Option<Resampler>,
+    /// Output of the resampler not yet handed out.
+    carry: Vec<i16>,
+}
+
+impl Conv {
+    fn new(from: u32, to: u32) -> Result<Self, MediaError> {
+        let rs = if from == to {
+            None
+        } else {
+            Some(Resampler::new(from, to)?)
+        };
+        Ok(Self {
+            from,
+            to,
+            rs,
+            carry: Vec::with_capacity(MAX_PCM * 2),
+        })
+    }
+
+    /// Append `input` converted to `to` Hz onto `out`.
+    fn run(&mut self, input: &[i16], out: &mut Vec<i16>) {
+        let Some(rs) = self.rs.as_mut() else {
+            out.extend_from_slice(input);
+            return;
+        };
+        let want = (input.len() as u64 * u64::from(self.to) / u64::from(self.from)) as usize;
+        rs.process(input, &mut self.carry);
+        let take = want.min(self.carry.len());
+        out.extend(self.carry.drain(..take));
+        out.resize(out.len() + (want - take), 0);
+        // A resampler that ran ahead (it should not) must not turn into growing delay.
+        if self.carry.len() > want {
+            let excess = self.carry.len() - want;
+            self.carry.drain(..excess);
+        }
+    }
+}
+
+/// One input's current tick frame converted to a mix rate.
+struct View {
+    conv: Conv,
+    buf: Vec<i16>,
+}
+
+/// How a customer or agent leg's output is produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// Not produced (an extra customer/agent leg).
+    Idle,
+    /// Packets of the opposite party relayed.
+    Relay,
+    /// Packet-clocked mix (see the module documentation).
+    Mixed,
+    /// Clocked mix (supervisors).
+    Clocked,
+}
+
+/// What was last sent to a leg.
+#[derive(Clone, Copy, Debug)]
+struct LastTx {
+    at: Instant,
+    generated: bool,
+}
+
+struct Leg {
+    id: LegId,
+    params: LegParams,
+    /// Audio sample rate of the codec.
+    rate: u32,
+    /// RTP clock rate of the codec.
+    rtp_clock: u32,
+
+    // ---- input side ----
+    /// Decoder of the packet-clocked path (packets in arrival order).
+    dec_direct: Decoder,
+    /// Decoder of the jitter-buffered path (its own state: it sees a different sequence).
+    dec_jb: Decoder,
+    jb: JitterBuffer,
+    /// Whether this input feeds a clocked mix (its jitter buffer is fed and drained).
+    jb_active: bool,
+    /// Decoded jitter-buffer output not yet taken into a tick frame (native rate).
+    jb_pcm: Vec<i16>,
+    /// This tick's frame at the native rate.
+    frame: Vec<i16>,
+    /// This tick's frame at the other rates that mixes need.
+    views: Vec<View>,
+    dtmf: DtmfDetector,
+    /// Last (seq) handled on the packet-clocked path.
+    last_direct_seq: Option<u16>,
+    /// Arrival of the last audio packet (for hold/DTX detection).
+    last_rx: Option<Instant>,
+    /// Native rate -> the mix rate of the output this leg clocks.
+    direct_conv: Option<Conv>,
+    /// Supervisor: contributes to the agent's / customer's mix.
+    to_agent: bool,
+    to_customer: bool,
+    /// Supervisor audio waiting for the agent's / customer's packet-clocked mix, at that
+    /// mix's rate.
+    side_agent: Vec<i16>,
+    side_agent_rate: u32,
+    side_customer: Vec<i16>,
+    side_customer_rate: u32,
+
+    // ---- output side ----
+    route: Route,
+    /// Rate of the mix this leg hears.
+    mix_rate: u32,
+    /// Mix rate -> codec rate.
+    out_conv: Option<Conv>,
+    encoder: Encoder,
+    rewriter: Option<StreamRewriter>,
+    last_tx: Option<LastTx>,
+    /// The next generated packet starts a talkspurt.
+    force_marker: bool,
+    /// Leg whose packets clock/relay this output.
+    source: Option<LegId>,
+    /// Telephone-event passed through while mixed: input event timestamp -> output one.
+    dtmf_map: Option<(u32, u32)>,
+    stats: LegStats,
+}
+
+/// Jitter buffer settings of a clocked input.
+///
+/// A tick at `t` fills the frame `[t, t + ptime)`, so it asks the buffer for every packet whose
+/// audio starts before `t + ptime` (`pop(t + ptime)`): a 30 ms packet is then never missing
+/// in the middle of a 20 ms frame. That request runs one ptime ahead of the buffer's
+/// schedule, so its delay range is shifted by one ptime: the delay the audio actually gets
+/// (on top of waiting for the tick) stays within 0..`jitter_max`.
+fn jitter_config(cfg: &MixerConfig, kind: CodecKind) -> JitterConfig {
+    JitterConfig {
+        clock_rate: kind.rtp_clock_rate(),
+        min_delay: cfg.ptime,
+        max_delay: cfg.jitter_max + cfg.ptime,
+        initial_delay: cfg.ptime,
+    }
+}
+
+impl Leg {
+    fn new(cfg: &MixerConfig, id: LegId, params: LegParams) -> Result<Self, MediaError> {
+        let kind = params.codec;
+        let rate = kind.sample_rate();
+        let frame_len = samples_in(cfg.ptime, rate);
+        Ok(Self {
+            id,
+            rate,
+            rtp_clock: kind.rtp_clock_rate(),
+            dec_direct: Decoder::new(kind)?,
+            dec_jb: Decoder::new(kind)?,
+            jb: JitterBuffer::new(jitter_config(cfg, kind)),
+            jb_active: false,
+            jb_pcm: Vec::with_capacity(frame_len * 4 + MAX_PCM * 2),
+            frame: Vec::with_capacity(frame_len),
+            views: Vec::new(),
+            dtmf: DtmfDetector::new(),
+            last_direct_seq: None,
+            last_rx: None,
+            direct_conv: None,
+            to_agent: false,
+            to_customer: false,
+            side_agent: Vec::new(),
+            side_agent_rate: 0,
+            side_customer: Vec::new(),
+            side_customer_rate: 0,
+            route: Route::Idle,
+            mix_rate: rate,
+            out_conv: None,
+            encoder: Encoder::new(kind)?,
+            rewriter: None,
+            last_tx: None,
+            force_marker: false,
+            source: None,
+            dtmf_map: None,
+            stats: LegStats::default(),
+            params,
+        })
+    }
+
+    fn is_supervisor(&self) -> bool {
+        matches!(self.params.role, LegRole::Supervisor(_))
+    }
+
+    /// This tick's frame at `rate`, if this input has one at that rate.
+    fn frame_at(&self, rate: u32) -> Option<&[i16]> {
+        if rate == self.rate {
+            return Some(&self.frame);
+        }
+        self.views
+            .iter()
+            .find(|v| v.conv.to == rate)
+            .map(|v| v.buf.as_slice())
+    }
+
+    /// Take one tick frame (`frame_len` samples) from the jitter buffer into `frame`.
+    fn pull_frame(&mut self, t: Instant, ptime: Duration, frame_len: usize) {
+        let Leg {
+            jb,
+            dec_jb,
+            jb_pcm,
+            frame,
+            stats,
+            rate,
+            rtp_clock,
+            ..
+        } = self;
+        // A frame may need several packets (10 ms ptime); bounded in case of a storm of
+        // tiny packets.
+        for _ in 0..16 {
+            if jb_pcm.len() >= frame_len {
+                break;
+            }
+            match jb.pop(t + ptime) {
+                Some(JbOut::Packet { payload, .. }) => {
+                    let old = jb_pcm.len();
+                    jb_pcm.resize(old + MAX_PCM, 0);
+                    match dec_jb.decode(payload, &mut jb_pcm[old..]) {
+                        Ok(n) => jb_pcm.truncate(old + n),
+                        Err(_) => {
+                            jb_pcm.truncate(old);
+                            stats.decode_errors += 1;
+                        }
+                    }
+                }
+                Some(JbOut::Lost { duration, .. }) => {
+                    stats.concealed += 1;
+                    let want = (u64::from(duration) * u64::from(*rate)
+                        / u64::from((*rtp_clock).max(1))) as usize;
+                    // More than a few frames of loss is an outage: the fade has ended anyway.
+                    let want = want.min(frame_len * 3).max(1);
+                    let old = jb_pcm.len();
+                    jb_pcm.resize(old + want, 0);
+                    dec_jb.conceal(&mut jb_pcm[old..]);
+                }
+                None => break,
+            }
+        }
+        frame.clear();
+        let take = frame_len.min(jb_pcm.len());
+        frame.extend(jb_pcm.drain(..take));
+        frame.resize(frame_len, 0);
+        // Packets longer than a tick leave a remainder; more than that is clock drift.
+        let keep = frame_len * 3 + MAX_PCM;
+        if jb_pcm.len() > keep {
+            let excess = jb_pcm.len() - keep;
+            jb_pcm.drain(..excess);
+        }
+    }
+}
+
+/// A fixed ring of transmit slots.
+struct TxQueue {
+    slots: Vec<(LegId, bool, Vec<u8>)>,
+    head: usize,
+    len: usize,
+    dropped: u64,
+}
+
+impl TxQueue {
+    fn new() -> Self {
+        Self {
+            slots: (0..TX_SLOTS)
+                .map(|_| (0, false, Vec::with_capacity(TX_SLOT_BYTES)))
+                .collect(),
+            head: 0,
+            len: 0,
+            dropped: 0,
+        }
+    }
+
+    /// The buffer of the next slot, emptied; the packet is queued by [`commit`](Self::commit).
+    /// A full queue drops its oldest packet.
+    fn reserve(&mut self, leg: LegId) -> &mut Vec<u8> {
+        let cap = self.slots.len();
+        if self.len == cap {
+            self.head = (self.head + 1) % cap;
+            self.len -= 1;
+            self.dropped += 1;
+        }
+        let i = (self.head + self.len) % cap;
+        let slot = &mut self.slots[i];
+        slot.0 = leg;
+        slot.1 = true;
+        slot.2.clear();
+        &mut slot.2
+    }
+
+    fn commit(&mut self) {
+        self.len += 1;
+    }
+
+    /// Forget the packets queued for `leg`.
+    fn cancel(&mut self, leg: LegId) {
+        let cap = self.slots.len();
+        for k in 0..self.len {
+            let slot = &mut self.slots[(self.head + k) % cap];
+            if slot.0 == leg {
+                slot.1 = false;
+            }
+        }
+    }
+
+    fn pop_into(&mut self, buf: &mut [u8]) -> Option<(LegId, usize)> {
+        let cap = self.slots.len();
+        while self.len > 0 {
+            let (leg, live, data) = &self.slots[self.head];
+            let (leg, live) = (*leg, *live);
+            let n = data.len();
+            let fits = n <= buf.len();
+            if live && fits {
+                buf[..n].copy_from_slice(data);
+            }
+            self.head = (self.head + 1) % cap;
+            self.len -= 1;
+            if live {
+                if fits {
+                    return Some((leg, n));
+                }
+                self.dropped += 1;
+            }
+        }
+        None
+    }
+}
+
+/// Write a fixed RTP header (no CSRC, no extension, no padding) followed by `payload`.
+fn write_packet(
+    out: &mut Vec<u8>,
+    marker: bool,
+    pt: u8,
+    seq: u16,
+    ts: u32,
+    ssrc: u32,
+    payload: &[u8],
+) {
+    out.push(0x80);
+    out.push(if marker { 0x80 } else { 0 } | (pt & 0x7F));
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&ts.to_be_bytes());
+    out.extend_from_slice(&ssrc.to_be_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// The per-call mixer. See the module documentation.
+pub struct CallMixer {
+    cfg: MixerConfig,
+    /// Coach gain as a Q16 factor.
+    gain_q16: i64,
+    /// splitmix64 state for SSRCs and initial sequence numbers/timestamps.
+    rng: u64,
+    legs: Vec<Leg>,
+    customer: Option<usize>,
+    agent: Option<usize>,
+    next_tick: Option<Instant>,
+    tx: TxQueue,
+    events: VecDeque<MixerEvent>,
+    relayed: u64,
+    mixed: u64,
+    dtmf_consumed: u64,
+    ticks: u64,
+    ticks_skipped: u64,
+    // Scratch buffers, reused for every packet and tick.
+    s_pcm: Vec<i16>,
+    s_rs: Vec<i16>,
+    s_acc: Vec<i32>,
+    s_mix: Vec<i16>,
+    s_out: Vec<i16>,
+    s_enc: Vec<u8>,
+}
+
+impl CallMixer {
+    /// A mixer without legs. `ssrc_seed` seeds the SSRCs and initial sequence numbers and
+    /// timestamps of generated streams (RFC 3550 wants them random; the caller supplies the
+    /// randomness so this stays deterministic under test).
+    pub fn new(cfg: MixerConfig, ssrc_seed: u64) -> Self {
+        let gain = 10f64.powf(f64::from(cfg.coach_gain_db) / 20.0);
+        let gain_q16 = (gain * 65536.0).round().clamp(0.0, 65536.0 * 64.0) as i64;
+        let big = MAX_PCM * 6;
+        Self {
+            cfg,
+            gain_q16,
+            rng: ssrc_seed,
+            legs: Vec::new(),
+            customer: None,
+            agent: None,
+            next_tick: None,
+            tx: TxQueue::new(),
+            events: VecDeque::with_capacity(MAX_EVENTS),
+            relayed: 0,
+            mixed: 0,
+            dtmf_consumed: 0,
+            ticks: 0,
+            ticks_skipped: 0,
+            s_pcm: Vec::with_capacity(MAX_PCM),
+            s_rs: Vec::with_capacity(big),
+            s_acc: Vec::with_capacity(big),
+            s_mix: Vec::with_capacity(big),
+            s_out: Vec::with_capacity(big),
+            s_enc: vec![0; MAX_ENCODED],
+        }
+    }
+
+    fn next_random(&mut self) -> u64 {
+        // splitmix64
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn find(&self, id: LegId) -> Option<usize> {
+        self.legs.iter().position(|l| l.id == id)
+    }
+
+    /// Add a leg. Fails if the id is taken or its codec is not available in this build.
+    pub fn add_leg(
+        &mut self,
+        now: Instant,
+        id: LegId,
+        params: LegParams,
+    ) -> Result<(), MediaError> {
+        if self.find(id).is_some() {
+            return Err(MediaError::Mixer("leg id already in use"));
+        }
+        let leg = Leg::new(&self.cfg, id, params)?;
+        self.legs.push(leg);
+        if let Err(e) = self.replan(now) {
+            self.legs.pop();
+            // Restore the plan without the leg; it worked before.
+            let _ = self.replan(now);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Change a leg's parameters: a re-INVITE changing its codec, or a role change (barge
+    /// promotion: the agent leg was removed and a supervisor becomes the agent). The leg's
+    /// output stream stays one stream (same SSRC, continuous sequence numbers).
+    pub fn update_leg(
+        &mut self,
+        now: Instant,
+        id: LegId,
+        params: LegParams,
+    ) -> Result<(), MediaError> {
+        let i = self.find(id).ok_or(MediaError::Mixer("no such leg"))?;
+        let cfg = self.cfg.clone();
+        let leg = &mut self.legs[i];
+        if leg.params.codec != params.codec {
+            let kind = params.codec;
+            // Build everything first so a failure leaves the leg as it was.
+            let dec_direct = Decoder::new(kind)?;
+            let dec_jb = Decoder::new(kind)?;
+            let encoder = Encoder::new(kind)?;
+            leg.dec_direct = dec_direct;
+            leg.dec_jb = dec_jb;
+            leg.encoder = encoder;
+            leg.jb = JitterBuffer::new(jitter_config(&cfg, kind));
+            leg.rate = kind.sample_rate();
+            leg.rtp_clock = kind.rtp_clock_rate();
+            leg.jb_pcm.clear();
+            leg.frame.clear();
+            leg.views.clear();
+            leg.direct_conv = None;
+            leg.out_conv = None;
+            leg.last_direct_seq = None;
+            leg.side_agent.clear();
+            leg.side_customer.clear();
+            leg.side_agent_rate = 0;
+            leg.side_customer_rate = 0;
+        }
+        if leg.params.role != params.role {
+            leg.dtmf = DtmfDetector::new();
+            leg.last_direct_seq = None;
+        }
+        leg.params = params;
+        self.replan(now)
+    }
+
+    /// Set a supervisor's session mode; effective from the next packet or tick. Ignored for
+    /// a leg that is not a supervisor.
+    pub fn set_mode(&mut self, now: Instant, id: LegId, mode: SessionMode) {
+        let Some(i) = self.find(id) else { return };
+        let leg = &mut self.legs[i];
+        if !leg.is_supervisor() {
+            tracing::debug!(leg = id, "set_mode on a leg that is not a supervisor");
+            return;
+        }
+        leg.params.role = LegRole::Supervisor(mode);
+        if let Err(e) = self.replan(now) {
+            tracing::warn!(leg = id, error = %e, "mixer: replanning after a mode change failed");
+        }
+    }
+
+    /// Remove a leg; packets still queued for it are discarded.
+    pub fn remove_leg(&mut self, now: Instant, id: LegId) {
+        let Some(i) = self.find(id) else { return };
+        self.legs.remove(i);
+        self.tx.cancel(id);
+        if let Err(e) = self.replan(now) {
+            tracing::warn!(leg = id, error = %e, "mixer: replanning after a leg removal failed");
+        }
+    }
+
+    /// Recompute who hears whom and make sure every buffer and resampler the plan needs
+    /// exists. Runs on configuration changes only.
+    fn replan(&mut self, now: Instant) -> Result<(), MediaError> {
+        let ptime = self.cfg.ptime;
+        self.customer = self
+            .legs
+            .iter()
+            .position(|l| l.params.role == LegRole::Customer);
+        self.agent = self
+            .legs
+            .iter()
+            .position(|l| l.params.role == LegRole::Agent);
+        let any_sup = self.legs.iter().any(Leg::is_supervisor);
+        let (cust, agent) = (self.customer, self.agent);
+        let rate_of = |i: Option<usize>, legs: &[Leg]| i.map_or(0, |i| legs[i].rate);
+
+        for l in &mut self.legs {
+            let (a, c) = match l.params.role {
+                LegRole::Supervisor(SessionMode::Coach) => (true, false),
+                LegRole::Supervisor(SessionMode::Barge) => (true, true),
+                _ => (false, false),
+            };
+            l.to_agent = a;
+            l.to_customer = c;
+        }
+        let legs = &self.legs;
+        let sup_max = |pred: &dyn Fn(&Leg) -> bool| {
+            legs.iter()
+                .filter(|l| pred(l))
+                .map(|l| l.rate)
+                .max()
+                .unwrap_or(0)
+        };
+        let agent_contrib = legs.iter().any(|l| l.to_agent);
+        let customer_contrib = legs.iter().any(|l| l.to_customer);
+        let rate_a = rate_of(agent, legs)
+            .max(rate_of(cust, legs))
+            .max(sup_max(&|l| l.to_agent));
+        let rate_c = rate_of(cust, legs)
+            .max(rate_of(agent, legs))
+            .max(sup_max(&|l| l.to_customer));
+        let same_codec = match (cust, agent) {
+            (Some(c), Some(a)) => legs[c].params.codec == legs[a].params.codec,
+            _ => true,
+        };
+        let cust_id = cust.map(|i| legs[i].id);
+        let agent_id = agent.map(|i| legs[i].id);
+        let base_rate = rate_of(cust, legs).max(rate_of(agent, legs));
+
+        // Routes, mix rates and sources of every output.
+        let mut sup_rates: Vec<(LegId, u32)> = Vec::new();
+        for idx in 0..self.legs.len() {
+            let (route, mix_rate, source) = {
+                let l = &self.legs[idx];
+                if Some(idx) == agent {
+                    let r = if !agent_contrib && same_codec {
+                        Route::Relay
+                    } else {
+                        Route::Mixed
+                    };
+                    (r, rate_a, cust_id)
+                } else if Some(idx) == cust {
+                    let r = if !customer_contrib && same_codec {
+                        Route::Relay
+                    } else {
+                        Route::Mixed
+                    };
+                    (r, rate_c, agent_id)
+                } else if l.is_supervisor() {
+                    let others = self
+                        .legs
+                        .iter()
+                        .filter(|o| o.id != l.id && o.to_agent)
+                        .map(|o| o.rate)
+                        .max()
+                        .unwrap_or(0);
+                    let r = l.rate.max(base_rate).max(others);
+                    sup_rates.push((l.id, r));
+                    (Route::Clocked, r, None)
+                } else {
+                    (Route::Idle, l.rate, None)
+                }
+            };
+            let l = &mut self.legs[idx];
+            if route == Route::Mixed || route == Route::Clocked {
+                if l.out_conv.as_ref().map(|c| (c.from, c.to)) != Some((mix_rate, l.rate)) {
+                    l.out_conv = Some(Conv::new(mix_rate, l.rate)?);
+                }
+            } else {
+                l.out_conv = None;
+            }
+            if l.source != source {
+                if let Some(rw) = l.rewriter.as_mut() {
+                    rw.note_source_switch();
+                }
+                l.source = source;
+                l.dtmf_map = None;
+            }
+            if l.route == Route::Relay && route != Route::Relay {
+                // First generated packet after relay starts a talkspurt.
+                l.force_marker = true;
+            }
+            l.route = route;
+            l.mix_rate = mix_rate;
+        }
+
+        // Direct (packet-clocked) converters: the source's rate -> the output's mix rate.
+        for (src, dst) in [(cust, agent), (agent, cust)] {
+            let Some(s) = src else { continue };
+            let want = match dst {
+                Some(d) if self.legs[d].route == Route::Mixed => Some(self.legs[d].mix_rate),
+                _ => None,
+            };
+            let l = &mut self.legs[s];
+            match want {
+                Some(to) => {
+                    if l.direct_conv.as_ref().map(|c| (c.from, c.to)) != Some((l.rate, to)) {
+                        l.direct_conv = Some(Conv::new(l.rate, to)?);
+                    }
+                }
+                None => l.direct_conv = None,
+            }
+        }
+
+        // Jitter buffers, tick views and supervisor FIFOs.
+        let frame_at = |rate: u32| samples_in(ptime, rate);
+        for idx in 0..self.legs.len() {
+            let l = &mut self.legs[idx];
+            let is_party = Some(idx) == cust || Some(idx) == agent;
+            let jb_active = l.is_supervisor() || (is_party && any_sup);
+            if !jb_active && l.jb_active {
+                l.jb.reset();
+                l.jb_pcm.clear();
+            }
+            l.jb_active = jb_active;
+
+            let mut needed: Vec<u32> = Vec::new();
+            if is_party {
+                needed.extend(sup_rates.iter().map(|&(_, r)| r));
+            } else if l.is_supervisor() {
+                if l.to_agent {
+                    needed.extend(
+                        sup_rates
+                            .iter()
+                            .filter(|(id, _)| *id != l.id)
+                            .map(|&(_, r)| r),
+                    );
+                }
+                if l.to_agent && agent.is_some() {
+                    needed.push(rate_a);
+                }
+                if l.to_customer && cust.is_some() {
+                    needed.push(rate_c);
+                }
+            }
+            needed.retain(|&r| r != l.rate);
+            needed.sort_unstable();
+            needed.dedup();
+            l.views.retain(|v| needed.contains(&v.conv.to));
+            for &r in &needed {
+                if !l.views.iter().any(|v| v.conv.to == r) {
+                    l.views.push(View {
+                        conv: Conv::new(l.rate, r)?,
+                        buf: Vec::with_capacity(frame_at(r)),
+                    });
+                }
+            }
+
+            let side_a = if l.to_agent && agent.is_some() {
+                rate_a
+            } else {
+                0
+            };
+            let side_c = if l.to_customer && cust.is_some() {
+                rate_c
+            } else {
+                0
+            };
+            let Leg {
+                side_agent,
+                side_agent_rate,
+                side_customer,
+                side_customer_rate,
+                views,
+                frame,
+                rate,
+                ..
+            } = l;
+            for (want, have, side) in [
+                (side_a, side_agent_rate, side_agent),
+                (side_c, side_customer_rate, side_customer),
+            ] {
+                if want == *have {
+                    continue;
+                }
+                side.clear();
+                side.reserve(frame_at(want) * (SIDE_MAX_FRAMES + 1));
+                *have = want;
+                if want == 0 {
+                    continue;
+                }
+                // Starts being heard: prime with the latest tick frame, so the very next
+                // packet-clocked frame already carries this voice (a switch takes effect
+                // within one packet, not two).
+                if want == *rate {
+                    side.extend_from_slice(frame);
+                } else if let Some(v) = views.iter_mut().find(|v| v.conv.to == want) {
+                    v.conv.run(frame, side);
+                }
+            }
+            let fl = frame_at(l.rate);
+            l.frame.reserve(fl);
+        }
+
+        self.next_tick = match (any_sup, self.next_tick) {
+            (false, _) => None,
+            (true, Some(t)) => Some(t),
+            (true, None) => Some(now + ptime),
+        };
+        Ok(())
+    }
+
+    /// One RTP packet received on leg `from` (the whole datagram). RTCP, invalid packets and
+    /// packets of unknown legs are ignored (and counted where a leg is known).
+    pub fn handle_rtp(&mut self, now: Instant, from: LegId, packet: &[u8]) {
+        let Some(i) = self.find(from) else { return };
+        if is_rtcp(packet) {
+            return;
+        }
+        let h = match RtpHeader::parse(packet) {
+            Ok(h) => h,
+            Err(_) => {
+                self.legs[i].stats.rx_invalid += 1;
+                return;
+            }
+        };
+        let leg = &mut self.legs[i];
+        leg.stats.rx_packets += 1;
+        let payload = h.payload(packet);
+        let is_audio = h.payload_type == leg.params.payload_type;
+        let is_dtmf = Some(h.payload_type) == leg.params.dtmf_payload_type;
+
+        if leg.is_supervisor() {
+            if is_dtmf {
+                // Consumed: a supervisor's digits control the session and reach nobody.
+                if let Some(digit) = leg.dtmf.on_packet(h.timestamp, payload) {
+                    leg.stats.dtmf_consumed += 1;
+                    self.dtmf_consumed += 1;
+                    if self.events.len() >= MAX_EVENTS {
+                        self.events.pop_front();
+                    }
+                    self.events.push_back(MixerEvent::Dtmf { leg: from, digit });
+                }
+            } else if is_audio {
+                leg.jb
+                    .push(now, h.seq, h.timestamp, h.ssrc, h.marker, payload);
+                leg.last_rx = Some(now);
+            } else {
+                leg.stats.rx_discarded += 1;
+            }
+            return;
+        }
+
+        let dst = if Some(i) == self.customer {
+            self.agent
+        } else if Some(i) == self.agent {
+            self.customer
+        } else {
+            leg.stats.rx_discarded += 1;
+            return;
+        };
+        if is_audio {
+            if leg.jb_active {
+                leg.jb
+                    .push(now, h.seq, h.timestamp, h.ssrc, h.marker, payload);
+            }
+            leg.last_rx = Some(now);
+        }
+        let Some(d) = dst else { return };
+        match self.legs[d].route {
+            Route::Relay => self.relay(now, i, d, &h, packet, is_audio, is_dtmf),
+            Route::Mixed if is_audio => self.direct_mix(now, i, d, &h, packet),
+            Route::Mixed if is_dtmf => self.pass_dtmf(now, d, &h, packet),
+            _ => self.legs[i].stats.rx_discarded += 1,
+        }
+    }
+
+    /// Relay a packet of leg `src` to leg `dst`: header rewritten, payload untouched.
+    #[allow(clippy::too_many_arguments)]
+    fn relay(
+        &mut self,
+        now: Instant,
+        src: usize,
+        dst: usize,
+        h: &RtpHeader,
+        packet: &[u8],
+        is_audio: bool,
+        is_dtmf: bool,
+    ) {
+        let out_pt = if is_audio {
+            Some(self.legs[dst].params.payload_type)
+        } else if is_dtmf {
+            match self.legs[dst].params.dtmf_payload_type {
+                Some(pt) => Some(pt),
+                // The other side did not negotiate telephone-event: nothing to send it as.
+                None => {
+                    self.legs[src].stats.rx_discarded += 1;
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let d = &mut self.legs[dst];
+        let rw = d
+            .rewriter
+            .get_or_insert_with(|| StreamRewriter::new(h.ssrc, h.seq, h.timestamp));
+        let buf = self.tx.reserve(d.id);
+        buf.extend_from_slice(packet);
+        if let (Some(pt), Some(b1)) = (out_pt, buf.get_mut(1)) {
+            *b1 = (*b1 & 0x80) | (pt & 0x7F);
+        }
+        match rw.rewrite_in_place(buf, d.rtp_clock) {
+            Ok(Rewrite::Forward { .. }) => {
+                self.tx.commit();
+                d.stats.tx_relayed += 1;
+                d.last_tx = Some(LastTx {
+                    at: now,
+                    generated: false,
+                });
+                d.force_marker = false;
+                self.relayed += 1;
+            }
+            Ok(Rewrite::Drop) | Err(_) => {
+                self.legs[src].stats.rx_discarded += 1;
+            }
+        }
+    }
+
+    /// A telephone-event packet of the source of `dst` while `dst`'s output is mixed: passed
+    /// on as it is (payload untouched), numbered within the generated stream. All packets of
+    /// one event keep one output timestamp (RFC 4733 §2.5.1.2).
+    fn pass_dtmf(&mut self, now: Instant, dst: usize, h: &RtpHeader, packet: &[u8]) {
+        let seed = self.next_random();
+        let d = &mut self.legs[dst];
+        let Some(pt) = d.params.dtmf_payload_type else {
+            return;
+        };
+        let rw = d.rewriter.get_or_insert_with(|| new_rewriter(seed));
+        // A zero-length step: the event occupies no audio time of its own; the next audio
+        // frame continues at the timestamp the event got.
+        let (seq, next_ts) = rw.next_generated(0);
+        let ts = match d.dtmf_map {
+            Some((in_ts, out_ts)) if in_ts == h.timestamp => out_ts,
+            _ => {
+                d.dtmf_map = Some((h.timestamp, next_ts));
+                next_ts
+            }
+        };
+        let ssrc = rw.ssrc();
+        let buf = self.tx.reserve(d.id);
+        write_packet(buf, h.marker, pt, seq, ts, ssrc, h.payload(packet));
+        self.tx.commit();
+        d.stats.tx_dtmf_passed += 1;
+        d.last_tx = Some(LastTx {
+            at: now,
+            generated: true,
+        });
+    }
+
+    /// Packet-clocked mix: an audio packet of `src` makes one frame for `dst`.
+    fn direct_mix(&mut self, now: Instant, src: usize, dst: usize, h: &RtpHeader, packet: &[u8]) {
+        let max_samples = |rate: u32| (rate * MAX_PACKET_MS / 1000) as usize;
+        let s = &mut self.legs[src];
+        let mut missing = 0usize;
+        if let Some(last) = s.last_direct_seq {
+            let d = seq_diff(h.seq, last);
+            if d <= 0 && d > -100 {
+                // Late or duplicate: its place in the output has passed (no buffering here).
+                s.stats.rx_discarded += 1;
+                return;
+            }
+            if (2..=MAX_GAP_PASSED + 1).contains(&d) {
+                missing = (d - 1) as usize;
+            }
+        }
+        self.s_pcm.clear();
+        self.s_pcm.resize(MAX_PCM, 0);
+        let n = match s.dec_direct.decode(h.payload(packet), &mut self.s_pcm) {
+            Ok(n) => n,
+            Err(_) => {
+                s.stats.decode_errors += 1;
+                return;
+            }
+        };
+        if n == 0 || n > max_samples(s.rate) {
+            // Longer than any sane packet time: not sent on (it would stall the mix).
+            s.stats.rx_discarded += 1;
+            return;
+        }
+        s.last_direct_seq = Some(h.seq);
+        self.s_pcm.truncate(n);
+        self.s_rs.clear();
+        match s.direct_conv.as_mut() {
+            Some(c) => c.run(&self.s_pcm, &mut self.s_rs),
+            None => self.s_rs.extend_from_slice(&self.s_pcm),
+        }
+        let len = self.s_rs.len();
+        let to_agent = Some(dst) == self.agent;
+
+        // Lost packets of the source: pass the gap on (sequence and timestamp), and let the
+        // supervisor audio of that span go.
+        if missing > 0 {
+            let d = &mut self.legs[dst];
+            if let Some(rw) = d.rewriter.as_mut() {
+                let step = (len as u64 * u64::from(d.rtp_clock) / u64::from(d.mix_rate)) as u32;
+                for _ in 0..missing {
+                    rw.next_generated(step);
+                }
+            }
+            for l in &mut self.legs {
+                let side = if to_agent {
+                    &mut l.side_agent
+                } else {
+                    &mut l.side_customer
+                };
+                let k = (len * missing).min(side.len());
+                side.drain(..k);
+            }
+        }
+
+        self.s_acc.clear();
+        self.s_acc.extend(self.s_rs.iter().map(|&x| i32::from(x)));
+        self.add_sides(to_agent, len);
+        self.emit(now, dst);
+    }
+
+    /// Add `len` samples of every contributing supervisor's FIFO (agent's or customer's mix)
+    /// into the accumulator.
+    fn add_sides(&mut self, to_agent: bool, len: usize) {
+        let gain = if to_agent { self.gain_q16 } else { 1 << 16 };
+        let acc = &mut self.s_acc;
+        for l in &mut self.legs {
+            let (on, side) = if to_agent {
+                (l.to_agent, &mut l.side_agent)
+            } else {
+                (l.to_customer, &mut l.side_customer)
+            };
+            if !on {
+                continue;
+            }
+            let k = len.min(side.len());
+            if gain == 1 << 16 {
+                for (a, &x) in acc.iter_mut().zip(side.iter().take(k)) {
+                    *a += i32::from(x);
+                }
+            } else {
+                for (a, &x) in acc.iter_mut().zip(side.iter().take(k)) {
+                    *a += apply_gain(x, gain);
+                }
+            }
+            side.drain(..k);
+        }
+    }
+
+    /// Encode the accumulator (at `dst`'s mix rate) and queue it as the next generated packet
+    /// of `dst`.
+    fn emit(&mut self, now: Instant, dst: usize) {
+        let seed = self.next_random();
+        let silence_gap = self.cfg.ptime * 3;
+        self.s_mix.clear();
+        self.s_mix.extend(
+            self.s_acc
+                .iter()
+                .map(|&x| x.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16),
+        );
+        let d = &mut self.legs[dst];
+        self.s_out.clear();
+        match d.out_conv.as_mut() {
+            Some(c) => c.run(&self.s_mix, &mut self.s_out),
+            None => self.s_out.extend_from_slice(&self.s_mix),
+        }
+        let n = match d.encoder.encode(&self.s_out, &mut self.s_enc) {
+            Ok(n) => n,
+            Err(_) => {
+                d.stats.encode_errors += 1;
+                return;
+            }
+        };
+        let step = (self.s_out.len() as u64 * u64::from(d.rtp_clock) / u64::from(d.rate)) as u32;
+        let marker = d.force_marker
+            || match d.last_tx {
+                None => true,
+                Some(l) => !l.generated || now.saturating_duration_since(l.at) > silence_gap,
+            };
+        let rw = d.rewriter.get_or_insert_with(|| new_rewriter(seed));
+        let (seq, ts) = rw.next_generated(step);
+        let ssrc = rw.ssrc();
+        let buf = self.tx.reserve(d.id);
+        write_packet(
+            buf,
+            marker,
+            d.params.payload_type,
+            seq,
+            ts,
+            ssrc,
+            self.s_enc.get(..n).unwrap_or(&[]),
+        );
+        self.tx.commit();
+        d.force_marker = false;
+        d.last_tx = Some(LastTx {
+            at: now,
+            generated: true,
+        });
+        d.stats.tx_mixed += 1;
+        self.mixed += 1;
+    }
+
+    /// Advance the mixer's clock to `now`: one mixed frame per elapsed ptime.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ptime = self.cfg.ptime;
+        while let Some(t) = self.next_tick {
+            if t > now {
+                break;
+            }
+            let late = now.saturating_duration_since(t);
+            let t = if late > ptime * MAX_CATCH_UP_TICKS {
+                // Called far too late: skip the lost ticks rather than send a burst.
+                self.ticks_skipped += (late.as_micros() / ptime.as_micros().max(1)) as u64;
+                for l in &mut self.legs {
+                    l.force_marker = true;
+                }
+                now
+            } else {
+                t
+            };
+            self.tick(t);
+            self.next_tick = Some(t + ptime);
+        }
+    }
+
+    /// One tick of the mixer's clock at `t`.
+    fn tick(&mut self, t: Instant) {
+        self.ticks += 1;
+        let ptime = self.cfg.ptime;
+        // 1. One frame of every clocked input, at its own rate and at the mix rates.
+        for l in &mut self.legs {
+            if !l.jb_active {
+                continue;
+            }
+            let fl = samples_in(ptime, l.rate);
+            l.pull_frame(t, ptime, fl);
+            let Leg { views, frame, .. } = l;
+            for v in views.iter_mut() {
+                v.buf.clear();
+                v.conv.run(frame, &mut v.buf);
+            }
+            // 2. Supervisor audio for the packet-clocked mixes.
+            for (on, rate, side) in [
+                (l.to_agent, l.side_agent_rate, &mut l.side_agent),
+                (l.to_customer, l.side_customer_rate, &mut l.side_customer),
+            ] {
+                if !on || rate == 0 {
+                    continue;
+                }
+                let src: &[i16] = if rate == l.rate {
+                    &l.frame
+                } else {
+                    match l.views.iter().find(|v| v.conv.to == rate) {
+                        Some(v) => &v.buf,
+                        None => continue,
+                    }
+                };
+                side.extend_from_slice(src);
+                let max = samples_in(ptime, rate) * SIDE_MAX_FRAMES;
+                if side.len() > max {
+                    let excess = side.len() - max;
+                    side.drain(..excess);
+                }
+            }
+        }
+
+        // 3. Every supervisor's mix: customer + agent + other supervisors heard by the agent.
+        for s in 0..self.legs.len() {
+            if self.legs[s].route != Route::Clocked {
+                continue;
+            }
+            let rate = self.legs[s].mix_rate;
+            let fl = samples_in(ptime, rate);
+            self.s_acc.clear();
+            self.s_acc.resize(fl, 0);
+            for (i, l) in self.legs.iter().enumerate() {
+                let heard = Some(i) == self.customer || Some(i) == self.agent || l.to_agent;
+                if i == s || !heard || !l.jb_active {
+                    continue;
+                }
+                if let Some(f) = l.frame_at(rate) {
+                    for (a, &x) in self.s_acc.iter_mut().zip(f) {
+                        *a += i32::from(x);
+                    }
+                }
+            }
+            self.emit(t, s);
+        }
+
+        // 4. Agent / customer outputs whose clocking party is silent: the supervisors they
+        //    hear are produced on our clock, so a coach is always heard.
+        let hold_after = ptime * 3 / 2;
+        for (dst, src, to_agent) in [
+            (self.agent, self.customer, true),
+            (self.customer, self.agent, false),
+        ] {
+            let Some(d) = dst else { continue };
+            if self.legs[d].route != Route::Mixed {
+                continue;
+            }
+            let contributors =
+                self.legs
+                    .iter()
+                    .any(|l| if to_agent { l.to_agent } else { l.to_customer });
+            if !contributors {
+                continue;
+            }
+            let src_idle = match src.and_then(|s| self.legs[s].last_rx) {
+                None => true,
+                Some(at) => t.saturating_duration_since(at) > hold_after,
+            };
+            if !src_idle {
+                continue;
+            }
+            let fl = samples_in(ptime, self.legs[d].mix_rate);
+            self.s_acc.clear();
+            self.s_acc.resize(fl, 0);
+            self.add_sides(to_agent, fl);
+            self.emit(t, d);
+        }
+    }
+
+    /// The next packet to send: copied into `buf`, returns the leg to send it on and its
+    /// length. A packet larger than `buf` is dropped (counted in [`MixerStats::tx_dropped`]).
+    pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(LegId, usize)> {
+        self.tx.pop_into(buf)
+    }
+
+    /// The next event for the owner.
+    pub fn poll_event(&mut self) -> Option<MixerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must be called next (`None`: nothing is
+    /// clocked, i.e. no supervisor).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.next_tick
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> MixerStats {
+        MixerStats {
+            relayed_packets: self.relayed,
+            mixed_frames: self.mixed,
+            dtmf_consumed: self.dtmf_consumed,
+            ticks: self.ticks,
+            ticks_skipped: self.ticks_skipped,
+            tx_dropped: self.tx.dropped,
+            legs: self.legs.iter().map(|l| (l.id, l.stats)).collect(),
+        }
+    }
+
+    /// The SSRC of what is sent to `leg`, once something was.
+    pub fn output_ssrc(&self, leg: LegId) -> Option<u32> {
+        let i = self.find(leg)?;
+        self.legs[i].rewriter.as_ref().map(StreamRewriter::ssrc)
+    }
+}
+
+/// A rewriter for a stream that starts with a generated packet: random SSRC, sequence
+/// number and timestamp (RFC 3550 §5.1).
+fn new_rewriter(r: u64) -> StreamRewriter {
+    StreamRewriter::new((r >> 32) as u32, (r >> 16) as u16, r as u32)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,883 @@
+//! "Who hears whom" tests in virtual time: every leg sends a tone of its own frequency, and
+//! each output is checked for exactly the tones of its DESIGN §3 row.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::f64::consts::PI;
+
+use super::*;
+
+const CUST: LegId = 1;
+const AGENT: LegId = 2;
+const SUP_A: LegId = 3;
+const SUP_B: LegId = 4;
+
+const F_CUST: f64 = 440.0;
+const F_AGENT: f64 = 1000.0;
+const F_A: f64 = 2000.0;
+const F_B: f64 = 2600.0;
+const ALL: [f64; 4] = [F_CUST, F_AGENT, F_A, F_B];
+
+/// Tone amplitude: -20 dBFS.
+const AMP: f64 = 3276.8;
+const LEVEL_DB: f64 = -20.0;
+const DTMF_PT: u8 = 101;
+
+/// Level of the sine at `freq` in `x`, dBFS (Hann-windowed Goertzel).
+fn level_dbfs(x: &[i16], freq: f64, rate: u32) -> f64 {
+    let n = x.len();
+    let w = 2.0 * PI * freq / f64::from(rate);
+    let coeff = 2.0 * w.cos();
+    let (mut s1, mut s2, mut wsum) = (0.0f64, 0.0f64, 0.0f64);
+    for (i, &v) in x.iter().enumerate() {
+        let win = 0.5 - 0.5 * (2.0 * PI * i as f64 / (n - 1) as f64).cos();
+        wsum += win;
+        let s0 = f64::from(v) * win + coeff * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = (s1 * s1 + s2 * s2 - coeff * s1 * s2).max(0.0);
+    let amp = 2.0 * power.sqrt() / wsum;
+    20.0 * (amp / 32768.0 + 1e-12).log10()
+}
+
+fn params(role: LegRole, codec: CodecKind) -> LegParams {
+    let payload_type = match codec {
+        CodecKind::Pcmu => 0,
+        CodecKind::Pcma => 8,
+        CodecKind::G722 => 9,
+        CodecKind::Opus => 111,
+    };
+    LegParams {
+        role,
+        payload_type,
+        codec,
+        dtmf_payload_type: Some(DTMF_PT),
+        ptime_ms: 20,
+    }
+}
+
+/// A phone sending a tone in 20 ms packets.
+struct Sender {
+    codec: CodecKind,
+    pt: u8,
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    n: u64,
+    freq: f64,
+    enc: Encoder,
+    /// Offset of its packets within the 20 ms grid.
+    phase_ms: u64,
+    on: bool,
+    first: bool,
+}
+
+impl Sender {
+    fn new(codec: CodecKind, pt: u8, ssrc: u32, freq: f64, phase_ms: u64) -> Self {
+        Self {
+            codec,
+            pt,
+            ssrc,
+            seq: (ssrc as u16).wrapping_mul(7),
+            ts: ssrc.wrapping_mul(1000),
+            n: 0,
+            freq,
+            enc: Encoder::new(codec).unwrap(),
+            phase_ms,
+            on: true,
+            first: true,
+        }
+    }
+
+    fn packet(&mut self) -> Vec<u8> {
+        let rate = self.codec.sample_rate();
+        let len = rate as usize / 50;
+        let pcm: Vec<i16> = (0..len as u64)
+            .map(|i| {
+                let t = (self.n + i) as f64 / f64::from(rate);
+                (AMP * (2.0 * PI * self.freq * t).sin()).round() as i16
+            })
+            .collect();
+        self.n += len as u64;
+        let mut payload = vec![0u8; 2000];
+        let k = self.enc.encode(&pcm, &mut payload).unwrap();
+        let mut p = Vec::new();
+        write_packet(
+            &mut p,
+            self.first,
+            self.pt,
+            self.seq,
+            self.ts,
+            self.ssrc,
+            &payload[..k],
+        );
+        self.first = false;
+        self.seq = self.seq.wrapping_add(1);
+        self.ts = self.ts.wrapping_add(self.codec.rtp_clock_rate() / 50);
+        p
+    }
+
+    /// RFC 4733 packets of one event (digit code), as a phone sends them: start, updates,
+    /// three end packets; one timestamp, consecutive sequence numbers.
+    fn dtmf_packets(&mut self, event: u8) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let ts = self.ts;
+        for (i, dur) in [160u16, 320, 480, 640, 640, 640].into_iter().enumerate() {
+            let end = i >= 3;
+            let payload = [
+                event,
+                if end { 0x80 | 10 } else { 10 },
+                (dur >> 8) as u8,
+                dur as u8,
+            ];
+            let mut p = Vec::new();
+            write_packet(&mut p, i == 0, DTMF_PT, self.seq, ts, self.ssrc, &payload);
+            self.seq = self.seq.wrapping_add(1);
+            out.push(p);
+        }
+        self.ts = self.ts.wrapping_add(640);
+        out
+    }
+}
+
+/// A sent packet as seen by the test.
+#[derive(Clone, Debug)]
+struct Sent {
+    ms: u64,
+    pkt: Vec<u8>,
+}
+
+struct Sim {
+    t0: Instant,
+    ms: u64,
+    mixer: CallMixer,
+    senders: BTreeMap<LegId, Sender>,
+    inputs: BTreeMap<LegId, Vec<Sent>>,
+    outputs: BTreeMap<LegId, Vec<Sent>>,
+    codecs: BTreeMap<LegId, CodecKind>,
+}
+
+impl Sim {
+    fn new(cfg: MixerConfig) -> Self {
+        Self {
+            t0: Instant::now(),
+            ms: 0,
+            mixer: CallMixer::new(cfg, 0x5EED),
+            senders: BTreeMap::new(),
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            codecs: BTreeMap::new(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.t0 + Duration::from_millis(self.ms)
+    }
+
+    fn add(&mut self, id: LegId, role: LegRole, codec: CodecKind, freq: f64, phase_ms: u64) {
+        let p = params(role, codec);
+        let now = self.now();
+        self.mixer.add_leg(now, id, p.clone()).unwrap();
+        self.senders.insert(
+            id,
+            Sender::new(codec, p.payload_type, 0x1000 * id + 17, freq, phase_ms),
+        );
+        self.codecs.insert(id, codec);
+    }
+
+    /// The usual call: customer 440 Hz, agent 1000 Hz, all `codec`.
+    fn call(codec: CodecKind) -> Self {
+        let mut s = Sim::new(MixerConfig::default());
+        s.add(CUST, LegRole::Customer, codec, F_CUST, 0);
+        s.add(AGENT, LegRole::Agent, codec, F_AGENT, 7);
+        s
+    }
+
+    fn inject(&mut self, id: LegId, pkt: Vec<u8>) {
+        let now = self.now();
+        self.mixer.handle_rtp(now, id, &pkt);
+        self.inputs
+            .entry(id)
+            .or_default()
+            .push(Sent { ms: self.ms, pkt });
+        self.drain();
+    }
+
+    fn drain(&mut self) {
+        let mut buf = [0u8; 2048];
+        while let Some((leg, n)) = self.mixer.poll_transmit(&mut buf) {
+            self.outputs.entry(leg).or_default().push(Sent {
+                ms: self.ms,
+                pkt: buf[..n].to_vec(),
+            });
+        }
+    }
+
+    fn run_until(&mut self, end_ms: u64) {
+        while self.ms < end_ms {
+            self.ms += 1;
+            let ids: Vec<LegId> = self.senders.keys().copied().collect();
+            for id in ids {
+                let s = self.senders.get_mut(&id).unwrap();
+                if s.on && self.ms % 20 == s.phase_ms {
+                    let p = s.packet();
+                    self.inject(id, p);
+                }
+            }
+            let now = self.now();
+            while self.mixer.poll_timeout().is_some_and(|t| t <= now) {
+                self.mixer.handle_timeout(now);
+                self.drain();
+            }
+            self.drain();
+        }
+    }
+
+    /// Decoded audio sent to `leg` from `from_ms` on (audio payload type only).
+    fn heard(&self, leg: LegId, from_ms: u64) -> (Vec<i16>, u32) {
+        let codec = self.codecs[&leg];
+        let pt = params(LegRole::Customer, codec).payload_type;
+        let mut dec = Decoder::new(codec).unwrap();
+        let mut pcm = Vec::new();
+        let mut buf = vec![0i16; 8000];
+        for s in self.outputs.get(&leg).map(Vec::as_slice).unwrap_or(&[]) {
+            let h = RtpHeader::parse(&s.pkt).unwrap();
+            if h.payload_type != pt {
+                continue;
+            }
+            let n = dec.decode(h.payload(&s.pkt), &mut buf).unwrap();
+            if s.ms >= from_ms {
+                pcm.extend_from_slice(&buf[..n]);
+            }
+        }
+        (pcm, codec.sample_rate())
+    }
+
+    /// Assert that `leg` hears exactly the tones in `wanted` (at the sent level ± 2 dB) and
+    /// none of the others (below -60 dBFS), over (up to) one second from `from_ms`.
+    fn assert_hears(&self, leg: LegId, from_ms: u64, wanted: &[f64]) {
+        let (pcm, rate) = self.heard(leg, from_ms);
+        let n = (rate as usize).min(pcm.len());
+        assert!(
+            n >= rate as usize / 2,
+            "leg {leg}: only {} samples",
+            pcm.len()
+        );
+        let x = &pcm[..n];
+        for f in ALL {
+            let l = level_dbfs(x, f, rate);
+            if wanted.contains(&f) {
+                assert!(
+                    (l - LEVEL_DB).abs() <= 2.0,
+                    "leg {leg} should hear {f} Hz at {LEVEL_DB} dBFS, got {l:.1}"
+                );
+            } else {
+                assert!(l < -60.0, "leg {leg} must not hear {f} Hz, got {l:.1} dBFS");
+            }
+        }
+    }
+
+    /// Every packet sent to `leg`: one SSRC, sequence numbers without gap or repeat.
+    fn assert_continuous(&self, leg: LegId) {
+        let pkts = &self.outputs[&leg];
+        assert!(!pkts.is_empty());
+        let first = RtpHeader::parse(&pkts[0].pkt).unwrap();
+        let mut seq = first.seq;
+        for s in &pkts[1..] {
+            let h = RtpHeader::parse(&s.pkt).unwrap();
+            assert_eq!(h.ssrc, first.ssrc, "leg {leg}: SSRC changed at {} ms", s.ms);
+            assert_eq!(
+                h.seq,
+                seq.wrapping_add(1),
+                "leg {leg}: sequence gap at {} ms",
+                s.ms
+            );
+            seq = h.seq;
+        }
+    }
+
+    /// Packets sent to `leg` are exactly the packets `from` sent, byte for byte.
+    fn assert_relayed_identical(&self, leg: LegId, from: LegId, from_ms: u64) {
+        let out: Vec<&Vec<u8>> = self.outputs[&leg]
+            .iter()
+            .filter(|s| s.ms >= from_ms)
+            .map(|s| &s.pkt)
+            .collect();
+        let inp: Vec<&Vec<u8>> = self.inputs[&from]
+            .iter()
+            .filter(|s| s.ms >= from_ms)
+            .map(|s| &s.pkt)
+            .collect();
+        assert!(out.len() > 40);
+        assert_eq!(
+            out, inp,
+            "leg {leg} must get leg {from}'s packets unchanged"
+        );
+    }
+}
+
+#[test]
+fn no_supervisor_is_plain_relay() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.run_until(1000);
+    assert_eq!(
+        sim.mixer.poll_timeout(),
+        None,
+        "nothing is clocked without supervisors"
+    );
+    sim.assert_relayed_identical(CUST, AGENT, 0);
+    sim.assert_relayed_identical(AGENT, CUST, 0);
+    let st = sim.mixer.stats();
+    assert_eq!(st.mixed_frames, 0);
+    assert_eq!(st.relayed_packets, 100);
+}
+
+#[test]
+fn monitor_row() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Monitor),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(1600);
+    sim.assert_hears(SUP_A, 400, &[F_CUST, F_AGENT]);
+    sim.assert_hears(AGENT, 400, &[F_CUST]);
+    sim.assert_hears(CUST, 400, &[F_AGENT]);
+    sim.assert_relayed_identical(CUST, AGENT, 0);
+    sim.assert_relayed_identical(AGENT, CUST, 0);
+    for leg in [CUST, AGENT, SUP_A] {
+        sim.assert_continuous(leg);
+    }
+    // The supervisor's stream is one mix on the mixer's clock: one packet per 20 ms.
+    let n = sim.outputs[&SUP_A].len();
+    assert!((78..=80).contains(&n), "{n} supervisor packets in 1.6 s");
+}
+
+#[test]
+fn coach_row() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Coach),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(1600);
+    sim.assert_hears(SUP_A, 400, &[F_CUST, F_AGENT]);
+    sim.assert_hears(AGENT, 400, &[F_CUST, F_A]);
+    sim.assert_hears(CUST, 400, &[F_AGENT]);
+    sim.assert_relayed_identical(CUST, AGENT, 0);
+    for leg in [CUST, AGENT, SUP_A] {
+        sim.assert_continuous(leg);
+    }
+    // The agent's frames are clocked by the customer's packets: sent in the same
+    // millisecond as each customer packet arrived, one per packet.
+    let cust_ms: Vec<u64> = sim.inputs[&CUST].iter().map(|s| s.ms).collect();
+    let agent_ms: Vec<u64> = sim.outputs[&AGENT].iter().map(|s| s.ms).collect();
+    assert_eq!(agent_ms, cust_ms);
+}
+
+#[test]
+fn barge_row() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Barge),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(1600);
+    sim.assert_hears(SUP_A, 400, &[F_CUST, F_AGENT]);
+    sim.assert_hears(AGENT, 400, &[F_CUST, F_A]);
+    sim.assert_hears(CUST, 400, &[F_AGENT, F_A]);
+    for leg in [CUST, AGENT, SUP_A] {
+        sim.assert_continuous(leg);
+    }
+}
+
+#[test]
+fn two_supervisors_in_different_modes() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Coach),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.add(
+        SUP_B,
+        LegRole::Supervisor(SessionMode::Monitor),
+        CodecKind::Pcmu,
+        F_B,
+        13,
+    );
+    sim.run_until(1600);
+    sim.assert_hears(CUST, 400, &[F_AGENT]);
+    sim.assert_hears(AGENT, 400, &[F_CUST, F_A]);
+    // A coach is heard by the agent, so the other supervisor hears it; a monitor is not.
+    sim.assert_hears(SUP_A, 400, &[F_CUST, F_AGENT]);
+    sim.assert_hears(SUP_B, 400, &[F_CUST, F_AGENT, F_A]);
+
+    let now = sim.now();
+    sim.mixer.set_mode(now, SUP_A, SessionMode::Barge);
+    sim.mixer.set_mode(now, SUP_B, SessionMode::Coach);
+    sim.run_until(3200);
+    sim.assert_hears(CUST, 2000, &[F_AGENT, F_A]);
+    sim.assert_hears(AGENT, 2000, &[F_CUST, F_A, F_B]);
+    sim.assert_hears(SUP_A, 2000, &[F_CUST, F_AGENT, F_B]);
+    sim.assert_hears(SUP_B, 2000, &[F_CUST, F_AGENT, F_A]);
+    for leg in [CUST, AGENT, SUP_A, SUP_B] {
+        sim.assert_continuous(leg);
+    }
+}
+
+/// Level of `freq` in the single packet sent to `leg` at `ms`.
+fn packet_level(sim: &Sim, leg: LegId, s: &Sent, freq: f64) -> f64 {
+    let codec = sim.codecs[&leg];
+    let mut dec = Decoder::new(codec).unwrap();
+    let mut buf = vec![0i16; 4000];
+    let h = RtpHeader::parse(&s.pkt).unwrap();
+    let n = dec.decode(h.payload(&s.pkt), &mut buf).unwrap();
+    level_dbfs(&buf[..n], freq, codec.sample_rate())
+}
+
+#[test]
+fn mode_switches_take_effect_within_one_packet() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Monitor),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(505);
+    let t = sim.now();
+    sim.mixer.set_mode(t, SUP_A, SessionMode::Coach);
+    sim.run_until(1005);
+    let t = sim.now();
+    sim.mixer.set_mode(t, SUP_A, SessionMode::Barge);
+    sim.run_until(1505);
+    let t = sim.now();
+    sim.mixer.set_mode(t, SUP_A, SessionMode::Monitor);
+    sim.run_until(2005);
+
+    for leg in [CUST, AGENT, SUP_A] {
+        sim.assert_continuous(leg);
+    }
+    // Agent: supervisor absent before 505, present from the first packet after the switch
+    // (the customer's at 520) until 1505, then gone at once.
+    for s in &sim.outputs[&AGENT] {
+        let l = packet_level(&sim, AGENT, s, F_A);
+        let coach = (520..1505).contains(&s.ms);
+        if coach {
+            assert!(
+                l > LEVEL_DB - 3.0,
+                "agent packet at {} ms: coach at {l:.1}",
+                s.ms
+            );
+        } else if s.ms > 60 {
+            assert!(
+                l < -50.0,
+                "agent packet at {} ms: coach leaked at {l:.1}",
+                s.ms
+            );
+        }
+    }
+    // Customer: supervisor only between the barge switch and the monitor switch.
+    for s in &sim.outputs[&CUST] {
+        let l = packet_level(&sim, CUST, s, F_A);
+        if (1007..1505).contains(&s.ms) {
+            assert!(
+                l > LEVEL_DB - 3.0,
+                "customer packet at {} ms: barge at {l:.1}",
+                s.ms
+            );
+        } else {
+            assert!(
+                l < -50.0,
+                "customer packet at {} ms: supervisor leaked",
+                s.ms
+            );
+        }
+    }
+    // Back in monitor: plain relay again (payload bytes untouched).
+    let relayed: Vec<&[u8]> = sim.outputs[&AGENT]
+        .iter()
+        .filter(|s| s.ms >= 1520)
+        .map(|s| &s.pkt[12..])
+        .collect();
+    let sent: Vec<&[u8]> = sim.inputs[&CUST]
+        .iter()
+        .filter(|s| s.ms >= 1520)
+        .map(|s| &s.pkt[12..])
+        .collect();
+    assert_eq!(relayed, sent);
+    // Marker bit: first generated packet after relay, and first relayed after generated.
+    let marker_at = |leg: LegId| -> Vec<u64> {
+        sim.outputs[&leg]
+            .iter()
+            .filter(|s| RtpHeader::parse(&s.pkt).unwrap().marker)
+            .map(|s| s.ms)
+            .collect()
+    };
+    assert_eq!(marker_at(AGENT), vec![20, 520, 1520]);
+    assert_eq!(marker_at(CUST), vec![7, 1007, 1507]);
+}
+
+#[test]
+fn agent_hears_coach_while_customer_is_on_hold() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Coach),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(500);
+    sim.senders.get_mut(&CUST).unwrap().on = false;
+    sim.run_until(1500);
+    sim.senders.get_mut(&CUST).unwrap().on = true;
+    sim.run_until(2700);
+
+    sim.assert_continuous(AGENT);
+    let pkts = &sim.outputs[&AGENT];
+    // One packet per 20 ms throughout, and timestamps advancing by one frame each.
+    let held: Vec<&Sent> = pkts
+        .iter()
+        .filter(|s| (560..1500).contains(&s.ms))
+        .collect();
+    assert!(
+        (46..=48).contains(&held.len()),
+        "{} packets during hold",
+        held.len()
+    );
+    let hs: Vec<RtpHeader> = pkts
+        .iter()
+        .map(|s| RtpHeader::parse(&s.pkt).unwrap())
+        .collect();
+    for w in hs.windows(2) {
+        assert_eq!(w[1].timestamp.wrapping_sub(w[0].timestamp), 160);
+    }
+    // The coach is heard during the hold; the customer's tone is not (it sends nothing).
+    let mut dec = Decoder::new(CodecKind::Pcmu).unwrap();
+    let mut pcm = Vec::new();
+    let mut buf = [0i16; 160];
+    for s in &held {
+        let n = dec.decode(&s.pkt[12..], &mut buf).unwrap();
+        pcm.extend_from_slice(&buf[..n]);
+    }
+    assert!((level_dbfs(&pcm, F_A, 8000) - LEVEL_DB).abs() <= 2.0);
+    assert!(level_dbfs(&pcm, F_CUST, 8000) < -60.0);
+    // After the hold the customer clocks the agent's output again.
+    sim.assert_hears(AGENT, 1600, &[F_CUST, F_A]);
+    let last: Vec<u64> = pkts
+        .iter()
+        .filter(|s| s.ms >= 1600)
+        .map(|s| s.ms % 20)
+        .collect();
+    assert!(
+        last.iter().all(|&m| m == 0),
+        "clocked by the customer again"
+    );
+}
+
+#[test]
+fn supervisor_dtmf_is_consumed_and_reported_once() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Coach),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(300);
+    let pkts = sim.senders.get_mut(&SUP_A).unwrap().dtmf_packets(2);
+    for p in pkts {
+        sim.inject(SUP_A, p);
+        sim.run_until(sim.ms + 10);
+    }
+    sim.run_until(600);
+    assert_eq!(
+        sim.mixer.poll_event(),
+        Some(MixerEvent::Dtmf {
+            leg: SUP_A,
+            digit: '2'
+        })
+    );
+    assert_eq!(sim.mixer.poll_event(), None);
+    assert_eq!(sim.mixer.stats().dtmf_consumed, 1);
+    for (leg, pkts) in &sim.outputs {
+        for s in pkts {
+            let h = RtpHeader::parse(&s.pkt).unwrap();
+            assert_ne!(h.payload_type, DTMF_PT, "digit forwarded to leg {leg}");
+        }
+    }
+}
+
+#[test]
+fn customer_dtmf_reaches_the_agent_as_packets() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    // Relay: telephone-events relayed untouched.
+    sim.run_until(200);
+    let ev = sim.senders.get_mut(&CUST).unwrap().dtmf_packets(5);
+    for p in &ev {
+        sim.inject(CUST, p.clone());
+    }
+    let relayed: Vec<Vec<u8>> = sim.outputs[&AGENT]
+        .iter()
+        .filter(|s| s.pkt[1] & 0x7F == DTMF_PT)
+        .map(|s| s.pkt.clone())
+        .collect();
+    assert_eq!(relayed, ev);
+
+    // Mixed (coach present): passed through as packets, payload untouched, one timestamp.
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Coach),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(500);
+    let ev = sim.senders.get_mut(&CUST).unwrap().dtmf_packets(9);
+    for p in &ev {
+        sim.inject(CUST, p.clone());
+        sim.run_until(sim.ms + 5);
+    }
+    sim.run_until(700);
+    let passed: Vec<RtpHeader> = sim.outputs[&AGENT]
+        .iter()
+        .filter(|s| s.ms >= 500 && s.pkt[1] & 0x7F == DTMF_PT)
+        .map(|s| RtpHeader::parse(&s.pkt).unwrap())
+        .collect();
+    assert_eq!(passed.len(), ev.len());
+    assert!(passed.iter().all(|h| h.timestamp == passed[0].timestamp));
+    assert!(passed[0].marker && !passed[1].marker);
+    let payloads: Vec<&[u8]> = sim.outputs[&AGENT]
+        .iter()
+        .filter(|s| s.ms >= 500 && s.pkt[1] & 0x7F == DTMF_PT)
+        .map(|s| &s.pkt[12..])
+        .collect();
+    let sent: Vec<&[u8]> = ev.iter().map(|p| &p[12..]).collect();
+    assert_eq!(payloads, sent);
+    sim.assert_continuous(AGENT);
+    // The digits are the customer's: no event for the owner.
+    assert_eq!(sim.mixer.poll_event(), None);
+}
+
+#[test]
+fn mixed_codecs_satisfy_the_table() {
+    let mut sim = Sim::new(MixerConfig::default());
+    sim.add(CUST, LegRole::Customer, CodecKind::Pcmu, F_CUST, 0);
+    sim.add(AGENT, LegRole::Agent, CodecKind::Pcma, F_AGENT, 7);
+    sim.run_until(600);
+    // Different codecs: transcoded, still clocked by the sender's packets.
+    sim.assert_hears(AGENT, 100, &[F_CUST]);
+    sim.assert_hears(CUST, 100, &[F_AGENT]);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Monitor),
+        CodecKind::G722,
+        F_A,
+        3,
+    );
+    sim.run_until(1800);
+    sim.assert_hears(SUP_A, 700, &[F_CUST, F_AGENT]);
+    sim.assert_hears(AGENT, 700, &[F_CUST]);
+    sim.assert_hears(CUST, 700, &[F_AGENT]);
+    let now = sim.now();
+    sim.mixer.set_mode(now, SUP_A, SessionMode::Coach);
+    sim.run_until(3000);
+    sim.assert_hears(SUP_A, 1900, &[F_CUST, F_AGENT]);
+    sim.assert_hears(AGENT, 1900, &[F_CUST, F_A]);
+    sim.assert_hears(CUST, 1900, &[F_AGENT]);
+    let now = sim.now();
+    sim.mixer.set_mode(now, SUP_A, SessionMode::Barge);
+    sim.run_until(4200);
+    sim.assert_hears(SUP_A, 3100, &[F_CUST, F_AGENT]);
+    sim.assert_hears(AGENT, 3100, &[F_CUST, F_A]);
+    sim.assert_hears(CUST, 3100, &[F_AGENT, F_A]);
+    for leg in [CUST, AGENT, SUP_A] {
+        sim.assert_continuous(leg);
+    }
+}
+
+#[cfg(feature = "opus")]
+#[test]
+fn opus_legs_satisfy_the_table() {
+    let mut sim = Sim::new(MixerConfig::default());
+    sim.add(CUST, LegRole::Customer, CodecKind::Pcmu, F_CUST, 0);
+    sim.add(AGENT, LegRole::Agent, CodecKind::Opus, F_AGENT, 7);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Barge),
+        CodecKind::Opus,
+        F_A,
+        3,
+    );
+    sim.add(
+        SUP_B,
+        LegRole::Supervisor(SessionMode::Monitor),
+        CodecKind::G722,
+        F_B,
+        13,
+    );
+    sim.run_until(1800);
+    sim.assert_hears(CUST, 700, &[F_AGENT, F_A]);
+    sim.assert_hears(AGENT, 700, &[F_CUST, F_A]);
+    sim.assert_hears(SUP_A, 700, &[F_CUST, F_AGENT]);
+    sim.assert_hears(SUP_B, 700, &[F_CUST, F_AGENT, F_A]);
+}
+
+#[test]
+fn coach_gain_applies_to_the_agent_mix_only() {
+    let cfg = MixerConfig {
+        coach_gain_db: -6.0,
+        ..MixerConfig::default()
+    };
+    let mut sim = Sim::new(cfg);
+    sim.add(CUST, LegRole::Customer, CodecKind::Pcmu, F_CUST, 0);
+    sim.add(AGENT, LegRole::Agent, CodecKind::Pcmu, F_AGENT, 7);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Barge),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(1600);
+    let (pcm, rate) = sim.heard(AGENT, 400);
+    let x = &pcm[..8000];
+    assert!((level_dbfs(x, F_A, rate) - (LEVEL_DB - 6.0)).abs() <= 1.0);
+    assert!(
+        (level_dbfs(x, F_CUST, rate) - LEVEL_DB).abs() <= 1.0,
+        "customer not attenuated"
+    );
+    let (pcm, rate) = sim.heard(CUST, 400);
+    assert!((level_dbfs(&pcm[..8000], F_A, rate) - LEVEL_DB).abs() <= 1.0);
+}
+
+#[test]
+fn barge_promotion_keeps_the_customer_stream() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Barge),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(800);
+    let now = sim.now();
+    sim.mixer.remove_leg(now, AGENT);
+    sim.senders.remove(&AGENT);
+    sim.mixer
+        .update_leg(now, SUP_A, params(LegRole::Agent, CodecKind::Pcmu))
+        .unwrap();
+    sim.run_until(2000);
+    sim.assert_continuous(CUST);
+    sim.assert_continuous(SUP_A);
+    sim.assert_hears(CUST, 900, &[F_A]);
+    sim.assert_hears(SUP_A, 900, &[F_CUST]);
+    // Two parties left: plain relay again, and nothing clocked.
+    assert_eq!(sim.mixer.poll_timeout(), None);
+    let tail: Vec<&[u8]> = sim.outputs[&CUST]
+        .iter()
+        .filter(|s| s.ms > 900)
+        .map(|s| &s.pkt[12..])
+        .collect();
+    let sent: Vec<&[u8]> = sim.inputs[&SUP_A]
+        .iter()
+        .filter(|s| s.ms > 900)
+        .map(|s| &s.pkt[12..])
+        .collect();
+    assert_eq!(tail, sent);
+}
+
+#[test]
+fn mix_saturates_instead_of_wrapping() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Coach),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(100);
+    // Customer and coach send a constant near full scale: the sum is far beyond it.
+    let mut enc = Encoder::new(CodecKind::Pcmu).unwrap();
+    let mut payload = [0u8; 160];
+    enc.encode(&[30000i16; 160], &mut payload).unwrap();
+    for _ in 0..20 {
+        for id in [SUP_A, CUST] {
+            let s = sim.senders.get_mut(&id).unwrap();
+            let mut p = Vec::new();
+            write_packet(&mut p, false, 0, s.seq, s.ts, s.ssrc, &payload);
+            s.seq = s.seq.wrapping_add(1);
+            s.ts = s.ts.wrapping_add(160);
+            s.on = false;
+            sim.inject(id, p);
+        }
+        sim.run_until(sim.ms + 20);
+    }
+    let (pcm, _) = sim.heard(AGENT, 260);
+    assert!(pcm.len() >= 800);
+    // 30000 + 30000 clips at full scale; a wrap-around would turn negative.
+    assert!(pcm[..800].iter().all(|&x| x > 25000), "wrapped around");
+    let clipped = pcm[..800].iter().filter(|&&x| x > 32000).count();
+    assert!(
+        clipped >= 720,
+        "only {clipped} of 800 samples at full scale"
+    );
+}
+
+#[test]
+fn garbage_and_unknown_legs_are_ignored() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Coach),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(100);
+    let now = sim.now();
+    for junk in [
+        &[][..],
+        &[0x80][..],
+        &[0x40; 40][..],
+        &[0x80, 200, 0, 1, 0, 0, 0, 0][..],
+    ] {
+        sim.mixer.handle_rtp(now, CUST, junk);
+        sim.mixer.handle_rtp(now, 99, junk);
+    }
+    // A PCMU payload type the leg did not negotiate, and a huge packet.
+    let mut p = Vec::new();
+    write_packet(&mut p, false, 96, 1, 2, 3, &[0; 100]);
+    sim.mixer.handle_rtp(now, SUP_A, &p);
+    let mut big = Vec::new();
+    write_packet(&mut big, false, 0, 60000, 2, 0x1017, &[0xFF; 1400]);
+    sim.mixer.handle_rtp(now, CUST, &big);
+    sim.run_until(1400);
+    sim.assert_hears(AGENT, 300, &[F_CUST, F_A]);
+    let st = sim.mixer.stats();
+    let cust = st.legs.iter().find(|(id, _)| *id == CUST).unwrap().1;
+    assert_eq!(cust.rx_invalid, 3);
+    assert!(matches!(
+        sim.mixer
+            .add_leg(now, CUST, params(LegRole::Customer, CodecKind::Pcmu)),
+        Err(MediaError::Mixer(_))
+    ));
+}
