@@ -201,8 +201,8 @@ async fn sipp_agent_echoes_customer_audio() {
     lab.server.shutdown().await;
 }
 
-/// baresip answers a trunk call. The device is reached through a static contact (config
-/// `contact`), because baresip 1.0.0 cannot register with bibridge (see the ignored test below).
+/// baresip answers a trunk call, reached through a static contact (config `contact`): a device
+/// that does not register.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_answers_a_trunk_call_via_static_contact() {
     let Some(modules) = baresip_modules() else {
@@ -225,12 +225,10 @@ async fn baresip_answers_a_trunk_call_via_static_contact() {
     lab.server.shutdown().await;
 }
 
-/// baresip registers as 1002 (digest) and is then reachable. Ignored: baresip 1.0.0 (libre)
-/// aborts on bibridge's 401, which offers SHA-256 before MD5 ("Register: Function not
-/// implemented"): libre rejects the whole response when any challenge is not MD5. Run with
-/// `--ignored` once bibridge can be configured to challenge with MD5 only.
+/// baresip registers as 1002 (digest) and is then reachable. baresip 1.0.0 (libre) rejects a 401
+/// holding any non-MD5 challenge ("Register: Function not implemented"), so bibridge challenges
+/// User-Agents listed in `auth.md5_only_user_agents` (lab: baresip, SIPp) with MD5 alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "baresip 1.0.0 fails on bibridge's SHA-256 challenge (ENOSYS); needs an MD5-only option"]
 async fn baresip_registers_and_answers() {
     let Some(modules) = baresip_modules() else {
         return;
