@@ -13,7 +13,10 @@ const T: Duration = Duration::from_secs(5);
 const ALL: [f64; 4] = [CUSTOMER_HZ, AGENT_HZ, SUP_A_HZ, SUP_B_HZ];
 
 fn except(wanted: &[f64]) -> Vec<f64> {
-    ALL.iter().copied().filter(|f| !wanted.contains(f)).collect()
+    ALL.iter()
+        .copied()
+        .filter(|f| !wanted.contains(f))
+        .collect()
 }
 
 /// Check one leg against its row of the table: wanted tones ±2 dB, everything else < −60 dBFS.
@@ -25,7 +28,9 @@ async fn session_in_mode(code: &str) -> (Lab, ConnectedCall, Supervisor) {
     let lab = start(|_| {}).await;
     let call = connect_call(&lab, "1001").await;
     call.talk();
-    let sup = dial_session(&lab, "2001", &format!("{code}1001"), SUP_A_HZ, &[0, 101]).await.unwrap();
+    let sup = dial_session(&lab, "2001", &format!("{code}1001"), SUP_A_HZ, &[0, 101])
+        .await
+        .unwrap();
     listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &sup.rtp], 1200).await;
     (lab, call, sup)
 }
@@ -39,7 +44,10 @@ async fn monitor_hears_both_and_is_heard_by_nobody() {
     // The customer receives the agent's packets unchanged.
     let sent = call.agent_rtp.sent_packets();
     for p in call.customer_rtp.received_packets().iter().rev().take(20) {
-        assert!(sent.iter().any(|s| s.payload == p.payload), "customer got a payload the agent never sent");
+        assert!(
+            sent.iter().any(|s| s.payload == p.payload),
+            "customer got a payload the agent never sent"
+        );
     }
     lab.server.shutdown().await;
 }
@@ -52,7 +60,10 @@ async fn coach_is_heard_by_the_agent_only() {
     row("customer", &call.customer_rtp, &[AGENT_HZ]);
     let sent = call.agent_rtp.sent_packets();
     for p in call.customer_rtp.received_packets().iter().rev().take(20) {
-        assert!(sent.iter().any(|s| s.payload == p.payload), "customer payloads are the agent's, untouched");
+        assert!(
+            sent.iter().any(|s| s.payload == p.payload),
+            "customer payloads are the agent's, untouched"
+        );
     }
     lab.server.shutdown().await;
 }
@@ -73,7 +84,11 @@ fn assert_continuous(who: &str, peer: &bibridge_testkit::rtp_peer::RtpPeer) {
     let ssrc = pkts[0].ssrc;
     for w in pkts.windows(2) {
         assert_eq!(w[1].ssrc, ssrc, "{who}: SSRC changed");
-        assert_eq!(w[1].seq, w[0].seq.wrapping_add(1), "{who}: sequence gap or jump");
+        assert_eq!(
+            w[1].seq,
+            w[0].seq.wrapping_add(1),
+            "{who}: sequence gap or jump"
+        );
     }
 }
 
@@ -82,14 +97,21 @@ async fn dtmf_switches_modes_by_info_and_rfc4733_without_gaps() {
     let lab = start(|_| {}).await;
     let mut call = connect_call(&lab, "1001").await;
     call.talk();
-    let mut sup = dial_session(&lab, "2001", "*811001", SUP_A_HZ, &[0, 101]).await.unwrap();
+    let mut sup = dial_session(&lab, "2001", "*811001", SUP_A_HZ, &[0, 101])
+        .await
+        .unwrap();
     listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &sup.rtp], 1100).await;
     row("agent (monitor)", &call.agent_rtp, &[CUSTOMER_HZ]);
 
     // SIP INFO "2" → coach.
     let r = sup
         .ua
-        .send_request_in_dialog(&sup.call, "INFO", &[], Some(("application/dtmf-relay", "Signal=2\r\nDuration=160\r\n")))
+        .send_request_in_dialog(
+            &sup.call,
+            "INFO",
+            &[],
+            Some(("application/dtmf-relay", "Signal=2\r\nDuration=160\r\n")),
+        )
         .await
         .unwrap();
     assert_eq!(r.status_code.code(), 200);
@@ -100,9 +122,17 @@ async fn dtmf_switches_modes_by_info_and_rfc4733_without_gaps() {
         .into_iter()
         .find(|(at, _, _, l)| *at >= switched_at && *l > -30.0)
         .expect("coach never heard");
-    assert!(first.0.duration_since(switched_at) <= Duration::from_millis(40), "switch took {:?}", first.0.duration_since(switched_at));
+    assert!(
+        first.0.duration_since(switched_at) <= Duration::from_millis(40),
+        "switch took {:?}",
+        first.0.duration_since(switched_at)
+    );
     listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &sup.rtp], 1100).await;
-    row("agent (coach by INFO)", &call.agent_rtp, &[CUSTOMER_HZ, SUP_A_HZ]);
+    row(
+        "agent (coach by INFO)",
+        &call.agent_rtp,
+        &[CUSTOMER_HZ, SUP_A_HZ],
+    );
     row("customer (coach by INFO)", &call.customer_rtp, &[AGENT_HZ]);
 
     // RFC 4733 "3" → barge (three packets of one event, as phones send them; end bit on the last).
@@ -115,10 +145,17 @@ async fn dtmf_switches_modes_by_info_and_rfc4733_without_gaps() {
     }
     listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &sup.rtp], 300).await;
     listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &sup.rtp], 1000).await;
-    row("customer (barge by RFC 4733)", &call.customer_rtp, &[AGENT_HZ, SUP_A_HZ]);
+    row(
+        "customer (barge by RFC 4733)",
+        &call.customer_rtp,
+        &[AGENT_HZ, SUP_A_HZ],
+    );
     // Digits are consumed: nobody received a telephone-event packet.
     for (who, p) in [("agent", &call.agent_rtp), ("customer", &call.customer_rtp)] {
-        assert!(p.received_packets().iter().all(|x| x.payload_type != 101), "{who} got the supervisor's DTMF");
+        assert!(
+            p.received_packets().iter().all(|x| x.payload_type != 101),
+            "{who} got the supervisor's DTMF"
+        );
     }
 
     // Back to monitor by INFO, then check continuity over the whole run.
@@ -126,7 +163,12 @@ async fn dtmf_switches_modes_by_info_and_rfc4733_without_gaps() {
     call.customer_rtp.clear_received();
     tokio::time::sleep(Duration::from_millis(300)).await;
     sup.ua
-        .send_request_in_dialog(&sup.call, "INFO", &[], Some(("application/dtmf-relay", "Signal=1\r\n")))
+        .send_request_in_dialog(
+            &sup.call,
+            "INFO",
+            &[],
+            Some(("application/dtmf-relay", "Signal=1\r\n")),
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -141,15 +183,26 @@ async fn coach_is_heard_while_the_customer_is_on_hold() {
     let lab = start(|_| {}).await;
     let mut call = connect_call(&lab, "1001").await;
     call.talk();
-    let sup = dial_session(&lab, "2001", "*821001", SUP_A_HZ, &[0, 101]).await.unwrap();
+    let sup = dial_session(&lab, "2001", "*821001", SUP_A_HZ, &[0, 101])
+        .await
+        .unwrap();
     // The agent holds the customer: the customer stops sending.
     let hold = bibridge_testkit::ua::sdp_offer(call.agent_rtp.local_addr(), &[0, 101], "sendonly");
-    call.trunk.set_auto_answer_reinvite(Some(bibridge_testkit::ua::sdp_offer(call.customer_rtp.local_addr(), &[0, 101], "recvonly")));
+    call.trunk
+        .set_auto_answer_reinvite(Some(bibridge_testkit::ua::sdp_offer(
+            call.customer_rtp.local_addr(),
+            &[0, 101],
+            "recvonly",
+        )));
     let trunk = tokio::spawn(async move {
         let _ = call.trunk.wait_request("INVITE", T).await;
         call.trunk
     });
-    let r = call.agent.reinvite(&mut call.agent_call, Some(&hold)).await.unwrap();
+    let r = call
+        .agent
+        .reinvite(&mut call.agent_call, Some(&hold))
+        .await
+        .unwrap();
     assert_eq!(r.status_code.code(), 200);
     let _trunk = trunk.await.unwrap();
     call.customer_rtp.stop_sending();
@@ -165,14 +218,26 @@ async fn two_supervisors_in_different_modes() {
     let lab = start(|_| {}).await;
     let call = connect_call(&lab, "1001").await;
     call.talk();
-    let a = dial_session(&lab, "2001", "*811001", SUP_A_HZ, &[0, 101]).await.unwrap();
-    let b = dial_session(&lab, "2002", "*821001", SUP_B_HZ, &[8, 101]).await.unwrap();
+    let a = dial_session(&lab, "2001", "*811001", SUP_A_HZ, &[0, 101])
+        .await
+        .unwrap();
+    let b = dial_session(&lab, "2002", "*821001", SUP_B_HZ, &[8, 101])
+        .await
+        .unwrap();
     listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &a.rtp, &b.rtp], 1200).await;
     row("agent", &call.agent_rtp, &[CUSTOMER_HZ, SUP_B_HZ]);
     row("customer", &call.customer_rtp, &[AGENT_HZ]);
     // A monitors and also hears B, whose voice reaches the agent; B does not hear A (silent).
-    row("supervisor A (monitor)", &a.rtp, &[CUSTOMER_HZ, AGENT_HZ, SUP_B_HZ]);
-    row("supervisor B (coach, PCMA)", &b.rtp, &[CUSTOMER_HZ, AGENT_HZ]);
+    row(
+        "supervisor A (monitor)",
+        &a.rtp,
+        &[CUSTOMER_HZ, AGENT_HZ, SUP_B_HZ],
+    );
+    row(
+        "supervisor B (coach, PCMA)",
+        &b.rtp,
+        &[CUSTOMER_HZ, AGENT_HZ],
+    );
     lab.server.shutdown().await;
 }
 
@@ -180,7 +245,9 @@ async fn two_supervisors_in_different_modes() {
 async fn agent_hang_up_sends_bye_to_every_supervisor() {
     let lab = start(|_| {}).await;
     let mut call = connect_call(&lab, "1001").await;
-    let mut sup = dial_session(&lab, "2001", "*821001", SUP_A_HZ, &[0, 101]).await.unwrap();
+    let mut sup = dial_session(&lab, "2001", "*821001", SUP_A_HZ, &[0, 101])
+        .await
+        .unwrap();
     call.agent.bye(&call.agent_call).await.unwrap();
     sup.ua.wait_request("BYE", T).await.unwrap();
     call.trunk.wait_request("BYE", T).await.unwrap();
@@ -192,13 +259,21 @@ async fn barge_promotion_keeps_supervisor_and_customer_connected() {
     let lab = start(|_| {}).await;
     let mut call = connect_call(&lab, "1001").await;
     call.talk();
-    let mut sup = dial_session(&lab, "2001", "*831001", SUP_A_HZ, &[0, 101]).await.unwrap();
+    let mut sup = dial_session(&lab, "2001", "*831001", SUP_A_HZ, &[0, 101])
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let r = call.agent.bye(&call.agent_call).await.unwrap();
     assert_eq!(r.status_code.code(), 200);
     call.agent_rtp.stop_sending();
     // Nobody hangs up on the customer or the supervisor.
-    assert!(call.trunk.wait_request("BYE", Duration::from_millis(500)).await.is_err(), "customer must stay connected");
+    assert!(
+        call.trunk
+            .wait_request("BYE", Duration::from_millis(500))
+            .await
+            .is_err(),
+        "customer must stay connected"
+    );
     listen_fresh(&[&call.customer_rtp, &sup.rtp], 1200).await;
     row("customer after promotion", &call.customer_rtp, &[SUP_A_HZ]);
     row("supervisor after promotion", &sup.rtp, &[CUSTOMER_HZ]);
@@ -232,17 +307,159 @@ async fn every_refusal_has_its_code() {
     // One agent in a call; 1002 (Built-In-Bridge off) is refused before the call is looked up.
     let _call = connect_call(&lab, "1001").await;
     let pts = [0u8, 101];
-    assert_eq!(dial_session(&lab, "2001", "*811999", SUP_A_HZ, &pts).await.err(), Some(404), "no such extension");
-    assert_eq!(dial_session(&lab, "2001", "*811003", SUP_A_HZ, &pts).await.err(), Some(480), "agent not in a call");
-    assert_eq!(dial_session(&lab, "2001", "*811002", SUP_A_HZ, &pts).await.err(), Some(403), "Built-In-Bridge off");
-    assert_eq!(dial_session(&lab, "2001", "*812001", SUP_A_HZ, &pts).await.err(), Some(403), "self");
-    assert_eq!(dial_session(&lab, "2002", "*831001", SUP_A_HZ, &pts).await.err(), Some(403), "mode not allowed");
-    assert_eq!(dial_session(&lab, "1003", "*811001", SUP_A_HZ, &pts).await.err(), Some(403), "an agent is no supervisor");
-    assert!(dial_session(&lab, "2002", "*811001", SUP_A_HZ, &pts).await.is_ok(), "allowed mode works");
+    assert_eq!(
+        dial_session(&lab, "2001", "*811999", SUP_A_HZ, &pts)
+            .await
+            .err(),
+        Some(404),
+        "no such extension"
+    );
+    assert_eq!(
+        dial_session(&lab, "2001", "*811003", SUP_A_HZ, &pts)
+            .await
+            .err(),
+        Some(480),
+        "agent not in a call"
+    );
+    assert_eq!(
+        dial_session(&lab, "2001", "*811002", SUP_A_HZ, &pts)
+            .await
+            .err(),
+        Some(403),
+        "Built-In-Bridge off"
+    );
+    assert_eq!(
+        dial_session(&lab, "2001", "*812001", SUP_A_HZ, &pts)
+            .await
+            .err(),
+        Some(403),
+        "self"
+    );
+    assert_eq!(
+        dial_session(&lab, "2002", "*831001", SUP_A_HZ, &pts)
+            .await
+            .err(),
+        Some(403),
+        "mode not allowed"
+    );
+    assert_eq!(
+        dial_session(&lab, "1003", "*811001", SUP_A_HZ, &pts)
+            .await
+            .err(),
+        Some(403),
+        "an agent is no supervisor"
+    );
+    assert!(
+        dial_session(&lab, "2002", "*811001", SUP_A_HZ, &pts)
+            .await
+            .is_ok(),
+        "allowed mode works"
+    );
     // From the trunk: never.
     let mut trunk = lab.trunk_ua().await;
     let rtp = bibridge_testkit::rtp_peer::RtpPeer::bind().await.unwrap();
-    let mut c = trunk.invite("*811001", &bibridge_testkit::ua::sdp_offer(rtp.local_addr(), &[0], "sendrecv"), false).await.unwrap();
-    assert_eq!(trunk.wait_final(&mut c, T).await.unwrap().status_code.code(), 403);
+    let mut c = trunk
+        .invite(
+            "*811001",
+            &bibridge_testkit::ua::sdp_offer(rtp.local_addr(), &[0], "sendrecv"),
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        trunk
+            .wait_final(&mut c, T)
+            .await
+            .unwrap()
+            .status_code
+            .code(),
+        403
+    );
+    lab.server.shutdown().await;
+}
+
+/// PCMU customer, PCMA agent (the legs are transcoded), a supervisor on G.722 — or on Opus when
+/// built with the `opus` feature: the table still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_codecs_keep_the_table() {
+    use bibridge_media::codec::CodecKind;
+    let lab = start(|_| {}).await;
+    let mut agent = lab.registered("1001").await;
+    let mut trunk = lab.trunk_ua().await;
+    let customer = bibridge_testkit::rtp_peer::RtpPeer::bind().await.unwrap();
+    let agent_rtp = bibridge_testkit::rtp_peer::RtpPeer::bind().await.unwrap();
+    let offer = bibridge_testkit::ua::sdp_offer(customer.local_addr(), &[0, 101], "sendrecv");
+    let mut c = trunk.invite("1001", &offer, false).await.unwrap();
+    let inc = agent.wait_invite(T).await.unwrap();
+    let anchor_agent = bibridge_testkit::ua::sdp_connection(inc.sdp.as_deref().unwrap()).unwrap();
+    assert!(
+        bibridge_testkit::ua::sdp_payload_types(inc.sdp.as_deref().unwrap()).contains(&8),
+        "PCMA offered to the agent"
+    );
+    agent
+        .answer(
+            &inc,
+            &bibridge_testkit::ua::sdp_offer(agent_rtp.local_addr(), &[8, 101], "sendrecv"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        trunk
+            .wait_final(&mut c, T)
+            .await
+            .unwrap()
+            .status_code
+            .code(),
+        200
+    );
+    let sdp_c = c.remote_sdp.clone().unwrap();
+    assert_eq!(
+        bibridge_testkit::ua::sdp_payload_types(&sdp_c)[0],
+        0,
+        "customer keeps PCMU"
+    );
+    let anchor_customer = bibridge_testkit::ua::sdp_connection(&sdp_c).unwrap();
+    customer.start_sending(anchor_customer, Some(CUSTOMER_HZ), LEVEL, 0);
+    agent_rtp.start_sending(anchor_agent, Some(AGENT_HZ), LEVEL, 8);
+
+    let (kind, pt) = if cfg!(feature = "opus") {
+        (CodecKind::Opus, 111u8)
+    } else {
+        (CodecKind::G722, 9u8)
+    };
+    let mut sup_ua = bibridge_testkit::ua::TestUa::bind("2001", "lab2001", lab.sip)
+        .await
+        .unwrap();
+    let mut sup = CodecPeer::bind(kind).await;
+    let offer = bibridge_testkit::ua::sdp_offer(sup.local_addr(), &[pt, 101], "sendrecv");
+    let mut s = sup_ua.invite("*821001", &offer, true).await.unwrap();
+    assert_eq!(
+        sup_ua
+            .wait_final(&mut s, T)
+            .await
+            .unwrap()
+            .status_code
+            .code(),
+        200
+    );
+    let anchor_sup =
+        bibridge_testkit::ua::sdp_connection(s.remote_sdp.as_deref().unwrap()).unwrap();
+    sup.start_sending(anchor_sup, SUP_A_HZ, pt);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    listen_fresh(&[&customer, &agent_rtp], 0).await;
+    sup.clear();
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    row(
+        "agent (PCMA) in coach",
+        &agent_rtp,
+        &[CUSTOMER_HZ, SUP_A_HZ],
+    );
+    row("customer (PCMU) in coach", &customer, &[AGENT_HZ]);
+    sup.assert_hears(
+        &format!("supervisor ({kind:?})"),
+        &[CUSTOMER_HZ, AGENT_HZ],
+        &[SUP_A_HZ],
+        2.0,
+    );
     lab.server.shutdown().await;
 }

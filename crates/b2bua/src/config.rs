@@ -976,7 +976,13 @@ impl Parser<'_> {
         let Some(t) = self.section(
             item,
             "rtp",
-            &["address", "port_min", "port_max", "inactivity_timeout_s", "coach_gain_db"],
+            &[
+                "address",
+                "port_min",
+                "port_max",
+                "inactivity_timeout_s",
+                "coach_gain_db",
+            ],
         ) else {
             return c;
         };
@@ -1058,7 +1064,12 @@ impl Parser<'_> {
         if let Some(t) = self.section(
             item,
             "auth",
-            &["realm", "nonce_lifetime_s", "algorithms", "md5_only_user_agents"],
+            &[
+                "realm",
+                "nonce_lifetime_s",
+                "algorithms",
+                "md5_only_user_agents",
+            ],
         ) {
             if let Some(v) = self.get_array(&t, "algorithms", "\"SHA-256\" or \"MD5\"", |v| {
                 v.as_str()

@@ -88,7 +88,8 @@ pub struct AudioInfo {
 /// with the `opus` feature), or it is telephone-event.
 fn is_supported(c: &Codec) -> bool {
     c.name.eq_ignore_ascii_case("telephone-event")
-        || bibridge_media::codec::CodecKind::from_rtpmap(&c.name, c.clock_rate).is_some_and(|k| k.is_available())
+        || bibridge_media::codec::CodecKind::from_rtpmap(&c.name, c.clock_rate)
+            .is_some_and(|k| k.is_available())
 }
 
 /// Parse an SDP body.
@@ -223,7 +224,9 @@ pub fn add_transcodable(sdp: &mut SessionDescription) {
     let md = &mut sdp.media_descriptions[idx];
     let have = codecs_of(md);
     for (pt, name) in [(0u8, "PCMU"), (8, "PCMA"), (9, "G722")] {
-        let taken = have.iter().any(|c| c.payload_type == pt || c.name.eq_ignore_ascii_case(name));
+        let taken = have
+            .iter()
+            .any(|c| c.payload_type == pt || c.name.eq_ignore_ascii_case(name));
         if taken {
             continue;
         }
@@ -238,7 +241,10 @@ pub fn add_transcodable(sdp: &mut SessionDescription) {
             Some(i) => md.media_name.formats.insert(i, pt.to_string()),
             None => md.media_name.formats.push(pt.to_string()),
         }
-        md.attributes.push(Attribute::new("rtpmap".into(), Some(format!("{pt} {name}/8000"))));
+        md.attributes.push(Attribute::new(
+            "rtpmap".into(),
+            Some(format!("{pt} {name}/8000")),
+        ));
     }
 }
 
@@ -247,7 +253,11 @@ pub fn add_transcodable(sdp: &mut SessionDescription) {
 pub fn restrict_offer(sdp: &mut SessionDescription) -> Result<(), SdpError> {
     let idx = audio_index(sdp)?;
     let codecs = codecs_of(&sdp.media_descriptions[idx]);
-    let keep: Vec<u8> = codecs.iter().filter(|c| is_supported(c)).map(|c| c.payload_type).collect();
+    let keep: Vec<u8> = codecs
+        .iter()
+        .filter(|c| is_supported(c))
+        .map(|c| c.payload_type)
+        .collect();
     let has_voice = codecs
         .iter()
         .any(|c| keep.contains(&c.payload_type) && !c.name.eq_ignore_ascii_case("telephone-event"));

@@ -146,13 +146,25 @@ async fn engine_task(
         while let Some(cmd) = engine.poll_media() {
             match cmd {
                 MediaCommand::Open { call, legs } => {
-                    match media::CallMedia::open(call, rtp_ip, &legs, inactivity, coach_gain_db, self_tx.clone()).await {
+                    match media::CallMedia::open(
+                        call,
+                        rtp_ip,
+                        &legs,
+                        inactivity,
+                        coach_gain_db,
+                        self_tx.clone(),
+                    )
+                    .await
+                    {
                         Ok(m) => {
                             calls.insert(call, m);
                         }
                         Err(e) => {
                             warn!(call, error = %e, "cannot open media ports");
-                            engine.handle_media_event(Instant::now(), MediaEvent::OpenFailed { call });
+                            engine.handle_media_event(
+                                Instant::now(),
+                                MediaEvent::OpenFailed { call },
+                            );
                         }
                     }
                 }
@@ -163,7 +175,13 @@ async fn engine_task(
                         }
                     }
                 }
-                MediaCommand::Update { call, leg, remote, hold, codec } => {
+                MediaCommand::Update {
+                    call,
+                    leg,
+                    remote,
+                    hold,
+                    codec,
+                } => {
                     if let Some(m) = calls.get(&call) {
                         m.update(leg, remote, hold, codec);
                     }

@@ -30,10 +30,23 @@ use crate::Input;
 const MAX_PACKET: usize = 2048;
 
 enum Ctl {
-    Update { leg: LegId, remote: Option<SocketAddr>, hold: bool, codec: Option<LegCodec> },
-    AddLeg { setup: LegSetup, sockets: (UdpSocket, UdpSocket) },
-    SetRole { leg: LegId, role: MediaRole },
-    RemoveLeg { leg: LegId },
+    Update {
+        leg: LegId,
+        remote: Option<SocketAddr>,
+        hold: bool,
+        codec: Option<LegCodec>,
+    },
+    AddLeg {
+        setup: LegSetup,
+        sockets: (UdpSocket, UdpSocket),
+    },
+    SetRole {
+        leg: LegId,
+        role: MediaRole,
+    },
+    RemoveLeg {
+        leg: LegId,
+    },
 }
 
 /// Handle to a call's media task. Dropping the handle (or [`CallMedia::close`]) stops the task
@@ -62,20 +75,48 @@ async fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocket)> 
 }
 
 impl CallMedia {
-    pub async fn open(call: CallId, ip: IpAddr, legs: &[LegSetup], inactivity: Option<Duration>, coach_gain_db: f32, to_engine: mpsc::Sender<Input>) -> io::Result<CallMedia> {
+    pub async fn open(
+        call: CallId,
+        ip: IpAddr,
+        legs: &[LegSetup],
+        inactivity: Option<Duration>,
+        coach_gain_db: f32,
+        to_engine: mpsc::Sender<Input>,
+    ) -> io::Result<CallMedia> {
         let mut ios = Vec::with_capacity(legs.len() + 2);
         for l in legs {
             let (rtp, rtcp) = bind_pair(ip, l.port).await?;
-            ios.push(LegIo { id: l.leg, rtp, rtcp, state: LegMedia::new(l.remote), role: l.role, codec: l.codec.clone(), in_mixer: false });
+            ios.push(LegIo {
+                id: l.leg,
+                rtp,
+                rtcp,
+                state: LegMedia::new(l.remote),
+                role: l.role,
+                codec: l.codec.clone(),
+                in_mixer: false,
+            });
         }
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let span = info_span!("media", call);
-        let task = tokio::spawn(run(call, ios, inactivity, coach_gain_db, ctl_rx, to_engine).instrument(span));
+        let task = tokio::spawn(
+            run(call, ios, inactivity, coach_gain_db, ctl_rx, to_engine).instrument(span),
+        );
         Ok(CallMedia { ctl, task, ip })
     }
 
-    pub fn update(&self, leg: LegId, remote: Option<SocketAddr>, hold: bool, codec: Option<LegCodec>) {
-        let _ = self.ctl.send(Ctl::Update { leg, remote, hold, codec });
+    pub fn update(
+        &self,
+        leg: LegId,
+        remote: Option<SocketAddr>,
+        hold: bool,
+        codec: Option<LegCodec>,
+    ) {
+        let _ = self.ctl.send(Ctl::Update {
+            leg,
+            remote,
+            hold,
+            codec,
+        });
     }
 
     /// Bind a supervisor leg's ports and hand them to the task.
@@ -138,15 +179,30 @@ fn sync_leg(mixer: &mut CallMixer, now: Instant, leg: &mut LegIo) {
         }
         return;
     };
-    let r = if leg.in_mixer { mixer.update_leg(now, leg.id, p) } else { mixer.add_leg(now, leg.id, p) };
+    let r = if leg.in_mixer {
+        mixer.update_leg(now, leg.id, p)
+    } else {
+        mixer.add_leg(now, leg.id, p)
+    };
     match r {
         Ok(()) => leg.in_mixer = true,
         Err(e) => warn!(leg = leg.id, error = %e, "mixer refused leg"),
     }
 }
 
-async fn run(call: CallId, mut legs: Vec<LegIo>, inactivity: Option<Duration>, coach_gain_db: f32, mut ctl: mpsc::UnboundedReceiver<Ctl>, to_engine: mpsc::Sender<Input>) {
-    let cfg = MixerConfig { coach_gain_db, jitter_max: Duration::from_millis(60), ptime: Duration::from_millis(20) };
+async fn run(
+    call: CallId,
+    mut legs: Vec<LegIo>,
+    inactivity: Option<Duration>,
+    coach_gain_db: f32,
+    mut ctl: mpsc::UnboundedReceiver<Ctl>,
+    to_engine: mpsc::Sender<Input>,
+) {
+    let cfg = MixerConfig {
+        coach_gain_db,
+        jitter_max: Duration::from_millis(60),
+        ptime: Duration::from_millis(20),
+    };
     let mut mixer = CallMixer::new(cfg, u64::from(rand::random::<u32>()) << 32 | call);
     let start = Instant::now();
     for leg in &mut legs {
@@ -176,16 +232,21 @@ async fn run(call: CallId, mut legs: Vec<LegIo>, inactivity: Option<Duration>, c
             match ev {
                 MixerEvent::Dtmf { leg, digit } => {
                     debug!(leg, %digit, "DTMF from supervisor");
-                    let _ = to_engine.send(Input::Media(MediaEvent::Dtmf { call, leg, digit })).await;
+                    let _ = to_engine
+                        .send(Input::Media(MediaEvent::Dtmf { call, leg, digit }))
+                        .await;
                 }
             }
         }
-        let deadline = [mixer.poll_timeout(), timer.as_ref().and_then(|t| t.poll_timeout())]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        let deadline = [
+            mixer.poll_timeout(),
+            timer.as_ref().and_then(|t| t.poll_timeout()),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(tokio::time::Instant::from_std)
+        .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
         let received = poll_fn(|cx| {
             let n = legs.len();
             for k in 0..n * 2 {
@@ -254,7 +315,9 @@ async fn run(call: CallId, mut legs: Vec<LegIo>, inactivity: Option<Duration>, c
                 None
             }
         };
-        let Some((i, rtcp_socket, n, src)) = got else { continue };
+        let Some((i, rtcp_socket, n, src)) = got else {
+            continue;
+        };
         rotate = rotate.wrapping_add(1);
         let now = Instant::now();
         if let Some(t) = timer.as_mut() {

@@ -616,7 +616,12 @@ impl DigestServer {
     /// Like [`DigestServer::challenge`], restricted to `only` (intersected with the configured
     /// set; the configured set if that leaves nothing). For clients known to fail on SHA-256.
     pub fn challenge_with(&mut self, now: Instant, stale: bool, only: &[Algorithm]) -> Vec<String> {
-        let mut algorithms: Vec<Algorithm> = self.algorithms.iter().copied().filter(|a| only.contains(a)).collect();
+        let mut algorithms: Vec<Algorithm> = self
+            .algorithms
+            .iter()
+            .copied()
+            .filter(|a| only.contains(a))
+            .collect();
         if algorithms.is_empty() {
             algorithms = self.algorithms.clone();
         }

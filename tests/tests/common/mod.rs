@@ -177,12 +177,23 @@ pub struct Supervisor {
 
 /// Dial a feature code (e.g. `*811001`) as supervisor `ext`, authenticated; returns the final
 /// response code and, on 200, the session with its RTP peer sending `tone_hz`.
-pub async fn dial_session(lab: &Lab, ext: &str, dialled: &str, tone_hz: f64, pts: &[u8]) -> Result<Supervisor, u16> {
-    let mut ua = TestUa::bind(ext, &format!("lab{ext}"), lab.sip).await.unwrap();
+pub async fn dial_session(
+    lab: &Lab,
+    ext: &str,
+    dialled: &str,
+    tone_hz: f64,
+    pts: &[u8],
+) -> Result<Supervisor, u16> {
+    let mut ua = TestUa::bind(ext, &format!("lab{ext}"), lab.sip)
+        .await
+        .unwrap();
     let rtp = RtpPeer::bind().await.unwrap();
     let offer = bibridge_testkit::ua::sdp_offer(rtp.local_addr(), pts, "sendrecv");
     let mut call = ua.invite(dialled, &offer, true).await.unwrap();
-    let r = ua.wait_final(&mut call, Duration::from_secs(5)).await.unwrap();
+    let r = ua
+        .wait_final(&mut call, Duration::from_secs(5))
+        .await
+        .unwrap();
     let code = r.status_code.code();
     if code != 200 {
         return Err(code);
@@ -190,7 +201,12 @@ pub async fn dial_session(lab: &Lab, ext: &str, dialled: &str, tone_hz: f64, pts
     let anchor = sdp_connection(call.remote_sdp.as_deref().unwrap()).unwrap();
     let pt = bibridge_testkit::ua::sdp_payload_types(call.remote_sdp.as_deref().unwrap())[0];
     rtp.start_sending(anchor, Some(tone_hz), LEVEL, pt);
-    Ok(Supervisor { ua, call, rtp, anchor })
+    Ok(Supervisor {
+        ua,
+        call,
+        rtp,
+        anchor,
+    })
 }
 
 /// Forget what everybody heard so far, let `settle` pass, then collect ~1 s more.
@@ -210,9 +226,117 @@ pub fn per_packet_levels(peer: &RtpPeer, freq: f64) -> Vec<(std::time::Instant, 
             let pcm: Vec<i16> = p
                 .payload
                 .iter()
-                .map(|&b| if p.payload_type == 0 { bibridge_media::g711::ulaw_decode(b) } else { bibridge_media::g711::alaw_decode(b) })
+                .map(|&b| {
+                    if p.payload_type == 0 {
+                        bibridge_media::g711::ulaw_decode(b)
+                    } else {
+                        bibridge_media::g711::alaw_decode(b)
+                    }
+                })
                 .collect();
             (p.at, p.seq, p.ssrc, tone_level_dbfs(&pcm, freq, 8000))
         })
         .collect()
+}
+
+/// An RTP endpoint for any codec bibridge mixes (G.722, Opus, ...): sends a tone encoded with
+/// `bibridge_media::codec` every 20 ms and decodes what it receives.
+pub struct CodecPeer {
+    pub socket: std::sync::Arc<tokio::net::UdpSocket>,
+    heard: std::sync::Arc<std::sync::Mutex<Vec<i16>>>,
+    pub kind: bibridge_media::codec::CodecKind,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl CodecPeer {
+    pub async fn bind(kind: bibridge_media::codec::CodecKind) -> CodecPeer {
+        let socket = std::sync::Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, h) = (socket.clone(), heard.clone());
+        let rx = tokio::spawn(async move {
+            let mut dec = bibridge_media::codec::Decoder::new(kind).unwrap();
+            let mut buf = [0u8; 2048];
+            let mut pcm = vec![0i16; 5760];
+            while let Ok((n, _)) = s.recv_from(&mut buf).await {
+                let Ok(h_) = bibridge_media::rtp::RtpHeader::parse(&buf[..n]) else {
+                    continue;
+                };
+                if h_.payload_type >= 96 && h_.payload_type != 111 {
+                    continue;
+                }
+                if let Ok(k) = dec.decode(&buf[h_.payload.clone()], &mut pcm) {
+                    h.lock().unwrap().extend_from_slice(&pcm[..k]);
+                }
+            }
+        });
+        CodecPeer {
+            socket,
+            heard,
+            kind,
+            tasks: vec![rx],
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    pub fn start_sending(&mut self, target: SocketAddr, tone_hz: f64, pt: u8) {
+        let (s, kind) = (self.socket.clone(), self.kind);
+        self.tasks.push(tokio::spawn(async move {
+            let rate = kind.sample_rate();
+            let frame = (rate / 50) as usize;
+            let ts_step = kind.rtp_clock_rate() / 50;
+            let mut tone = bibridge_testkit::tone::ToneGen::new(tone_hz, LEVEL, rate);
+            let mut enc = bibridge_media::codec::Encoder::new(kind).unwrap();
+            let mut pcm = vec![0i16; frame];
+            let mut out = vec![0u8; 1500];
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let (mut seq, mut ts) = (1000u16, 5000u32);
+            loop {
+                tick.tick().await;
+                tone.fill(&mut pcm);
+                let n = enc.encode(&pcm, &mut out[12..]).unwrap();
+                out[0] = 0x80;
+                out[1] = pt;
+                out[2..4].copy_from_slice(&seq.to_be_bytes());
+                out[4..8].copy_from_slice(&ts.to_be_bytes());
+                out[8..12].copy_from_slice(&0x5eed_0001u32.to_be_bytes());
+                let _ = s.send_to(&out[..12 + n], target).await;
+                seq = seq.wrapping_add(1);
+                ts = ts.wrapping_add(ts_step);
+            }
+        }));
+    }
+
+    pub fn clear(&self) {
+        self.heard.lock().unwrap().clear();
+    }
+
+    /// Levels of the given tones in the last second heard.
+    pub fn assert_hears(&self, who: &str, wanted: &[f64], unwanted: &[f64], tol: f64) {
+        let rate = self.kind.sample_rate() as usize;
+        let audio = self.heard.lock().unwrap().clone();
+        assert!(audio.len() >= rate, "{who}: only {} samples", audio.len());
+        let tail = &audio[audio.len() - rate..];
+        for &f in wanted {
+            let l = tone_level_dbfs(tail, f, rate as u32);
+            assert!(
+                (l - LEVEL).abs() <= tol,
+                "{who} should hear {f} Hz at {LEVEL} ±{tol}, got {l:.2}"
+            );
+        }
+        for &f in unwanted {
+            let l = tone_level_dbfs(tail, f, rate as u32);
+            assert!(l < -60.0, "{who} must not hear {f} Hz, got {l:.2}");
+        }
+    }
+}
+
+impl Drop for CodecPeer {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
 }

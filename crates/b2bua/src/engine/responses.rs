@@ -115,7 +115,10 @@ impl Engine {
             return b_answer;
         };
         let mut answer = a_sdp;
-        sdp::keep_payload_types(&mut answer, &[Some(codec.payload_type), codec.dtmf_payload_type]);
+        sdp::keep_payload_types(
+            &mut answer,
+            &[Some(codec.payload_type), codec.dtmf_payload_type],
+        );
         sdp::set_direction(&mut answer, b_info.direction);
         debug!(a = %codec.name, b = ?LegCodec::from_info(&b_info).map(|c| c.name), "legs on different codecs: transcoding");
         answer

@@ -6,9 +6,9 @@
 //! A session is one dialog (the supervisor called us: we are its UAS) plus one leg in the agent
 //! call's media plane. Who hears whom follows from the leg's [`MediaRole`] in the mixer.
 
+use super::requests::Caller;
 use super::*;
 use crate::config::Role;
-use super::requests::Caller;
 
 /// Identifies a supervisor session.
 pub type SessionId = u64;

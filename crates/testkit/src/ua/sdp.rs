@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 
 /// An SDP offer/answer for one audio stream at `rtp_addr`, `o=` version 1.
 ///
-/// Payload types: 0 PCMU, 8 PCMA, 9 G722, 18 G729, 101 telephone-event get their `a=rtpmap`
+/// Payload types: 0 PCMU, 8 PCMA, 9 G722, 18 G729, 101 telephone-event, 111 opus get their `a=rtpmap`
 /// (101 also `a=fmtp:101 0-16`); other numbers are listed on the `m=` line only.
 /// `direction` is one of `sendrecv`, `sendonly`, `recvonly`, `inactive`.
 pub fn sdp_offer(rtp_addr: SocketAddr, payload_types: &[u8], direction: &str) -> String {
@@ -46,6 +46,7 @@ pub fn sdp_offer_v(
             9 => Some("G722/8000"),
             18 => Some("G729/8000"),
             101 => Some("telephone-event/8000"),
+            111 => Some("opus/48000/2"),
             _ => None,
         };
         if let Some(map) = map {
