@@ -140,7 +140,8 @@ async fn dtmf_switches_modes_by_info_and_rfc4733_without_gaps() {
         let mut pkt = vec![0x80, 101, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
         pkt[2..4].copy_from_slice(&(30_000u16 + i).to_be_bytes());
         pkt[4..8].copy_from_slice(&1_234_560u32.to_be_bytes());
-        pkt.extend_from_slice(&[3, if end { 0x80 | 10 } else { 10 }, 0, 160 * (i as u8 + 1)]);
+        pkt.extend_from_slice(&[3, if end { 0x80 | 10 } else { 10 }]);
+        pkt.extend_from_slice(&(160 * (i + 1)).to_be_bytes());
         sup.rtp.send_raw(sup.anchor, &pkt).await.unwrap();
     }
     listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &sup.rtp], 300).await;
@@ -305,7 +306,7 @@ async fn every_refusal_has_its_code() {
     })
     .await;
     // One agent in a call; 1002 (Built-In-Bridge off) is refused before the call is looked up.
-    let _call = connect_call(&lab, "1001").await;
+    let mut call = connect_call(&lab, "1001").await;
     let pts = [0u8, 101];
     assert_eq!(
         dial_session(&lab, "2001", "*811999", SUP_A_HZ, &pts)
@@ -356,7 +357,7 @@ async fn every_refusal_has_its_code() {
         "allowed mode works"
     );
     // From the trunk: never.
-    let mut trunk = lab.trunk_ua().await;
+    let trunk = &mut call.trunk;
     let rtp = bibridge_testkit::rtp_peer::RtpPeer::bind().await.unwrap();
     let mut c = trunk
         .invite(

@@ -8,9 +8,17 @@
 //! # Playout schedule
 //! `playout(ts) = base_instant + (ts - base_ts) / clock_rate + delay`. The base (an "anchor": the
 //! arrival instant and timestamp of one packet) is taken from the first packet and re-taken on an
-//! SSRC change, on a timestamp or transit jump of more than one second, on a sequence jump that
-//! the ring cannot hold, and at a talkspurt start (marker bit while the buffer is empty), which is
-//! where the delay can change without a glitch.
+//! SSRC change (the old source's buffered tail is flushed), on a sequence jump the ring cannot
+//! hold, on a jump of the timestamp (or of the arrival time against it) by more than one second,
+//! and at a talkspurt start (marker bit while the buffer is empty), which is where the delay can
+//! change without a glitch. A timestamp jump while audio is still buffered does not re-anchor:
+//! the new timeline is mapped onto the old one where the packet was expected, so nothing buffered
+//! is thrown away and the reported timestamps stay the sender's.
+//!
+//! # Driving it
+//! `push` every received packet; at each mixer tick (and when [`JitterBuffer::poll_timeout`]
+//! fires) call `pop` until it returns `None`. While nothing is buffered `pop` reports nothing,
+//! not loss: the sender may be silent (DTX, hold), and the mixer treats the input as absent.
 //!
 //! # Adaptation
 //! Every packet updates the RFC 3550 §6.4.1 interarrival jitter `J` and a slowly decaying peak of
@@ -245,7 +253,7 @@ impl JitterBuffer {
         marker: bool,
         payload: &[u8],
     ) {
-        self.stats.received = self.stats.received.saturating_add(1);
+        self.stats.received += 1;
         if payload.len() > MAX_PAYLOAD {
             self.stats.discarded += 1;
             return;

@@ -351,10 +351,17 @@ async fn run(
         }
         trace!(leg = legs[i].id, bytes = n, "rtp in");
         let from = legs[i].id;
-        let peer_in_mixer = from <= 1 && legs.iter().any(|l| l.id == 1 - from && l.in_mixer);
-        if legs[i].in_mixer && (from > 1 || peer_in_mixer) {
-            mixer.handle_rtp(now, from, pkt);
-        } else if from <= 1 {
+        // Customer and agent are relayed directly only when the mixer cannot take one of them
+        // (a codec it does not decode, or not known yet); otherwise the mixer decides.
+        let peer = (from <= 1)
+            .then(|| legs.iter().find(|l| l.id == 1 - from))
+            .flatten();
+        let direct = peer.is_some_and(|p| !p.in_mixer || !legs[i].in_mixer);
+        if !direct {
+            if legs[i].in_mixer {
+                mixer.handle_rtp(now, from, pkt);
+            }
+        } else {
             // A leg whose codec the mixer does not know (or not yet): plain relay still works,
             // only supervisors cannot be mixed in.
             if let Some(leg) = legs.iter_mut().find(|l| l.id == 1 - from) {
