@@ -401,3 +401,126 @@ async fn options_over_tcp() {
     assert!(text.contains("Allow: "));
     lab.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reinvite_glare_gets_491() {
+    let lab = start(|_| {}).await;
+    let mut call = connect_call(&lab, "1001").await;
+    call.agent.set_auto_reply(false);
+    let hold = sdp_offer(call.customer_rtp.local_addr(), &[0, 8, 101], "sendonly");
+    let mut trunk = call.trunk;
+    let mut trunk_call = call.trunk_call;
+    let customer = tokio::spawn(async move {
+        let r = trunk.reinvite(&mut trunk_call, Some(&hold)).await.unwrap();
+        r.status_code.code()
+    });
+    // bibridge forwarded the customer's re-INVITE; the agent has not answered it yet and now
+    // sends its own: the offers cross (RFC 3261 §14.1).
+    let pending = call.agent.wait_request("INVITE", T).await.unwrap();
+    let own = sdp_offer(call.agent_rtp.local_addr(), &[0, 101], "sendonly");
+    let r = call
+        .agent
+        .reinvite(&mut call.agent_call, Some(&own))
+        .await
+        .unwrap();
+    assert_eq!(r.status_code.code(), 491);
+    let answer = sdp_offer(call.agent_rtp.local_addr(), &[0, 101], "recvonly");
+    call.agent
+        .reply(&pending, 200, "OK", &[], Some(("application/sdp", &answer)))
+        .await
+        .unwrap();
+    assert_eq!(
+        customer.await.unwrap(),
+        200,
+        "the first re-INVITE completes"
+    );
+    lab.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reinvite_and_update_without_sdp_are_answered() {
+    let lab = start(|_| {}).await;
+    let mut call = connect_call(&lab, "1001").await;
+    let before = call.trunk_call.remote_sdp.clone().unwrap();
+    // A session refresh without an offer: answered with the leg's current SDP.
+    let r = call
+        .trunk
+        .reinvite(&mut call.trunk_call, None)
+        .await
+        .unwrap();
+    assert_eq!(r.status_code.code(), 200);
+    let sdp = String::from_utf8(r.body.clone()).unwrap();
+    assert_eq!(
+        bibridge_testkit::ua::sdp_connection(&sdp),
+        bibridge_testkit::ua::sdp_connection(&before)
+    );
+    let r = call
+        .agent
+        .send_request_in_dialog(&call.agent_call, "UPDATE", &[], None)
+        .await
+        .unwrap();
+    assert_eq!(r.status_code.code(), 200);
+    // The call still carries audio.
+    call.talk();
+    listen_fresh(&[&call.customer_rtp, &call.agent_rtp], 1200).await;
+    assert_hears(
+        "customer",
+        &call.customer_rtp.received_audio(),
+        &[AGENT_HZ],
+        &[CUSTOMER_HZ],
+        1.0,
+    );
+    lab.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_ports_return_to_the_pool() {
+    // Room for exactly one call: two legs, one RTP/RTCP pair each.
+    let lab = start(|c| {
+        c.rtp.port_max = c.rtp.port_min + 3;
+    })
+    .await;
+    for round in 0..3 {
+        let mut call = connect_call(&lab, "1001").await;
+        let r = call.trunk.bye(&call.trunk_call).await.unwrap();
+        assert_eq!(r.status_code.code(), 200, "round {round}");
+        call.agent.wait_request("BYE", T).await.unwrap();
+        drop(call);
+        // Sockets close asynchronously in the media task.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    lab.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hold_pauses_the_rtp_inactivity_timer() {
+    let lab = start(|c| c.rtp.inactivity_timeout_s = 1).await;
+    let mut call = connect_call(&lab, "1001").await;
+    call.agent.set_auto_answer_reinvite(Some(sdp_offer(
+        call.agent_rtp.local_addr(),
+        &[0, 101],
+        "recvonly",
+    )));
+    let hold = sdp_offer(call.customer_rtp.local_addr(), &[0, 8, 101], "sendonly");
+    let mut agent = call.agent;
+    let waiter = tokio::spawn(async move {
+        agent.wait_request("INVITE", T).await.unwrap();
+        agent
+    });
+    let r = call
+        .trunk
+        .reinvite(&mut call.trunk_call, Some(&hold))
+        .await
+        .unwrap();
+    assert_eq!(r.status_code.code(), 200);
+    let _agent = waiter.await.unwrap();
+    // On hold nobody sends RTP, for longer than the timeout: the call must survive.
+    assert!(
+        call.trunk
+            .wait_request("BYE", Duration::from_millis(2500))
+            .await
+            .is_err(),
+        "held call was hung up"
+    );
+    lab.server.shutdown().await;
+}
