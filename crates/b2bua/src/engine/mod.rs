@@ -204,6 +204,21 @@ struct Leg {
 }
 
 impl Leg {
+    /// Record the CSeq of an incoming in-dialog request; false if it is out of order
+    /// (RFC 3261 §12.2.2: lower than, or for non-ACK equal to, the last one).
+    fn accept_cseq(&mut self, req: &rsip::Request) -> bool {
+        let cseq = message::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
+        let is_ack = req.method == rsip::Method::Ack;
+        if self
+            .remote_cseq
+            .is_some_and(|last| cseq < last || (cseq == last && !is_ack))
+        {
+            return false;
+        }
+        self.remote_cseq = Some(cseq);
+        true
+    }
+
     fn local_party(&self) -> String {
         format!("{};tag={}", self.local_uri, self.local_tag)
     }
@@ -656,6 +671,7 @@ impl Engine {
             leg,
             method,
             body,
+            ReqOpts::default(),
         )?;
         let key = self.txl.send_request(now, req, peer, transport);
         self.client.insert(key.clone(), (call_id, purpose));
@@ -819,8 +835,24 @@ impl Engine {
     }
 }
 
-/// Build an in-dialog request on `leg` (CSeq incremented, route set, remote target), and say
-/// where it goes.
+/// Options of [`request_on_leg`].
+#[derive(Debug, Clone, Copy)]
+struct ReqOpts {
+    /// `None`: the next CSeq of the leg; `Some`: this one (ACK reuses its INVITE's).
+    cseq: Option<u32>,
+    max_forwards: u32,
+}
+
+impl Default for ReqOpts {
+    fn default() -> Self {
+        ReqOpts {
+            cseq: None,
+            max_forwards: 70,
+        }
+    }
+}
+
+/// Build a request on `leg`'s dialog (route set, remote target, tags), and say where it goes.
 fn request_on_leg(
     ids: &mut IdGen,
     user_agent: &str,
@@ -828,9 +860,16 @@ fn request_on_leg(
     leg: &mut Leg,
     method: &str,
     body: Option<Vec<u8>>,
+    opts: ReqOpts,
 ) -> Option<(rsip::Request, SocketAddr, Transport)> {
     let branch = format!("{}{}", wire::BRANCH_MARK, ids.branch());
-    leg.local_cseq += 1;
+    let cseq = match opts.cseq {
+        Some(n) => n,
+        None => {
+            leg.local_cseq += 1;
+            leg.local_cseq
+        }
+    };
     let transport = leg.transport;
     let via = match transport {
         Transport::Udp => local.udp.or(local.tcp),
@@ -850,10 +889,10 @@ fn request_on_leg(
             from: &from,
             to: &to,
             call_id: &leg.call_id,
-            cseq: leg.local_cseq,
+            cseq,
             contact: (method == "INVITE" || method == "UPDATE").then_some(contact.as_str()),
             routes: &leg.route_set,
-            max_forwards: 70,
+            max_forwards: opts.max_forwards,
             extra: &[],
             body: body.as_deref().map(|b| ("application/sdp", b)),
         },

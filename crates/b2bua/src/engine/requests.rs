@@ -31,6 +31,30 @@ struct Target {
 }
 
 impl Engine {
+    /// 405 with `Allow` for methods we know but do not serve here (RFC 3261 §8.2.1), 501 for
+    /// the rest.
+    pub(super) fn respond_unsupported(&mut self, now: Instant, tx: (&TxKey, &rsip::Request)) {
+        let method = tx.1.method.to_string();
+        let allow = [("Allow", wire::ALLOW.to_string())];
+        if KNOWN_UNSUPPORTED.contains(&method.as_str()) {
+            self.respond(now, tx, 405, "Method Not Allowed", None, &allow);
+        } else {
+            self.respond(now, tx, 501, "Not Implemented", None, &allow);
+        }
+    }
+
+    /// RFC 3261 §12.2.2: a request with a lower CSeq than the last one is out of order.
+    pub(super) fn respond_out_of_order(&mut self, now: Instant, tx: (&TxKey, &rsip::Request)) {
+        self.respond(
+            now,
+            tx,
+            500,
+            "Server Internal Error (CSeq out of order)",
+            None,
+            &[],
+        );
+    }
+
     pub(super) fn on_request(
         &mut self,
         now: Instant,
@@ -77,22 +101,7 @@ impl Engine {
                 None,
                 &[],
             ),
-            m if KNOWN_UNSUPPORTED.contains(&m) => self.respond(
-                now,
-                (&key, &req),
-                405,
-                "Method Not Allowed",
-                None,
-                &[("Allow", wire::ALLOW.to_string())],
-            ),
-            _ => self.respond(
-                now,
-                (&key, &req),
-                501,
-                "Not Implemented",
-                None,
-                &[("Allow", wire::ALLOW.to_string())],
-            ),
+            _ => self.respond_unsupported(now, (&key, &req)),
         }
     }
 
@@ -568,40 +577,20 @@ impl Engine {
         body: Option<Vec<u8>>,
         max_forwards: u32,
     ) -> Option<(TxKey, rsip::Request)> {
-        let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
-        let ua = self.cfg.sip.user_agent.clone();
-        let transport = self.calls.get(&id)?.b.transport;
-        let via = self.local_addr(transport);
-        let contact = self.contact(transport);
         let call = self.calls.get_mut(&id)?;
-        let leg = &mut call.b;
-        leg.local_cseq += 1;
-        let from = leg.local_party();
-        let to = leg.remote_party();
-        let bytes = wire::build(
-            &OutRequest {
-                method: "INVITE",
-                uri: &leg.remote_target,
-                from: &from,
-                to: &to,
-                call_id: &leg.call_id,
-                cseq: leg.local_cseq,
-                contact: Some(&contact),
-                routes: &leg.route_set,
-                max_forwards,
-                extra: &[],
-                body: body.as_deref().map(|b| ("application/sdp", b)),
-            },
-            via,
-            transport,
-            &branch,
-            &ua,
-        );
-        let peer = leg.peer;
-        let Ok(rsip::SipMessage::Request(req)) = message::parse(&bytes) else {
-            warn!("internal error: could not build INVITE");
-            return None;
+        let opts = ReqOpts {
+            cseq: None,
+            max_forwards,
         };
+        let (req, peer, transport) = request_on_leg(
+            &mut self.ids,
+            &self.cfg.sip.user_agent,
+            self.local,
+            &mut call.b,
+            "INVITE",
+            body,
+            opts,
+        )?;
         let key = self.txl.send_request(now, req.clone(), peer, transport);
         self.client.insert(key.clone(), (id, ClientPurpose::Invite));
         Some((key, req))
@@ -619,23 +608,11 @@ impl Engine {
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
-        let cseq = message::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
         let leg = call.leg_mut(side);
-        if let Some(last) = leg.remote_cseq {
-            if cseq < last || (cseq == last && method != "ACK") {
-                // RFC 3261 §12.2.2: lower CSeq is out of order.
-                self.respond(
-                    now,
-                    (&key, &req),
-                    500,
-                    "Server Internal Error (CSeq out of order)",
-                    None,
-                    &[],
-                );
-                return;
-            }
+        if !leg.accept_cseq(&req) {
+            self.respond_out_of_order(now, (&key, &req));
+            return;
         }
-        leg.remote_cseq = Some(cseq);
         // A refresh of the remote target (RFC 3261 §12.2.2, target refresh requests).
         if method == "INVITE" || method == "UPDATE" {
             if let Some(c) = message::header(&req.headers, "Contact") {
@@ -687,22 +664,7 @@ impl Engine {
                 // DTMF relay and keep-alives are answered here; the mixer consumes DTMF later.
                 self.respond(now, (&key, &req), 200, "OK", None, &[]);
             }
-            m if KNOWN_UNSUPPORTED.contains(&m) => self.respond(
-                now,
-                (&key, &req),
-                405,
-                "Method Not Allowed",
-                None,
-                &[("Allow", wire::ALLOW.to_string())],
-            ),
-            _ => self.respond(
-                now,
-                (&key, &req),
-                501,
-                "Not Implemented",
-                None,
-                &[("Allow", wire::ALLOW.to_string())],
-            ),
+            _ => self.respond_unsupported(now, (&key, &req)),
         }
     }
 
@@ -871,86 +833,49 @@ impl Engine {
     }
 
     /// ACK B's 2xx (RFC 3261 §13.2.2.4): a new request outside any transaction, CSeq of the INVITE.
+    /// Kept, to be re-sent when B retransmits its 2xx.
     pub(super) fn send_ack_b(&mut self, _now: Instant, call_id: CallId, body: Option<Vec<u8>>) {
-        let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
-        let ua = self.cfg.sip.user_agent.clone();
         let Some(call) = self.calls.get(&call_id) else {
             return;
         };
-        let leg = &call.b;
         let cseq = call
             .b_invite
             .as_ref()
             .and_then(|(_, r)| message::cseq(&r.headers))
             .map(|(n, _)| n)
-            .unwrap_or(leg.local_cseq);
-        let via = self.local_addr(leg.transport);
-        let from = leg.local_party();
-        let to = leg.remote_party();
-        let bytes = wire::build(
-            &OutRequest {
-                method: "ACK",
-                uri: &leg.remote_target,
-                from: &from,
-                to: &to,
-                call_id: &leg.call_id,
-                cseq,
-                contact: None,
-                routes: &leg.route_set,
-                max_forwards: 70,
-                extra: &[],
-                body: body.as_deref().map(|b| ("application/sdp", b)),
-            },
-            via,
-            leg.transport,
-            &branch,
-            &ua,
-        );
-        let (peer, transport) = (leg.peer, leg.transport);
-        if let Ok(rsip::SipMessage::Request(ack)) = message::parse(&bytes) {
-            self.txl
-                .send_stateless(rsip::SipMessage::Request(ack.clone()), peer, transport);
+            .unwrap_or(call.b.local_cseq);
+        if let Some(ack) = self.send_ack(call_id, Side::B, cseq, body) {
             if let Some(c) = self.calls.get_mut(&call_id) {
                 c.ack_b = Some(ack);
             }
         }
     }
 
-    /// A re-INVITE we sent on `side` to propagate the other side's ACK (nothing to do: the
-    /// transaction layer ACKs non-2xx, and 2xx ACKs are sent in `on_response`).
-    pub(super) fn send_ack_in_dialog(&mut self, call_id: CallId, side: Side, cseq: u32) {
-        let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
-        let ua = self.cfg.sip.user_agent.clone();
-        let Some(call) = self.calls.get(&call_id) else {
-            return;
+    /// ACK a 2xx to an INVITE we sent on `side` (CSeq `cseq`), optionally with an SDP answer.
+    pub(super) fn send_ack(
+        &mut self,
+        call_id: CallId,
+        side: Side,
+        cseq: u32,
+        body: Option<Vec<u8>>,
+    ) -> Option<rsip::Request> {
+        let call = self.calls.get_mut(&call_id)?;
+        let opts = ReqOpts {
+            cseq: Some(cseq),
+            max_forwards: 70,
         };
-        let leg = call.leg(side);
-        let via = self.local_addr(leg.transport);
-        let from = leg.local_party();
-        let to = leg.remote_party();
-        let bytes = wire::build(
-            &OutRequest {
-                method: "ACK",
-                uri: &leg.remote_target,
-                from: &from,
-                to: &to,
-                call_id: &leg.call_id,
-                cseq,
-                contact: None,
-                routes: &leg.route_set,
-                max_forwards: 70,
-                extra: &[],
-                body: None,
-            },
-            via,
-            leg.transport,
-            &branch,
-            &ua,
-        );
-        let (peer, transport) = (leg.peer, leg.transport);
-        if let Ok(msg) = message::parse(&bytes) {
-            self.txl.send_stateless(msg, peer, transport);
-        }
+        let (ack, peer, transport) = request_on_leg(
+            &mut self.ids,
+            &self.cfg.sip.user_agent,
+            self.local,
+            call.leg_mut(side),
+            "ACK",
+            body,
+            opts,
+        )?;
+        self.txl
+            .send_stateless(rsip::SipMessage::Request(ack.clone()), peer, transport);
+        Some(ack)
     }
 }
 
@@ -974,21 +899,6 @@ pub(super) fn strip_tag(value: &str) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::strip_tag;
-
-    #[test]
-    fn strip_tag_keeps_other_params() {
-        assert_eq!(
-            strip_tag("\"A\" <sip:a@b>;tag=123;x=y"),
-            "\"A\" <sip:a@b>;x=y"
-        );
-        assert_eq!(strip_tag("sip:a@b;tag=1"), "sip:a@b");
-        assert_eq!(strip_tag("<sip:a@b>"), "<sip:a@b>");
-    }
-}
-
 /// Our previous SDP on a leg, turned into an answer to a new offer's direction (used where
 /// bibridge answers a re-INVITE itself).
 fn call_sdp_answer(prev: Option<Vec<u8>>, offer: &[u8]) -> Option<Vec<u8>> {
@@ -1002,4 +912,19 @@ fn call_sdp_answer(prev: Option<Vec<u8>>, offer: &[u8]) -> Option<Vec<u8>> {
     sdp::set_direction(&mut answer, info.direction.answer());
     answer.origin.session_version += 1;
     Some(sdp::print(&answer).into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_tag;
+
+    #[test]
+    fn strip_tag_keeps_other_params() {
+        assert_eq!(
+            strip_tag("\"A\" <sip:a@b>;tag=123;x=y"),
+            "\"A\" <sip:a@b>;x=y"
+        );
+        assert_eq!(strip_tag("sip:a@b;tag=1"), "sip:a@b");
+        assert_eq!(strip_tag("<sip:a@b>"), "<sip:a@b>");
+    }
 }

@@ -235,7 +235,7 @@ impl Engine {
             if (200..300).contains(&code) && resp_is_invite(&resp) {
                 let side = self.client_side_of(call_id, &resp);
                 if let Some(side) = side {
-                    self.send_ack_in_dialog(call_id, side, cseq);
+                    self.send_ack(call_id, side, cseq, None);
                 }
             }
             return;
@@ -244,7 +244,7 @@ impl Engine {
         let offer_info = pending_offer_info(&pending);
         if (200..300).contains(&code) {
             if pending.method_is_invite {
-                self.send_ack_in_dialog(call_id, to_side, cseq);
+                self.send_ack(call_id, to_side, cseq, None);
             }
             let mut body = None;
             if let Ok(mut answer) = sdp::parse(&resp.body) {

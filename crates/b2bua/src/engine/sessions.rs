@@ -9,6 +9,7 @@
 use super::requests::Caller;
 use super::*;
 use crate::config::Role;
+use bibridge_media::dtmf::parse_dtmf_relay;
 
 /// Identifies a supervisor session.
 pub type SessionId = u64;
@@ -269,19 +270,10 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let cseq = message::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
-        if s.leg.remote_cseq.is_some_and(|last| cseq <= last) {
-            self.respond(
-                now,
-                (&key, &req),
-                500,
-                "Server Internal Error (CSeq out of order)",
-                None,
-                &[],
-            );
+        if !s.leg.accept_cseq(&req) {
+            self.respond_out_of_order(now, (&key, &req));
             return;
         }
-        s.leg.remote_cseq = Some(cseq);
         let call = s.call;
         match method.as_str() {
             "BYE" => {
@@ -366,14 +358,7 @@ impl Engine {
                 self.respond_sdp(now, (&key, &req), (200, "OK"), &local_tag, transport, body);
             }
             "OPTIONS" => self.respond(now, (&key, &req), 200, "OK", None, &[]),
-            _ => self.respond(
-                now,
-                (&key, &req),
-                405,
-                "Method Not Allowed",
-                None,
-                &[("Allow", wire::ALLOW.to_string())],
-            ),
+            _ => self.respond_unsupported(now, (&key, &req)),
         }
     }
 
@@ -456,6 +441,7 @@ impl Engine {
                 &mut s.leg,
                 "BYE",
                 None,
+                ReqOpts::default(),
             ) {
                 let key = self.txl.send_request(now, req, peer, transport);
                 self.client.insert(key, (s.call, ClientPurpose::Bye));
@@ -526,42 +512,9 @@ impl Engine {
     }
 }
 
-/// `Signal=5` (application/dtmf-relay, as Cisco and most phones send it) or a bare digit
-/// (application/dtmf).
-pub(super) fn parse_dtmf_relay(body: &str) -> Option<char> {
-    let signal = body
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once('=')?;
-            k.trim().eq_ignore_ascii_case("signal").then(|| v.trim())
-        })
-        .or_else(|| Some(body.trim()))?;
-    let mut chars = signal.chars();
-    let c = chars.next()?;
-    if chars.next().is_some() {
-        // Numeric event codes for * and # (10, 11) are also seen.
-        return match signal {
-            "10" => Some('*'),
-            "11" => Some('#'),
-            _ => None,
-        };
-    }
-    matches!(c, '0'..='9' | '*' | '#' | 'A'..='D' | 'a'..='d').then(|| c.to_ascii_uppercase())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dtmf_relay_bodies() {
-        assert_eq!(parse_dtmf_relay("Signal=2\r\nDuration=160\r\n"), Some('2'));
-        assert_eq!(parse_dtmf_relay("signal = 3\n"), Some('3'));
-        assert_eq!(parse_dtmf_relay("Signal=11\r\n"), Some('#'));
-        assert_eq!(parse_dtmf_relay("1"), Some('1'));
-        assert_eq!(parse_dtmf_relay("Signal=xyz"), None);
-        assert_eq!(parse_dtmf_relay(""), None);
-    }
 
     #[test]
     fn refusals_have_design_codes() {
