@@ -296,3 +296,26 @@ async fn call_baresip_and_check_audio(lab: &Lab, phone: &Baresip) {
     let bye = trunk.bye(&call).await.unwrap();
     assert_eq!(bye.status_code.code(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zz_explore_supervisor() {
+    let lab = start(|_| {}).await;
+    let logs = LogDir::new("sup-explore");
+    let call = connect_call(&lab, "1001").await;
+    call.talk();
+    let port = free_udp_addr().port().to_string();
+    let media = free_port_block(4).to_string();
+    let t0 = std::time::Instant::now();
+    let sipp = Sipp::spawn(&logs, "supervisor", lab.sip, "supervisor-monitor.xml",
+        &args(&["-s", "1001", "-au", "2001", "-ap", "lab2001", "-p", &port, "-mp", &media]));
+    let msgs = logs.path.join("supervisor_messages.log");
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let m = std::fs::read_to_string(&msgs).unwrap_or_default();
+        eprintln!("{:?} len {} has200 {}", t0.elapsed(), m.len(), m.contains("CSeq: 2 INVITE") && m.contains("SIP/2.0 200"));
+    }
+    let out = sipp.finish().await;
+    eprintln!("{}", out.report);
+    eprintln!("{}", out.messages);
+    lab.server.shutdown().await;
+}

@@ -4,8 +4,10 @@
 //! - [`config`]: the configuration model, TOML parsing with errors naming file/key/expectation,
 //!   and the embedded lab config.
 //! - [`sdp`]: SDP parsing/rewriting for media anchoring and RFC 3264 codec negotiation.
-//! - [`engine`]: the sans-IO B2BUA: registrar, authentication, routing, call/leg state; emits SIP
-//!   transmits and media commands for the server driver.
+//! - [`engine`]: the sans-IO B2BUA: registrar, authentication, routing, call/leg state,
+//!   supervisor sessions (feature codes, refusals, DTMF mode switches, barge promotion); emits
+//!   SIP transmits and media commands for the server driver.
+//! - [`wire`]: composing requests from dialog state and small header-value parsers.
 
 pub mod config;
 pub mod engine;

@@ -5,6 +5,12 @@
 //!   SSRC/sequence/timestamp continuity of what we send).
 //! - [`g711`]: PCMU/PCMA encode and decode (ITU-T G.711).
 //! - [`port_pool`]: the RTP port pool (even RTP port, RTCP on port+1), a pure allocator.
+//! - [`codec`]: decoders/encoders per codec (G.711, G.722, Opus behind the `opus` feature) with
+//!   packet loss concealment.
+//! - [`resample`]: low-delay (≤ 1 ms) polyphase resampling between 8, 16 and 48 kHz.
+//! - [`dtmf`]: RFC 4733 telephone-events and SIP INFO dtmf-relay bodies.
+//! - [`jitter`]: the adaptive jitter buffer (0–60 ms) of each mixed input.
+//! - [`mixer`]: the per-call mixer: who hears whom (DESIGN §3), relay or mix per output leg.
 //!
 //! No sockets and no clock reads: the server's per-call media task owns the sockets and feeds
 //! packets and `now` in.
