@@ -297,25 +297,307 @@ async fn call_baresip_and_check_audio(lab: &Lab, phone: &Baresip) {
     assert_eq!(bye.status_code.code(), 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn zz_explore_supervisor() {
+// ---------------------------------------------------------------------------------------------
+// Supervisor sessions driven by SIPp (supervisor-*.xml): SIPp authenticates as 2001, dials
+// *8x1001 into a customer ↔ agent call between test phones (customer 440 Hz, agent 1000 Hz) and
+// streams audio/tone2000-pcmu.raw; the phones' audio is checked in the windows where SIPp's
+// stream was playing, located by SIPp's message trace (SIPp flushes it per message).
+
+/// The tone in `sipp-scenarios/audio/tone2000-pcmu.raw` (sox: 2000 Hz sine, gain -20 dB).
+const SIPP_SUPERVISOR_HZ: f64 = 2000.0;
+
+/// One supervisor-*.xml run and its message trace.
+struct SupervisorRun {
+    sipp: Sipp,
+    messages: std::path::PathBuf,
+}
+
+impl SupervisorRun {
+    /// SIPp as supervisor 2001 running `scenario` against agent `agent_ext`.
+    fn spawn(logs: &LogDir, lab: &Lab, scenario: &str, agent_ext: &str) -> SupervisorRun {
+        let label = "supervisor";
+        let sipp = Sipp::spawn(
+            logs,
+            label,
+            lab.sip,
+            scenario,
+            &args(&[
+                "-s",
+                agent_ext,
+                "-au",
+                "2001",
+                "-ap",
+                "lab2001",
+                "-p",
+                &free_udp_addr().port().to_string(),
+                "-mp",
+                &free_port_block(4).to_string(),
+            ]),
+        );
+        SupervisorRun {
+            sipp,
+            // Sipp::spawn names its trace `<label>_messages.log`.
+            messages: logs.path.join(format!("{label}_messages.log")),
+        }
+    }
+
+    /// When `needle` (e.g. "CSeq: 3 INFO") first appeared in the trace: the moment SIPp sent
+    /// that request, to within the 5 ms poll. On timeout, SIPp's report is in the panic.
+    async fn wait_trace(self, needle: &str) -> (SupervisorRun, std::time::Instant) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = std::fs::read_to_string(&self.messages).unwrap_or_default();
+            if text.contains(needle) {
+                return (self, std::time::Instant::now());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let outcome = self.sipp.finish().await;
+                panic!("SIPp never sent `{needle}`\n{}", outcome.report);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// A time window of the call, by arrival time of RTP packets at the test phones.
+#[derive(Clone, Copy, Debug)]
+struct Window {
+    from: std::time::Instant,
+    to: std::time::Instant,
+}
+
+impl Window {
+    /// `[start + skip, end - cut)`: skip the switch and the jitter buffer, cut the poll delay.
+    fn between(start: std::time::Instant, end: std::time::Instant, skip: u64, cut: u64) -> Self {
+        let w = Window {
+            from: start + Duration::from_millis(skip),
+            to: end - Duration::from_millis(cut),
+        };
+        assert!(
+            w.to.duration_since(w.from) >= Duration::from_millis(1000),
+            "window too short to analyse: {w:?}"
+        );
+        w
+    }
+}
+
+/// Decoded G.711 audio of the packets `peer` received within `w`, in arrival order.
+fn audio_in(peer: &RtpPeer, w: Window) -> Vec<i16> {
+    let mut pcm = Vec::new();
+    for p in peer.received_packets() {
+        if p.at < w.from || p.at >= w.to {
+            continue;
+        }
+        match p.payload_type {
+            0 => pcm.extend(
+                p.payload
+                    .iter()
+                    .map(|&b| bibridge_media::g711::ulaw_decode(b)),
+            ),
+            8 => pcm.extend(
+                p.payload
+                    .iter()
+                    .map(|&b| bibridge_media::g711::alaw_decode(b)),
+            ),
+            _ => {}
+        }
+    }
+    pcm
+}
+
+/// What `who` heard during `w`: every `wanted` tone at −20 dBFS ± 2 dB (the phones and SIPp's
+/// file all play at −20 dBFS; mixing must not attenuate), every `unwanted` below −60 dBFS.
+fn assert_heard_in(who: &str, peer: &RtpPeer, w: Window, wanted: &[f64], unwanted: &[f64]) {
+    let audio = audio_in(peer, w);
+    let expected = w.to.duration_since(w.from).as_millis() as usize * 8;
+    assert!(
+        audio.len() * 10 >= expected * 8,
+        "{who}: only {} of ~{expected} samples arrived in {w:?}",
+        audio.len()
+    );
+    for &f in wanted {
+        let l = tone_level_dbfs(&audio, f, 8000);
+        assert!(
+            (l - LEVEL).abs() <= 2.0,
+            "{who} should hear {f} Hz at {LEVEL} dBFS ±2, got {l:.2}"
+        );
+    }
+    for &f in unwanted {
+        let l = tone_level_dbfs(&audio, f, 8000);
+        assert!(l < -60.0, "{who} must not hear {f} Hz, got {l:.2} dBFS");
+    }
+}
+
+/// The supervisor's digits are consumed: no telephone-event packet reached agent or customer.
+fn assert_no_dtmf_forwarded(call: &ConnectedCall) {
+    for (who, p) in [("agent", &call.agent_rtp), ("customer", &call.customer_rtp)] {
+        assert!(
+            p.received_packets()
+                .iter()
+                .all(|x| x.payload_type == 0 || x.payload_type == 8),
+            "{who} received a non-audio packet (a forwarded digit?)"
+        );
+    }
+}
+
+/// Run one single-mode scenario against a talking customer ↔ agent call and check both phones
+/// during SIPp's session against the DESIGN §3 table.
+async fn sipp_supervisor_mode(scenario: &str, agent_hears: bool, customer_hears: bool) {
     let lab = start(|_| {}).await;
-    let logs = LogDir::new("sup-explore");
+    let logs = LogDir::new(scenario.trim_end_matches(".xml"));
     let call = connect_call(&lab, "1001").await;
     call.talk();
-    let port = free_udp_addr().port().to_string();
-    let media = free_port_block(4).to_string();
-    let t0 = std::time::Instant::now();
-    let sipp = Sipp::spawn(&logs, "supervisor", lab.sip, "supervisor-monitor.xml",
-        &args(&["-s", "1001", "-au", "2001", "-ap", "lab2001", "-p", &port, "-mp", &media]));
-    let msgs = logs.path.join("supervisor_messages.log");
-    for _ in 0..60 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let m = std::fs::read_to_string(&msgs).unwrap_or_default();
-        eprintln!("{:?} len {} has200 {}", t0.elapsed(), m.len(), m.contains("CSeq: 2 INVITE") && m.contains("SIP/2.0 200"));
+    assert!(
+        call.agent_rtp.wait_for_packets(10, T).await,
+        "the call carries no audio before the supervisor joins"
+    );
+
+    let run = SupervisorRun::spawn(&logs, &lab, scenario, "1001");
+    // The session is up, and SIPp starts streaming, when it ACKs the 200; it hangs up 4 s later.
+    let (run, joined) = run.wait_trace("CSeq: 2 ACK").await;
+    let (run, left) = run.wait_trace("CSeq: 3 BYE").await;
+    run.sipp.finish().await.assert_success();
+
+    let w = Window::between(joined, left, 400, 100);
+    let sup = SIPP_SUPERVISOR_HZ;
+    let (agent_want, agent_not) = if agent_hears {
+        (vec![CUSTOMER_HZ, sup], vec![AGENT_HZ])
+    } else {
+        (vec![CUSTOMER_HZ], vec![AGENT_HZ, sup])
+    };
+    let (customer_want, customer_not) = if customer_hears {
+        (vec![AGENT_HZ, sup], vec![CUSTOMER_HZ])
+    } else {
+        (vec![AGENT_HZ], vec![CUSTOMER_HZ, sup])
+    };
+    assert_heard_in("agent", &call.agent_rtp, w, &agent_want, &agent_not);
+    assert_heard_in(
+        "customer",
+        &call.customer_rtp,
+        w,
+        &customer_want,
+        &customer_not,
+    );
+    assert_no_dtmf_forwarded(&call);
+    logs.cleanup();
+    lab.server.shutdown().await;
+}
+
+/// supervisor-monitor.xml: SIPp (2001) monitors 1001; neither agent nor customer hears it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_supervisor_monitors() {
+    if !tool_available("sipp", "-v") {
+        return;
     }
-    let out = sipp.finish().await;
-    eprintln!("{}", out.report);
-    eprintln!("{}", out.messages);
+    sipp_supervisor_mode("supervisor-monitor.xml", false, false).await;
+}
+
+/// supervisor-coach.xml: the agent hears SIPp's 2000 Hz with the customer; the customer does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_supervisor_coaches() {
+    if !tool_available("sipp", "-v") {
+        return;
+    }
+    sipp_supervisor_mode("supervisor-coach.xml", true, false).await;
+}
+
+/// supervisor-barge.xml: agent and customer both hear SIPp's 2000 Hz.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_supervisor_barges() {
+    if !tool_available("sipp", "-v") {
+        return;
+    }
+    sipp_supervisor_mode("supervisor-barge.xml", true, true).await;
+}
+
+/// supervisor-dtmf-switch.xml: monitor, INFO 2 → coach, INFO 3 → barge, INFO 1 → monitor; each
+/// phase (between the INFOs SIPp sent, by its trace) is checked at both phones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_supervisor_switches_modes_by_info() {
+    if !tool_available("sipp", "-v") {
+        return;
+    }
+    let lab = start(|_| {}).await;
+    let logs = LogDir::new("supervisor-dtmf-switch");
+    let call = connect_call(&lab, "1001").await;
+    call.talk();
+    assert!(
+        call.agent_rtp.wait_for_packets(10, T).await,
+        "the call carries no audio before the supervisor joins"
+    );
+
+    let run = SupervisorRun::spawn(&logs, &lab, "supervisor-dtmf-switch.xml", "1001");
+    let (run, joined) = run.wait_trace("CSeq: 2 ACK").await;
+    let (run, coach) = run.wait_trace("CSeq: 3 INFO").await;
+    let (run, barge) = run.wait_trace("CSeq: 4 INFO").await;
+    let (run, monitor) = run.wait_trace("CSeq: 5 INFO").await;
+    let (run, left) = run.wait_trace("CSeq: 6 BYE").await;
+    let outcome = run.sipp.finish().await;
+    outcome.assert_success();
+    // bibridge accepted every digit (200 to each INFO; the scenario requires it, this documents it).
+    assert_eq!(
+        outcome.messages.matches("SIP/2.0 200 OK").count(),
+        5,
+        "200s: INVITE, three INFOs, BYE\n{}",
+        outcome.report
+    );
+
+    let sup = SIPP_SUPERVISOR_HZ;
+    let phases = [
+        (
+            "monitor",
+            Window::between(joined, coach, 400, 100),
+            false,
+            false,
+        ),
+        (
+            "coach (INFO 2)",
+            Window::between(coach, barge, 250, 100),
+            true,
+            false,
+        ),
+        (
+            "barge (INFO 3)",
+            Window::between(barge, monitor, 250, 100),
+            true,
+            true,
+        ),
+        (
+            "monitor (INFO 1)",
+            Window::between(monitor, left, 250, 100),
+            false,
+            false,
+        ),
+    ];
+    let mut agent_heard = false;
+    let mut customer_heard = false;
+    for (phase, w, agent_hears, customer_hears) in phases {
+        let (aw, an): (&[f64], &[f64]) = if agent_hears {
+            (&[CUSTOMER_HZ, sup], &[AGENT_HZ])
+        } else {
+            (&[CUSTOMER_HZ], &[AGENT_HZ, sup])
+        };
+        let (cw, cn): (&[f64], &[f64]) = if customer_hears {
+            (&[AGENT_HZ, sup], &[CUSTOMER_HZ])
+        } else {
+            (&[AGENT_HZ], &[CUSTOMER_HZ, sup])
+        };
+        assert_heard_in(&format!("agent in {phase}"), &call.agent_rtp, w, aw, an);
+        assert_heard_in(
+            &format!("customer in {phase}"),
+            &call.customer_rtp,
+            w,
+            cw,
+            cn,
+        );
+        agent_heard |= agent_hears;
+        customer_heard |= customer_hears;
+    }
+    assert!(
+        agent_heard && customer_heard,
+        "the phases cover coach and barge"
+    );
+    assert_no_dtmf_forwarded(&call);
+    logs.cleanup();
     lab.server.shutdown().await;
 }
