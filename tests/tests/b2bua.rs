@@ -524,3 +524,31 @@ async fn hold_pauses_the_rtp_inactivity_timer() {
     );
     lab.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_is_relayed_to_the_other_party() {
+    let lab = start(|_| {}).await;
+    let mut call = connect_call(&lab, "1001").await;
+    let mut trunk = call.trunk;
+    let waiter = tokio::spawn(async move {
+        let req = trunk.wait_request("INFO", T).await.unwrap();
+        String::from_utf8(req.body).unwrap()
+    });
+    let r = call
+        .agent
+        .send_request_in_dialog(
+            &call.agent_call,
+            "INFO",
+            &[],
+            Some(("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status_code.code(),
+        200,
+        "the customer's answer comes back"
+    );
+    assert_eq!(waiter.await.unwrap(), "Signal=5\r\nDuration=160\r\n");
+    lab.server.shutdown().await;
+}

@@ -117,15 +117,23 @@ async fn dtmf_switches_modes_by_info_and_rfc4733_without_gaps() {
     assert_eq!(r.status_code.code(), 200);
     let switched_at = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    // The first agent packet carrying the coach arrives within 40 ms of the switch.
-    let first = per_packet_levels(&call.agent_rtp, SUP_A_HZ)
+    // The switch takes effect within 40 ms of media: among the agent's packets sent after the
+    // INFO was answered, the one already in flight may lack the coach; within the next two
+    // (40 ms) it must be there.
+    // Counted in packets (20 ms of audio each), not wall-clock, so a loaded machine cannot
+    // make it flaky.
+    let after: Vec<f64> = per_packet_levels(&call.agent_rtp, SUP_A_HZ)
         .into_iter()
-        .find(|(at, _, _, l)| *at >= switched_at && *l > -30.0)
+        .filter(|(at, _, _, _)| *at >= switched_at)
+        .map(|(_, _, _, l)| l)
+        .collect();
+    let first = after
+        .iter()
+        .position(|l| *l > -30.0)
         .expect("coach never heard");
     assert!(
-        first.0.duration_since(switched_at) <= Duration::from_millis(40),
-        "switch took {:?}",
-        first.0.duration_since(switched_at)
+        first <= 2,
+        "coach heard only from packet {first} after the switch: {after:?}"
     );
     listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &sup.rtp], 1100).await;
     row(

@@ -601,3 +601,46 @@ async fn sipp_supervisor_switches_modes_by_info() {
     logs.cleanup();
     lab.server.shutdown().await;
 }
+
+/// The refusals reach SIPp as final responses after authentication: an unknown extension 404,
+/// an idle agent 480; the scenario then fails (exit code 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_supervisor_is_refused_without_a_target_call() {
+    if !tool_available("sipp", "-v") {
+        return;
+    }
+    let lab = start(|_| {}).await;
+    let logs = LogDir::new("supervisor-refused");
+    // 1001 is registered but not in a call.
+    let _agent = lab.registered("1001").await;
+    for (ext, code) in [("1001", "480"), ("9999", "404")] {
+        let outcome = SupervisorRun::spawn(&logs, &lab, "supervisor-monitor.xml", ext)
+            .sipp
+            .finish()
+            .await;
+        assert_eq!(
+            outcome.code,
+            Some(1),
+            "*81{ext} must fail the scenario\n{}",
+            outcome.report
+        );
+        // The refusal answers the authenticated INVITE (CSeq 2), not the first one.
+        let refusal = format!("SIP/2.0 {code} ");
+        let at = outcome
+            .messages
+            .find(&refusal)
+            .unwrap_or_else(|| panic!("*81{ext}: no {code}\n{}", outcome.report));
+        assert!(
+            outcome.messages[at..].contains("CSeq: 2 INVITE"),
+            "*81{ext}: the {code} must answer the authenticated INVITE\n{}",
+            outcome.report
+        );
+        assert!(
+            outcome.messages[..at].contains("SIP/2.0 401 "),
+            "*81{ext}: bibridge must challenge before it refuses\n{}",
+            outcome.report
+        );
+    }
+    logs.cleanup();
+    lab.server.shutdown().await;
+}

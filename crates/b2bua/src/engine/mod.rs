@@ -301,6 +301,8 @@ enum ClientPurpose {
     Reinvite,
     Bye,
     Cancel,
+    /// An in-dialog request relayed from the other leg (INFO): its final response goes back.
+    Relay,
 }
 
 /// A lifecycle notice for observers (logs today; events API later).
@@ -359,6 +361,8 @@ pub struct Engine {
     client: HashMap<TxKey, (CallId, ClientPurpose)>,
     /// Server INVITE transactions → call (CANCEL matching).
     server_invites: HashMap<TxKey, CallId>,
+    /// Relayed in-dialog requests: our client transaction → the server transaction to answer.
+    relayed: HashMap<TxKey, (TxKey, rsip::Request)>,
     /// B-leg INVITEs of calls that are gone: a 2xx that still arrives is ACKed and hung up.
     orphans: HashMap<TxKey, (SocketAddr, Transport)>,
     sessions: HashMap<SessionId, Session>,
@@ -413,6 +417,7 @@ impl Engine {
             client: HashMap::new(),
             server_invites: HashMap::new(),
             orphans: HashMap::new(),
+            relayed: HashMap::new(),
             sessions: HashMap::new(),
             next_session: 1,
             transmits: VecDeque::new(),
@@ -573,6 +578,7 @@ impl Engine {
                 TxEvent::Terminated { key } => {
                     self.client.remove(&key);
                     self.orphans.remove(&key);
+                    self.relayed.remove(&key);
                     self.server_invites.remove(&key);
                 }
             }

@@ -621,6 +621,9 @@ impl Engine {
         }
         let span = call.span.clone();
         let _s = span.enter();
+        // A span per leg inside the call's: which dialog a line is about.
+        let leg_span = tracing::info_span!("leg", ?side, sip_call_id = %call.leg(side).call_id);
+        let _l = leg_span.enter();
         match method.as_str() {
             "BYE" => {
                 info!(?side, "BYE received");
@@ -660,8 +663,27 @@ impl Engine {
                 self.remove_call(now, call_id, reason);
             }
             "INVITE" | "UPDATE" => self.on_reinvite(now, key, req, call_id, side),
+            "INFO"
+                if self
+                    .calls
+                    .get(&call_id)
+                    .is_some_and(|c| c.state == CallState::Connected && c.promoted.is_none()) =>
+            {
+                // INFO (DTMF relay to an IVR, for instance) belongs to the other party: relay it
+                // and answer with its answer.
+                let ctype = message::header(&req.headers, "Content-Type");
+                let body = (!req.body.is_empty()).then(|| req.body.clone());
+                match self.relay_in_dialog(now, call_id, side.other(), "INFO", ctype, body) {
+                    Some(ck) => {
+                        self.relayed.insert(ck, (key, req));
+                    }
+                    None => {
+                        self.respond(now, (&key, &req), 500, "Server Internal Error", None, &[])
+                    }
+                }
+            }
             "INFO" | "OPTIONS" => {
-                // DTMF relay and keep-alives are answered here; the mixer consumes DTMF later.
+                // Keep-alives, and INFO while there is nobody to relay it to.
                 self.respond(now, (&key, &req), 200, "OK", None, &[]);
             }
             _ => self.respond_unsupported(now, (&key, &req)),
@@ -830,6 +852,42 @@ impl Engine {
         }
         let body = answer.and_then(|s| self.anchored_sdp(call_id, Side::B, s));
         self.send_ack_b(now, call_id, body);
+    }
+
+    /// Send a non-INVITE request with an arbitrary body on a leg (relaying INFO).
+    fn relay_in_dialog(
+        &mut self,
+        now: Instant,
+        call_id: CallId,
+        side: Side,
+        method: &str,
+        content_type: Option<String>,
+        body: Option<Vec<u8>>,
+    ) -> Option<TxKey> {
+        let call = self.calls.get_mut(&call_id)?;
+        let (mut req, peer, transport) = request_on_leg(
+            &mut self.ids,
+            &self.cfg.sip.user_agent,
+            self.local,
+            call.leg_mut(side),
+            method,
+            None,
+            ReqOpts::default(),
+        )?;
+        if let Some(b) = body {
+            message::set_header(
+                &mut req.headers,
+                "Content-Type",
+                content_type
+                    .as_deref()
+                    .unwrap_or("application/octet-stream"),
+            );
+            req.body = b;
+        }
+        let key = self.txl.send_request(now, req, peer, transport);
+        self.client
+            .insert(key.clone(), (call_id, ClientPurpose::Relay));
+        Some(key)
     }
 
     /// ACK B's 2xx (RFC 3261 §13.2.2.4): a new request outside any transaction, CSeq of the INVITE.

@@ -29,6 +29,14 @@ impl Engine {
                     self.on_reinvite_final(now, call_id, &key, resp);
                 }
             }
+            ClientPurpose::Relay => {
+                if code >= 200 {
+                    if let Some((skey, sreq)) = self.relayed.remove(&key) {
+                        let reason = reason_phrase(&resp);
+                        self.respond(now, (&skey, &sreq), code, &reason, None, &[]);
+                    }
+                }
+            }
             ClientPurpose::Bye | ClientPurpose::Cancel => {}
         }
     }
@@ -356,6 +364,11 @@ impl Engine {
                     );
                 }
                 self.end_call(now, call_id, "re-INVITE timed out");
+            }
+            ClientPurpose::Relay => {
+                if let Some((skey, sreq)) = self.relayed.remove(&key) {
+                    self.respond(now, (&skey, &sreq), 408, "Request Timeout", None, &[]);
+                }
             }
             ClientPurpose::Bye | ClientPurpose::Cancel => {}
         }
