@@ -296,6 +296,8 @@ pub fn spawn_customer_uac(logs: &LogDir, lab: &Lab, ext: &str, media: u16) -> Si
         &lab.trunk_addr.port().to_string(),
         "-mp",
         &media.to_string(),
+        "-d",
+        "4000",
     ]);
     Sipp::spawn(logs, "customer", lab.sip, "customer-uac.xml", &a)
 }
