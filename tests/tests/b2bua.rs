@@ -368,6 +368,18 @@ async fn options_malformed_and_unknown_dialogs() {
         "{}",
         String::from_utf8_lossy(&resp)
     );
+    // An extension we do not support is required → 420 with Unsupported (RFC 3261 §8.2.2.3).
+    let req100rel = bad
+        .replace(
+            "Call-ID: bad-1",
+            "CSeq: 1 INVITE\r\nRequire: 100rel\r\nCall-ID: rq-1",
+        )
+        .replace("bad1", "rq1");
+    ua.send_raw(req100rel.as_bytes(), lab.sip).await.unwrap();
+    let (resp, _) = ua.recv_raw(T).await.unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    assert!(text.starts_with("SIP/2.0 420 "), "{text}");
+    assert!(text.contains("Unsupported: 100rel"), "{text}");
     // Still alive.
     assert_eq!(
         ua.options(&format!("sip:{}", lab.sip))

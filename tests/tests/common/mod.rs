@@ -28,11 +28,25 @@ pub fn free_udp_addr() -> SocketAddr {
     s.local_addr().unwrap()
 }
 
-/// An RTP range of 200 ports chosen at random, so that tests running in parallel (threads or
-/// processes) rarely meet; a collision would show as a 503, not as a wrong answer.
+/// An RTP range of 200 ports for one test's bibridge, in 20000–31999: above SIPp's media blocks
+/// (10000–19999) and below the kernel's ephemeral ports (32768+, where test RTP peers bind).
+/// Tests run in parallel as threads (cargo test) or processes (nextest): the slot starts from the
+/// process id and a per-process counter, and a block is only taken if all its ports are free now.
 fn rtp_range() -> (u16, u16) {
-    let base = 30_000 + 2 * (rand::random::<u16>() % 15_000);
-    (base, base + 199)
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    const SLOTS: u16 = 60;
+    let start = (std::process::id() as u16)
+        .wrapping_mul(7)
+        .wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
+    for k in 0..SLOTS {
+        let base = 20_000 + 200 * ((start.wrapping_add(k)) % SLOTS);
+        let free = (base..base + 200).all(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok());
+        if free {
+            return (base, base + 199);
+        }
+    }
+    panic!("no free block of 200 RTP ports in 20000-31999");
 }
 
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> Lab {

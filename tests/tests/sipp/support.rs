@@ -71,7 +71,7 @@ impl LogDir {
 }
 
 /// A base port B such that B..B+n were all free a moment ago, B even (RTP convention), taken
-/// from 10000-19999: below the lab's RTP range, the tests' RTP ranges (30000+) and the
+/// from 10000-19999: below the lab's RTP range, the tests' RTP ranges (20000-31999) and the
 /// kernel's ephemeral ports (32768+), so other tests' sockets do not land there.
 pub fn free_port_block(n: u16) -> u16 {
     for _ in 0..200 {

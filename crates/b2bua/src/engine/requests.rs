@@ -64,6 +64,30 @@ impl Engine {
         transport: Transport,
     ) {
         let method = req.method.to_string();
+        // RFC 3261 §8.2.2.3: an extension the request requires and we do not support → 420.
+        let unsupported: Vec<String> = message::headers_all(&req.headers, "Require")
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_string())
+            .filter(|t| {
+                !t.is_empty()
+                    && !wire::SUPPORTED
+                        .split(',')
+                        .any(|s| s.trim().eq_ignore_ascii_case(t))
+            })
+            .collect();
+        if !unsupported.is_empty() && method != "CANCEL" {
+            let tag = self.ids.tag();
+            self.respond(
+                now,
+                (&key, &req),
+                420,
+                "Bad Extension",
+                Some(&tag),
+                &[("Unsupported", unsupported.join(", "))],
+            );
+            return;
+        }
         // In-dialog requests carry our tag in To.
         if let Some(tag) = message::to_tag(&req.headers) {
             let call_id = message::call_id(&req.headers).unwrap_or_default();
