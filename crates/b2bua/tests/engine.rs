@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bibridge_b2bua::config::Config;
-use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand};
+use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand, MediaEvent};
 use bibridge_sip::Transport;
 
 const US: &str = "127.0.0.1:5060";
@@ -111,11 +111,24 @@ Content-Length: {}
             SDP
         ),
     );
+    let media = h.media();
+    let Some(MediaCommand::Open { call, .. }) = media.first().cloned() else {
+        panic!("media opened first: {media:?}")
+    };
+    let first = h.out();
+    assert!(
+        first
+            .iter()
+            .any(|(d, m)| d.to_string() == TRUNK && first_line(m) == "SIP/2.0 100 Trying"),
+        "100 Trying at once: {first:?}"
+    );
+    // Nothing goes to the callee before the ports are bound.
+    assert!(
+        !first.iter().any(|(d, _)| d.to_string() == AGENT),
+        "{first:?}"
+    );
+    h.e.handle_media_event(h.now, MediaEvent::Opened { call });
     let out = h.out();
-    let trying = out
-        .iter()
-        .find(|(d, m)| d.to_string() == TRUNK && first_line(m) == "SIP/2.0 100 Trying");
-    assert!(trying.is_some(), "100 Trying first: {out:?}");
     let (_, inv) = out
         .iter()
         .find(|(d, m)| d.to_string() == AGENT && m.starts_with("INVITE "))
@@ -123,11 +136,6 @@ Content-Length: {}
         .unwrap();
     // Anchored: the agent is offered bibridge's port, not the customer's.
     assert!(!inv.contains("m=audio 40000"), "{inv}");
-    let media = h.media();
-    assert!(
-        matches!(media.first(), Some(MediaCommand::Open { .. })),
-        "{media:?}"
-    );
     (inv.clone(), header(&inv, "Via").to_string())
 }
 
@@ -214,6 +222,60 @@ Content-Length: 0
         .media()
         .iter()
         .any(|m| matches!(m, MediaCommand::Close { .. })));
+}
+
+#[test]
+fn busy_media_ports_are_replaced_before_the_callee_is_invited() {
+    let mut h = H::new();
+    let body = SDP.replace('\n', "\r\n");
+    h.send(
+        TRUNK,
+        &format!(
+            "INVITE sip:1001@{US} SIP/2.0
+Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKcust9;rport
+Max-Forwards: 70
+From: <sip:customer@{TRUNK}>;tag=c9
+To: <sip:1001@{US}>
+Call-ID: cust-call-9
+CSeq: 1 INVITE
+Contact: <sip:customer@{TRUNK}>
+Content-Type: application/sdp
+Content-Length: {}
+
+{}",
+            body.len(),
+            SDP
+        ),
+    );
+    let Some(MediaCommand::Open { call, legs }) = h.media().first().cloned() else {
+        panic!()
+    };
+    let busy = legs[1].port;
+    h.e.handle_media_event(
+        h.now,
+        MediaEvent::OpenFailed {
+            call,
+            bad_ports: vec![busy],
+        },
+    );
+    let Some(MediaCommand::Open { legs: retry, .. }) = h.media().first().cloned() else {
+        panic!("ports are retried")
+    };
+    assert!(
+        retry.iter().all(|l| l.port != busy),
+        "the busy port is not reused: {retry:?}"
+    );
+    h.e.handle_media_event(h.now, MediaEvent::Opened { call });
+    let out = h.out();
+    let inv = out
+        .iter()
+        .find(|(d, m)| d.to_string() == AGENT && m.starts_with("INVITE "))
+        .unwrap();
+    assert!(
+        inv.1.contains(&format!("m=audio {} ", retry[1].port)),
+        "{}",
+        inv.1
+    );
 }
 
 #[test]

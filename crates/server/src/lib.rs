@@ -158,12 +158,16 @@ async fn engine_task(
                     {
                         Ok(m) => {
                             calls.insert(call, m);
+                            engine.handle_media_event(Instant::now(), MediaEvent::Opened { call });
                         }
-                        Err(e) => {
-                            warn!(call, error = %e, "cannot open media ports");
+                        Err((port, e)) => {
+                            warn!(call, port, error = %e, "cannot bind media ports");
                             engine.handle_media_event(
                                 Instant::now(),
-                                MediaEvent::OpenFailed { call },
+                                MediaEvent::OpenFailed {
+                                    call,
+                                    bad_ports: vec![port],
+                                },
                             );
                         }
                     }

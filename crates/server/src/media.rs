@@ -75,6 +75,8 @@ async fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocket)> 
 }
 
 impl CallMedia {
+    /// Bind every leg's RTP/RTCP pair and start the task. On failure, the even port of the pair
+    /// that could not be bound (held by another process) is returned with the error.
     pub async fn open(
         call: CallId,
         ip: IpAddr,
@@ -82,10 +84,10 @@ impl CallMedia {
         inactivity: Option<Duration>,
         coach_gain_db: f32,
         to_engine: mpsc::Sender<Input>,
-    ) -> io::Result<CallMedia> {
+    ) -> Result<CallMedia, (u16, io::Error)> {
         let mut ios = Vec::with_capacity(legs.len() + 2);
         for l in legs {
-            let (rtp, rtcp) = bind_pair(ip, l.port).await?;
+            let (rtp, rtcp) = bind_pair(ip, l.port).await.map_err(|e| (l.port, e))?;
             ios.push(LegIo {
                 id: l.leg,
                 rtp,

@@ -163,8 +163,10 @@ pub enum MediaCommand {
 pub enum MediaEvent {
     /// No RTP on any leg for the configured inactivity time (hold excluded).
     Inactive { call: CallId },
-    /// The driver could not bind the call's ports.
-    OpenFailed { call: CallId },
+    /// The driver bound the call's ports (reply to [`MediaCommand::Open`]).
+    Opened { call: CallId },
+    /// The driver could not bind the call's ports; `bad_ports` are the ones in use elsewhere.
+    OpenFailed { call: CallId, bad_ports: Vec<u16> },
     /// An RFC 4733 digit from a supervisor leg (consumed by the mixer, never forwarded).
     Dtmf {
         call: CallId,
@@ -278,6 +280,12 @@ struct Call {
     /// Barge promotion: the agent hung up while this supervisor barged; the supervisor now talks
     /// with the customer in the agent's place.
     promoted: Option<SessionId>,
+    /// B's INVITE (offer, Max-Forwards) waiting for the media plane to bind the ports.
+    pending_b_invite: Option<(Option<Vec<u8>>, u32)>,
+    /// How many times the call's ports were opened.
+    open_attempts: u32,
+    /// Media roles of legs A and B.
+    roles: [MediaRole; 2],
 }
 
 impl Call {
@@ -511,7 +519,10 @@ impl Engine {
     pub fn handle_media_event(&mut self, now: Instant, ev: MediaEvent) {
         match ev {
             MediaEvent::Inactive { call } => self.end_call(now, call, "RTP timeout"),
-            MediaEvent::OpenFailed { call } => self.end_call(now, call, "media ports unavailable"),
+            MediaEvent::Opened { call } => self.on_media_opened(now, call),
+            MediaEvent::OpenFailed { call, bad_ports } => {
+                self.on_media_open_failed(now, call, &bad_ports)
+            }
             MediaEvent::Dtmf { call, leg, digit } => self.on_media_dtmf(now, call, leg, digit),
         }
         self.process(now);

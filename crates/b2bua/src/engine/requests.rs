@@ -553,6 +553,9 @@ impl Engine {
                 agent_user: agent_user.clone(),
                 sessions: Vec::new(),
                 promoted: None,
+                pending_b_invite: None,
+                open_attempts: 0,
+                roles: [role_a, role_b],
             },
         );
         self.notices.push_back(Notice::CallStarted {
@@ -582,14 +585,85 @@ impl Engine {
         if let Some(info) = offer_info {
             self.set_remote_media(id, Side::A, info);
         }
-        let body = offer_b.and_then(|s| self.anchored_sdp(id, Side::B, s));
-        let Some(key) = self.send_in_dialog_mf(now, id, body, max_forwards.saturating_sub(1))
+        // B's INVITE goes out once the media plane has bound the ports we are about to put in
+        // its SDP (MediaEvent::Opened); a port taken by another process is replaced first.
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.pending_b_invite = Some((
+                offer_b.map(|s| sdp::print(&s).into_bytes()),
+                max_forwards.saturating_sub(1),
+            ));
+        }
+    }
+
+    /// The media plane bound the call's ports: send B's INVITE.
+    pub(super) fn on_media_opened(&mut self, now: Instant, id: CallId) {
+        let Some((offer, max_forwards)) = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.pending_b_invite.take())
         else {
+            return;
+        };
+        let body = offer
+            .and_then(|o| sdp::parse(&o).ok())
+            .and_then(|s| self.anchored_sdp(id, Side::B, s));
+        let Some(key) = self.send_in_dialog_mf(now, id, body, max_forwards) else {
             return;
         };
         if let Some(c) = self.calls.get_mut(&id) {
             c.b_invite = Some(key);
         }
+    }
+
+    /// Some of the call's ports could not be bound (another process holds them): take them out
+    /// of the pool and try fresh ones, a few times, before giving up with 503.
+    pub(super) fn on_media_open_failed(&mut self, now: Instant, id: CallId, bad_ports: &[u16]) {
+        for p in bad_ports {
+            self.pool.mark_unusable(*p);
+        }
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        call.open_attempts += 1;
+        if call.open_attempts >= 4 || call.pending_b_invite.is_none() {
+            self.end_call(now, id, "media ports unavailable");
+            return;
+        }
+        let (Ok(pa), Ok(pb)) = (self.pool.allocate(), self.pool.allocate()) else {
+            self.end_call(now, id, "media ports unavailable");
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&id) else {
+            return;
+        };
+        for (leg, port) in [(&mut call.a, pa), (&mut call.b, pb)] {
+            if !bad_ports.contains(&leg.rtp_port) {
+                self.pool.release(leg.rtp_port);
+            }
+            leg.rtp_port = port;
+        }
+        warn!(
+            call = id,
+            ?bad_ports,
+            "RTP ports busy, retrying with {pa} and {pb}"
+        );
+        let legs = vec![
+            LegSetup {
+                leg: Side::A.leg_id(),
+                port: pa,
+                remote: call.a.remote_media.as_ref().and_then(|i| i.rtp_addr),
+                role: call.roles[0],
+                codec: call.a.remote_media.as_ref().and_then(LegCodec::from_info),
+            },
+            LegSetup {
+                leg: Side::B.leg_id(),
+                port: pb,
+                remote: None,
+                role: call.roles[1],
+                codec: None,
+            },
+        ];
+        self.media.push_back(MediaCommand::Open { call: id, legs });
     }
 
     /// The initial INVITE on leg B (like `send_in_dialog`, but with our Max-Forwards and kept
