@@ -14,7 +14,7 @@
 //!   agent): each packet of the opposite party is decoded on arrival — never jitter-buffered, so
 //!   its timing is kept — the supervisors' audio for the same span is added from their FIFOs,
 //!   and the result is encoded and sent at once. When that party has sent nothing for more than
-//!   1.5 ptime (hold, DTX), the mixer's own clock produces the frames (supervisors only).
+//!   3 ptime (hold, DTX), the mixer's own clock produces the frames (supervisors only).
 //! - **Clocked mix** (every supervisor's output): on each tick of the mixer's own clock (one
 //!   ptime), one frame of every input is taken from its jitter buffer, decoded and mixed.
 //!
@@ -814,6 +814,12 @@ impl CallMixer {
                 _ => None,
             };
             let l = &mut self.legs[s];
+            if want.is_none() {
+                // Not mixing: packets of this source go by relay (or nowhere), so the last
+                // sequence number seen by the packet-clocked path goes stale; kept, the next
+                // mixed period would take the relayed packets for lost ones.
+                l.last_direct_seq = None;
+            }
             match want {
                 Some(to) => {
                     if l.direct_conv.as_ref().map(|c| (c.from, c.to)) != Some((l.rate, to)) {
@@ -1182,40 +1188,54 @@ impl CallMixer {
             Some(c) => c.run(&self.s_mix, &mut self.s_out),
             None => self.s_out.extend_from_slice(&self.s_mix),
         }
-        let n = match d.encoder.encode(&self.s_out, &mut self.s_enc) {
-            Ok(n) => n,
-            Err(_) => {
-                d.stats.encode_errors += 1;
-                return;
-            }
-        };
-        let step = (self.s_out.len() as u64 * u64::from(d.rtp_clock) / u64::from(d.rate)) as u32;
-        let marker = d.force_marker
+        let mut marker = d.force_marker
             || match d.last_tx {
                 None => true,
                 Some(l) => !l.generated || now.saturating_duration_since(l.at) > silence_gap,
             };
-        let rw = d.rewriter.get_or_insert_with(|| new_rewriter(seed));
-        let (seq, ts) = rw.next_generated(step);
-        let ssrc = rw.ssrc();
-        let buf = self.tx.reserve(d.id);
-        write_packet(
-            buf,
-            marker,
-            d.params.payload_type,
-            seq,
-            ts,
-            ssrc,
-            self.s_enc.get(..n).unwrap_or(&[]),
-        );
-        self.tx.commit();
-        d.force_marker = false;
-        d.last_tx = Some(LastTx {
-            at: now,
-            generated: true,
-        });
-        d.stats.tx_mixed += 1;
-        self.mixed += 1;
+        // One packet per frame the codec can encode: a span Opus has no frame size for (a
+        // 30 ms PCMU packet clocking an Opus leg) goes out as several packets.
+        let total = self.s_out.len();
+        let mut off = 0;
+        while off < total {
+            let len = encodable_len(d.params.codec, total - off);
+            if len == 0 {
+                // An Opus remainder below 2.5 ms (odd-sized input): dropped.
+                break;
+            }
+            let pcm = self.s_out.get(off..off + len).unwrap_or(&[]);
+            off += len;
+            let n = match d.encoder.encode(pcm, &mut self.s_enc) {
+                Ok(n) => n,
+                Err(_) => {
+                    d.stats.encode_errors += 1;
+                    return;
+                }
+            };
+            let step = (len as u64 * u64::from(d.rtp_clock) / u64::from(d.rate)) as u32;
+            let rw = d.rewriter.get_or_insert_with(|| new_rewriter(seed));
+            let (seq, ts) = rw.next_generated(step);
+            let ssrc = rw.ssrc();
+            let buf = self.tx.reserve(d.id);
+            write_packet(
+                buf,
+                marker,
+                d.params.payload_type,
+                seq,
+                ts,
+                ssrc,
+                self.s_enc.get(..n).unwrap_or(&[]),
+            );
+            self.tx.commit();
+            marker = false;
+            d.force_marker = false;
+            d.last_tx = Some(LastTx {
+                at: now,
+                generated: true,
+            });
+            d.stats.tx_mixed += 1;
+            self.mixed += 1;
+        }
     }
 
     /// Advance the mixer's clock to `now`: one mixed frame per elapsed ptime.
@@ -1307,7 +1327,10 @@ impl CallMixer {
 
         // 4. Agent / customer outputs whose clocking party is silent: the supervisors they
         //    hear are produced on our clock, so a coach is always heard.
-        let hold_after = ptime * 3 / 2;
+        // Three packet times (the jitter buffer's 60 ms ceiling at 20 ms): a customer packet that
+        // is merely late must not get a generated frame in front of it (that would add 20 ms to
+        // the agent's delay each time); a held or silent customer is noticed within 60 ms.
+        let hold_after = ptime * 3;
         for (dst, src, to_agent) in [
             (self.agent, self.customer, true),
             (self.customer, self.agent, false),
@@ -1372,6 +1395,18 @@ impl CallMixer {
     pub fn output_ssrc(&self, leg: LegId) -> Option<u32> {
         let i = self.find(leg)?;
         self.legs[i].rewriter.as_ref().map(StreamRewriter::ssrc)
+    }
+}
+
+/// The longest prefix of `n` samples (at the codec's rate) that `kind` encodes as one frame.
+/// Opus takes 2.5, 5, 10, 20, 40 or 60 ms only (RFC 6716 §2.1.4); the others take any length.
+fn encodable_len(kind: CodecKind, n: usize) -> usize {
+    match kind {
+        CodecKind::Opus => [2880, 1920, 960, 480, 240, 120]
+            .into_iter()
+            .find(|&f| f <= n)
+            .unwrap_or(0),
+        _ => n,
     }
 }
 

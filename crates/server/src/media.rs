@@ -173,22 +173,58 @@ fn params(role: MediaRole, codec: &LegCodec) -> Option<LegParams> {
     })
 }
 
-/// Tell the mixer about a leg (or its new codec/role) once its codec is known.
+/// Tell the mixer about a leg (or its new codec/role) once its codec is known. A leg whose
+/// (new) codec the mixer cannot take leaves the mixer: kept with its old codec, its packets
+/// (new payload type) would be dropped and what is sent to it labelled with the old one.
 fn sync_leg(mixer: &mut CallMixer, now: Instant, leg: &mut LegIo) {
-    let Some(p) = leg.codec.as_ref().and_then(|c| params(leg.role, c)) else {
-        if leg.codec.is_some() {
+    let r = match leg.codec.as_ref().and_then(|c| params(leg.role, c)) {
+        None if leg.codec.is_none() => return,
+        None => {
             warn!(leg = leg.id, codec = ?leg.codec, "codec not supported by the mixer; leg not mixed");
+            Err(())
         }
-        return;
-    };
-    let r = if leg.in_mixer {
-        mixer.update_leg(now, leg.id, p)
-    } else {
-        mixer.add_leg(now, leg.id, p)
+        Some(p) if leg.in_mixer => mixer.update_leg(now, leg.id, p).map_err(|e| {
+            warn!(leg = leg.id, error = %e, "mixer refused leg");
+        }),
+        Some(p) => mixer.add_leg(now, leg.id, p).map_err(|e| {
+            warn!(leg = leg.id, error = %e, "mixer refused leg");
+        }),
     };
     match r {
         Ok(()) => leg.in_mixer = true,
-        Err(e) => warn!(leg = leg.id, error = %e, "mixer refused leg"),
+        Err(()) if leg.in_mixer => {
+            mixer.remove_leg(now, leg.id);
+            leg.in_mixer = false;
+        }
+        Err(()) => {}
+    }
+}
+
+/// Customer and agent (legs 0 and 1) are either both in the mixer or both relayed directly
+/// by this task: with only one of them in the mixer, the other's output would get the
+/// mixer's stream (a coach on its own clock) and the direct relay at once.
+fn sync_parties(mixer: &mut CallMixer, now: Instant, legs: &mut [LegIo], changed: LegId) {
+    if changed > 1 {
+        return;
+    }
+    let (Some(a), Some(b)) = (
+        legs.iter().position(|l| l.id == changed),
+        legs.iter().position(|l| l.id == 1 - changed),
+    ) else {
+        return;
+    };
+    if legs[a].in_mixer && !legs[b].in_mixer {
+        // Back to a codec the mixer takes: bring the peer back too, if it can be.
+        sync_leg(mixer, now, &mut legs[b]);
+    }
+    if legs[a].in_mixer != legs[b].in_mixer {
+        for i in [a, b] {
+            let l = &mut legs[i];
+            if l.in_mixer {
+                mixer.remove_leg(now, l.id);
+                l.in_mixer = false;
+            }
+        }
     }
 }
 
@@ -210,6 +246,7 @@ async fn run(
     for leg in &mut legs {
         sync_leg(&mut mixer, start, leg);
     }
+    sync_parties(&mut mixer, start, &mut legs, 0);
     // Reused for every packet in and out: no allocation on the packet path.
     let mut inbuf = vec![0u8; MAX_PACKET];
     let mut outbuf = vec![0u8; MAX_PACKET];
@@ -234,9 +271,14 @@ async fn run(
             match ev {
                 MixerEvent::Dtmf { leg, digit } => {
                     debug!(leg, %digit, "DTMF from supervisor");
-                    let _ = to_engine
-                        .send(Input::Media(MediaEvent::Dtmf { call, leg, digit }))
-                        .await;
+                    // Never block the packet path on the engine: a digit dropped under overload
+                    // is better than stalled RTP for the whole call.
+                    if to_engine
+                        .try_send(Input::Media(MediaEvent::Dtmf { call, leg, digit }))
+                        .is_err()
+                    {
+                        warn!(leg, %digit, "engine busy: DTMF digit dropped");
+                    }
                 }
             }
         }
@@ -275,6 +317,7 @@ async fn run(
                             if codec.is_some() && codec != l.codec {
                                 l.codec = codec;
                                 sync_leg(&mut mixer, now, l);
+                                sync_parties(&mut mixer, now, &mut legs, leg);
                             }
                         }
                         if let Some(t) = timer.as_mut() {
@@ -379,3 +422,62 @@ async fn run(
 
 /// Per-call media handles, owned by the engine task.
 pub type Calls = HashMap<CallId, CallMedia>;
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn codec(name: &str, pt: u8) -> LegCodec {
+        LegCodec {
+            payload_type: pt,
+            name: name.into(),
+            clock_rate: 8000,
+            dtmf_payload_type: Some(101),
+        }
+    }
+
+    async fn leg(id: LegId, role: MediaRole, c: LegCodec) -> LegIo {
+        let ip: IpAddr = [127, 0, 0, 1].into();
+        LegIo {
+            id,
+            rtp: UdpSocket::bind(SocketAddr::new(ip, 0)).await.unwrap(),
+            rtcp: UdpSocket::bind(SocketAddr::new(ip, 0)).await.unwrap(),
+            state: LegMedia::new(None),
+            role,
+            codec: Some(c),
+            in_mixer: false,
+        }
+    }
+
+    /// A re-INVITE to a codec the mixer cannot take must not leave the leg in the mixer with
+    /// its old payload type (every packet dropped): customer and agent go direct, together,
+    /// and come back when the codec is one the mixer takes again.
+    #[tokio::test]
+    async fn unsupported_codec_change_takes_the_parties_out_of_the_mixer() {
+        let now = Instant::now();
+        let mut mixer = CallMixer::new(MixerConfig::default(), 1);
+        let mut legs = vec![
+            leg(0, MediaRole::Customer, codec("PCMU", 0)).await,
+            leg(1, MediaRole::Agent, codec("PCMU", 0)).await,
+            leg(2, MediaRole::Supervisor(Mode::Coach), codec("PCMU", 0)).await,
+        ];
+        for l in &mut legs {
+            sync_leg(&mut mixer, now, l);
+        }
+        sync_parties(&mut mixer, now, &mut legs, 0);
+        assert!(legs.iter().all(|l| l.in_mixer));
+
+        legs[0].codec = Some(codec("G729", 18));
+        sync_leg(&mut mixer, now, &mut legs[0]);
+        sync_parties(&mut mixer, now, &mut legs, 0);
+        assert!(!legs[0].in_mixer && !legs[1].in_mixer);
+        let ids: Vec<LegId> = mixer.stats().legs.iter().map(|(id, _)| *id).collect();
+        assert_eq!(ids, vec![2], "only the supervisor stays in the mixer");
+
+        legs[0].codec = Some(codec("PCMA", 8));
+        sync_leg(&mut mixer, now, &mut legs[0]);
+        sync_parties(&mut mixer, now, &mut legs, 0);
+        assert!(legs[0].in_mixer && legs[1].in_mixer);
+    }
+}

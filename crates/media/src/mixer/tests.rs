@@ -881,3 +881,72 @@ fn garbage_and_unknown_legs_are_ignored() {
         Err(MediaError::Mixer(_))
     ));
 }
+
+#[test]
+fn quick_coach_monitor_coach_toggle_keeps_agent_sequence() {
+    // Coach, then monitor for two customer packets (relayed), then coach again: the
+    // packet-clocked path must not take the relayed packets for lost ones.
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Coach),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(505);
+    let t = sim.now();
+    sim.mixer.set_mode(t, SUP_A, SessionMode::Monitor);
+    sim.run_until(545);
+    let t = sim.now();
+    sim.mixer.set_mode(t, SUP_A, SessionMode::Coach);
+    sim.run_until(1000);
+    sim.assert_continuous(AGENT);
+    let hs: Vec<RtpHeader> = sim.outputs[&AGENT]
+        .iter()
+        .map(|s| RtpHeader::parse(&s.pkt).unwrap())
+        .collect();
+    for w in hs.windows(2) {
+        assert_eq!(w[1].timestamp.wrapping_sub(w[0].timestamp), 160);
+    }
+}
+
+#[cfg(feature = "opus")]
+#[test]
+fn opus_agent_gets_30ms_pcmu_customer_packets() {
+    // A 30 ms packet time is common on PCMU trunks, but Opus has no 30 ms frame.
+    let mut sim = Sim::new(MixerConfig::default());
+    sim.add(CUST, LegRole::Customer, CodecKind::Pcmu, F_CUST, 0);
+    sim.add(AGENT, LegRole::Agent, CodecKind::Opus, F_AGENT, 7);
+    sim.senders.get_mut(&CUST).unwrap().on = false;
+    let mut enc = Encoder::new(CodecKind::Pcmu).unwrap();
+    let (mut seq, mut ts, mut n) = (100u16, 5000u32, 0u64);
+    for k in 0..40u64 {
+        let pcm: Vec<i16> = (0..240u64)
+            .map(|i| {
+                let t = (n + i) as f64 / 8000.0;
+                (AMP * (2.0 * PI * F_CUST * t).sin()).round() as i16
+            })
+            .collect();
+        n += 240;
+        let mut payload = [0u8; 240];
+        enc.encode(&pcm, &mut payload).unwrap();
+        let mut p = Vec::new();
+        write_packet(&mut p, k == 0, 0, seq, ts, 0x1234, &payload);
+        seq = seq.wrapping_add(1);
+        ts = ts.wrapping_add(240);
+        sim.inject(CUST, p);
+        sim.run_until(sim.ms + 30);
+    }
+    let st = sim.mixer.stats();
+    let agent = st.legs.iter().find(|(id, _)| *id == AGENT).unwrap().1;
+    assert_eq!(agent.encode_errors, 0);
+    let (pcm, rate) = sim.heard(AGENT, 300);
+    assert!(
+        pcm.len() >= 48_000 / 2,
+        "agent got only {} samples",
+        pcm.len()
+    );
+    assert!((level_dbfs(&pcm, F_CUST, rate) - LEVEL_DB).abs() <= 2.0);
+    sim.assert_continuous(AGENT);
+}
