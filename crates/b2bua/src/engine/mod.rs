@@ -244,6 +244,11 @@ enum CallState {
 struct Reinvite {
     from: Side,
     server: TxKey,
+    /// Our relayed request's client transaction: only its final response completes this one.
+    client: TxKey,
+    /// The offerer's new media, applied once the offer is accepted (RFC 3264 §8: a rejected
+    /// re-offer leaves the session as it was).
+    offer: Option<AudioInfo>,
     request: rsip::Request,
     method_is_invite: bool,
 }
@@ -367,18 +372,29 @@ pub struct Engine {
     /// Dialogs of calls that ended recently: a crossing BYE gets 200, not 481.
     ended_dialogs: HashMap<(String, String), Instant>,
     client: HashMap<TxKey, (CallId, ClientPurpose)>,
-    /// Server INVITE transactions → call (CANCEL matching).
-    server_invites: HashMap<TxKey, CallId>,
+    /// Server INVITE transactions → the dialog they belong to (CANCEL matching; a missing ACK
+    /// ends that dialog only, RFC 3261 §13.3.1.4).
+    server_invites: HashMap<TxKey, DialogRef>,
     /// Relayed in-dialog requests: our client transaction → the server transaction to answer.
     relayed: HashMap<TxKey, (TxKey, rsip::Request)>,
     /// B-leg INVITEs of calls that are gone: a 2xx that still arrives is ACKed and hung up.
-    orphans: HashMap<TxKey, (SocketAddr, Transport)>,
+    orphans: HashMap<TxKey, Orphan>,
     sessions: HashMap<SessionId, Session>,
     next_session: SessionId,
     transmits: VecDeque<Transmit>,
     media: VecDeque<MediaCommand>,
     notices: VecDeque<Notice>,
     next_housekeeping: Instant,
+}
+
+/// A B-leg INVITE whose call is gone but whose client transaction still runs.
+#[derive(Debug)]
+struct Orphan {
+    peer: SocketAddr,
+    transport: Transport,
+    /// The INVITE, when its CANCEL still has to be sent: the call ended before B sent any
+    /// provisional response, and RFC 3261 §9.1 lets the CANCEL go only after one.
+    cancel: Option<rsip::Request>,
 }
 
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
@@ -581,11 +597,11 @@ impl Engine {
                 TxEvent::Response { key, response } => self.on_response(now, key, response),
                 TxEvent::StrayResponse { response, .. } => self.on_stray_response(response),
                 TxEvent::Timeout { key } => self.on_client_timeout(now, key),
-                TxEvent::AckTimeout { key } => {
-                    if let Some(call) = self.server_invites.remove(&key) {
-                        self.end_call(now, call, "no ACK for 2xx");
-                    }
-                }
+                TxEvent::AckTimeout { key } => match self.server_invites.remove(&key) {
+                    Some(DialogRef::Leg(call, _)) => self.end_call(now, call, "no ACK for 2xx"),
+                    Some(DialogRef::Session(sid)) => self.end_session_no_ack(now, sid),
+                    None => {}
+                },
                 TxEvent::Terminated { key } => {
                     self.client.remove(&key);
                     self.orphans.remove(&key);
@@ -607,6 +623,19 @@ impl Engine {
             h = (h ^ b as u32).wrapping_mul(0x0100_0193);
         }
         h & 0x7fff_ffff
+    }
+
+    /// RTP ports for a call's two legs, or none: when only one is free it goes back to the pool
+    /// rather than leaking with the refused call.
+    fn allocate_port_pair(&mut self) -> Option<(u16, u16)> {
+        let a = self.pool.allocate().ok()?;
+        match self.pool.allocate() {
+            Ok(b) => Some((a, b)),
+            Err(_) => {
+                self.pool.release(a);
+                None
+            }
+        }
     }
 
     fn local_addr(&self, transport: Transport) -> SocketAddr {
@@ -798,6 +827,19 @@ impl Engine {
         };
         let invite = invite.clone();
         let (peer, transport) = (call.b.peer, call.b.transport);
+        self.send_cancel(now, call_id, &invite, peer, transport);
+    }
+
+    /// CANCEL `invite` (RFC 3261 §9.1: same Request-URI, Call-ID, To, From, CSeq number, Route
+    /// and top Via as the request it cancels).
+    fn send_cancel(
+        &mut self,
+        now: Instant,
+        call_id: CallId,
+        invite: &rsip::Request,
+        peer: SocketAddr,
+        transport: Transport,
+    ) {
         let mut text = format!("CANCEL {} SIP/2.0\r\n", invite.uri);
         for name in ["Via", "Route", "From", "To", "Call-ID"] {
             for v in message::headers_all(&invite.headers, name) {
@@ -824,13 +866,41 @@ impl Engine {
         for sid in sessions {
             self.end_session(now, sid, "agent call ended", true);
         }
-        let Some(call) = self.calls.remove(&call_id) else {
+        let Some(mut call) = self.calls.remove(&call_id) else {
             return;
         };
+        // RFC 3261 §15.1.2: requests still pending in the call's dialogs get a final response
+        // (487 recommended), else their server transactions wait forever: the caller's INVITE
+        // when it hung up an early dialog, a re-INVITE/UPDATE we were relaying.
+        if let Some((key, req)) = call.a_invite.take() {
+            let tag = call.a.local_tag.clone();
+            self.respond(
+                now,
+                (&key, &req),
+                487,
+                "Request Terminated",
+                Some(&tag),
+                &[],
+            );
+        }
+        if let Some(p) = call.reinvite.take() {
+            self.respond(
+                now,
+                (&p.server, &p.request),
+                487,
+                "Request Terminated",
+                None,
+                &[],
+            );
+        }
         if call.state == CallState::Routing {
-            if let Some((key, _)) = &call.b_invite {
-                self.orphans
-                    .insert(key.clone(), (call.b.peer, call.b.transport));
+            if let Some((key, invite)) = &call.b_invite {
+                let orphan = Orphan {
+                    peer: call.b.peer,
+                    transport: call.b.transport,
+                    cancel: call.cancel_pending.then(|| invite.clone()),
+                };
+                self.orphans.insert(key.clone(), orphan);
             }
         }
         for leg in [&call.a, &call.b] {

@@ -427,7 +427,7 @@ impl Engine {
                 return;
             }
         };
-        let (Ok(port_a), Ok(port_b)) = (self.pool.allocate(), self.pool.allocate()) else {
+        let Some((port_a, port_b)) = self.allocate_port_pair() else {
             warn!("RTP port pool exhausted");
             let tag = self.ids.tag();
             self.respond(
@@ -506,7 +506,8 @@ impl Engine {
             (b.call_id.clone(), b.local_tag.clone()),
             DialogRef::Leg(id, Side::B),
         );
-        self.server_invites.insert(key.clone(), id);
+        self.server_invites
+            .insert(key.clone(), DialogRef::Leg(id, Side::A));
         // The agent is the local user with the agent role: the callee first (customer calls in),
         // else the caller (agent calls out).
         let is_agent = |u: &str| {
@@ -629,7 +630,7 @@ impl Engine {
             self.end_call(now, id, "media ports unavailable");
             return;
         }
-        let (Ok(pa), Ok(pb)) = (self.pool.allocate(), self.pool.allocate()) else {
+        let Some((pa, pb)) = self.allocate_port_pair() else {
             self.end_call(now, id, "media ports unavailable");
             return;
         };
@@ -820,7 +821,8 @@ impl Engine {
                 &req.body,
             );
             if is_invite {
-                self.server_invites.insert(key.clone(), call_id);
+                self.server_invites
+                    .insert(key.clone(), DialogRef::Leg(call_id, side));
             }
             self.respond_sdp(now, (&key, &req), (200, "OK"), &local_tag, transport, sdp);
             return;
@@ -830,7 +832,8 @@ impl Engine {
             // already has from us (unchanged version), without disturbing the other leg.
             let sdp = call.leg(side).last_sdp_sent.clone();
             if is_invite {
-                self.server_invites.insert(key.clone(), call_id);
+                self.server_invites
+                    .insert(key.clone(), DialogRef::Leg(call_id, side));
             }
             self.respond_sdp(now, (&key, &req), (200, "OK"), &local_tag, transport, sdp);
             return;
@@ -843,29 +846,29 @@ impl Engine {
                     return;
                 }
             };
-        if let Ok(info) = sdp::audio_info(&offer) {
-            debug!(?side, direction = ?info.direction, "re-offer");
-            self.set_remote_media(call_id, side, info);
-        }
+        let offer_info = sdp::audio_info(&offer).ok();
+        debug!(?side, direction = ?offer_info.as_ref().map(|i| i.direction), "re-offer");
         let Some(body) = self.anchored_sdp(call_id, side.other(), offer) else {
             return;
         };
         let method = if is_invite { "INVITE" } else { "UPDATE" };
         let purpose = ClientPurpose::Reinvite;
-        if self
-            .send_in_dialog(now, call_id, side.other(), method, Some(body), purpose)
-            .is_none()
-        {
+        let Some(client) =
+            self.send_in_dialog(now, call_id, side.other(), method, Some(body), purpose)
+        else {
             self.respond(now, (&key, &req), 500, "Server Internal Error", None, &[]);
             return;
-        }
+        };
         if is_invite {
-            self.server_invites.insert(key.clone(), call_id);
+            self.server_invites
+                .insert(key.clone(), DialogRef::Leg(call_id, side));
         }
         if let Some(call) = self.calls.get_mut(&call_id) {
             call.reinvite = Some(Reinvite {
                 from: side,
                 server: key,
+                client,
+                offer: offer_info,
                 request: req,
                 method_is_invite: is_invite,
             });
@@ -879,10 +882,10 @@ impl Engine {
         invite: Option<TxKey>,
         req: rsip::Request,
     ) {
-        let call_id = invite
+        let target = invite
             .as_ref()
             .and_then(|k| self.server_invites.get(k).copied());
-        let Some(call_id) = call_id else {
+        let Some(target) = target else {
             self.respond(
                 now,
                 (&key, &req),
@@ -894,6 +897,10 @@ impl Engine {
             return;
         };
         self.respond(now, (&key, &req), 200, "OK", None, &[]);
+        // A supervisor's INVITE is answered at once: its CANCEL always comes too late.
+        let DialogRef::Leg(call_id, _) = target else {
+            return;
+        };
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };

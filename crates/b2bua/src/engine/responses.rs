@@ -12,13 +12,20 @@ impl Engine {
         match purpose {
             ClientPurpose::Invite => {
                 if !self.calls.contains_key(&call_id) {
-                    if (200..300).contains(&code) {
-                        self.ack_and_bye_orphan(now, &key, &resp);
+                    match code {
+                        100..=199 => self.cancel_orphan(now, call_id, &key),
+                        200..=299 => self.ack_and_bye_orphan(now, &key, &resp),
+                        _ => {}
                     }
                     return;
                 }
                 match code {
-                    100 => {}
+                    // 100 is a provisional response too: a CANCEL may go from now on (§9.1).
+                    100 => {
+                        if let Some(call) = self.calls.get_mut(&call_id) {
+                            call.b_provisional_seen = true;
+                        }
+                    }
                     101..=199 => self.on_b_provisional(now, call_id, resp),
                     200..=299 => self.on_b_success(now, call_id, resp),
                     _ => self.on_b_failure(now, call_id, resp),
@@ -238,7 +245,9 @@ impl Engine {
             return;
         };
         let cseq = message::cseq(&resp.headers).map(|(n, _)| n).unwrap_or(0);
-        let Some(pending) = call.reinvite.take() else {
+        // Only the response to the pending request completes it (RFC 6026 §8.1: 2xx
+        // retransmissions of an earlier re-INVITE still reach us while a newer one is pending).
+        let Some(pending) = call.reinvite.take_if(|p| p.client == *key) else {
             // A retransmitted 2xx of a re-INVITE we already completed: ACK again.
             if (200..300).contains(&code) && resp_is_invite(&resp) {
                 let side = self.client_side_of(call_id, &resp);
@@ -253,6 +262,9 @@ impl Engine {
         if (200..300).contains(&code) {
             if pending.method_is_invite {
                 self.send_ack(call_id, to_side, cseq, None);
+            }
+            if let Some(info) = pending.offer.clone() {
+                self.set_remote_media(call_id, pending.from, info);
             }
             let mut body = None;
             if let Ok(mut answer) = sdp::parse(&resp.body) {
@@ -297,7 +309,6 @@ impl Engine {
                 self.end_call(now, call_id, "re-INVITE failed: dialog gone");
             }
         }
-        let _ = key;
     }
 
     /// Which leg a response to one of our in-dialog requests came from.
@@ -374,10 +385,23 @@ impl Engine {
         }
     }
 
+    /// B sent its first provisional response after the call was gone: the CANCEL decided back
+    /// then may go now (RFC 3261 §9.1), so that B stops ringing.
+    fn cancel_orphan(&mut self, now: Instant, call_id: CallId, key: &TxKey) {
+        let Some(orphan) = self.orphans.get_mut(key) else {
+            return;
+        };
+        let Some(invite) = orphan.cancel.take() else {
+            return;
+        };
+        let (peer, transport) = (orphan.peer, orphan.transport);
+        self.send_cancel(now, call_id, &invite, peer, transport);
+    }
+
     /// B answered 2xx after the call was gone (CANCEL crossed the 200): ACK it and hang up, built
     /// from the response alone (RFC 3261 §9.1: the CANCEL lost the race).
     fn ack_and_bye_orphan(&mut self, now: Instant, key: &TxKey, resp: &rsip::Response) {
-        let Some(&(peer, transport)) = self.orphans.get(key) else {
+        let Some((peer, transport)) = self.orphans.get(key).map(|o| (o.peer, o.transport)) else {
             return;
         };
         let ua = self.cfg.sip.user_agent.clone();
@@ -395,7 +419,7 @@ impl Engine {
         };
         let mut rr = message::headers_all(&resp.headers, "Record-Route");
         rr.reverse();
-        for (method, num) in [("ACK", cseq), ("BYE", cseq + 1)] {
+        for (method, num) in [("ACK", cseq), ("BYE", cseq.saturating_add(1))] {
             let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
             let bytes = wire::build(
                 &OutRequest {

@@ -210,7 +210,8 @@ impl Engine {
         let local_tag = leg.local_tag.clone();
         self.dialogs
             .insert((sip_call_id, local_tag.clone()), DialogRef::Session(sid));
-        self.server_invites.insert(key.clone(), call_id);
+        self.server_invites
+            .insert(key.clone(), DialogRef::Session(sid));
         let remote = info.as_ref().and_then(|i| i.rtp_addr);
         self.sessions.insert(
             sid,
@@ -317,7 +318,8 @@ impl Engine {
                 let local_tag = s.leg.local_tag.clone();
                 let transport = s.leg.transport;
                 if req.method == rsip::Method::Invite {
-                    self.server_invites.insert(key.clone(), s.call);
+                    self.server_invites
+                        .insert(key.clone(), DialogRef::Session(sid));
                 }
                 if let Some(contact) = message::header(&req.headers, "Contact") {
                     s.leg.remote_target = wire::addr_uri(&contact).to_string();
@@ -464,6 +466,22 @@ impl Engine {
             session: sid,
             reason: reason.to_string(),
         });
+    }
+
+    /// The supervisor never ACKed our 2xx (RFC 3261 §13.3.1.4): its dialog ends with a BYE. Only
+    /// a promoted supervisor, who took the agent's place, takes the customer's call with it.
+    pub(super) fn end_session_no_ack(&mut self, now: Instant, sid: SessionId) {
+        let Some(call) = self.sessions.get(&sid).map(|s| s.call) else {
+            return;
+        };
+        let promoted = self
+            .calls
+            .get(&call)
+            .is_some_and(|c| c.promoted == Some(sid));
+        self.end_session(now, sid, "no ACK for 2xx", true);
+        if promoted {
+            self.end_call(now, call, "promoted supervisor sent no ACK");
+        }
     }
 
     /// The agent hung up. A supervisor in barge takes the agent's place (CUCM's barge promotion);
