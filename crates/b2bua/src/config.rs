@@ -71,6 +71,9 @@ pub struct SipConfig {
     pub registrar_default_expires: u32,
     /// Value of the `User-Agent`/`Server` headers.
     pub user_agent: String,
+    /// A call that is not answered within this many seconds is given up (480 to the caller,
+    /// CANCEL to the callee). Also bounds a callee that rang and then vanished.
+    pub no_answer_timeout_s: u64,
 }
 
 impl Default for SipConfig {
@@ -87,6 +90,7 @@ impl Default for SipConfig {
             registrar_max_expires: 3600,
             registrar_default_expires: 3600,
             user_agent: "bibridge/0.1".to_owned(),
+            no_answer_timeout_s: 180,
         }
     }
 }
@@ -878,6 +882,7 @@ impl Parser<'_> {
                 "registrar_max_expires",
                 "registrar_default_expires",
                 "user_agent",
+                "no_answer_timeout_s",
             ],
         ) else {
             return c;
@@ -901,6 +906,14 @@ impl Parser<'_> {
         }
         if let Some((v, _)) = self.get(&t, "domain", EXP_STRING, non_empty) {
             c.domain = v;
+        }
+        if let Some((v, _)) = self.get(
+            &t,
+            "no_answer_timeout_s",
+            "a positive number of seconds",
+            positive,
+        ) {
+            c.no_answer_timeout_s = v;
         }
         if let Some((v, _)) = self.get(&t, "user_agent", EXP_STRING, non_empty) {
             c.user_agent = v;

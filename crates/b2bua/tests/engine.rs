@@ -336,3 +336,30 @@ fn mutated_messages_never_panic() {
         h.media();
     }
 }
+
+#[test]
+fn an_unanswered_call_is_given_up_after_the_no_answer_timeout() {
+    let mut h = H::new();
+    let (inv, _) = invite_from_trunk(&mut h);
+    h.send(AGENT, &response_to(&inv, "180 Ringing", "a1", ""));
+    h.out();
+    // Lab default: 180 s. Ringing forever is not an option (Timer B stops at the first 1xx).
+    h.advance(Duration::from_secs(179));
+    assert!(!h.out().iter().any(|(_, m)| m.starts_with("SIP/2.0 480")));
+    let mut out = Vec::new();
+    for _ in 0..20 {
+        h.advance(Duration::from_millis(100));
+        out.extend(h.out());
+    }
+    assert!(
+        out.iter()
+            .any(|(d, m)| d.to_string() == TRUNK && first_line(m).starts_with("SIP/2.0 480 ")),
+        "480 to the caller: {out:?}"
+    );
+    assert!(
+        out.iter()
+            .any(|(d, m)| d.to_string() == AGENT && m.starts_with("CANCEL ")),
+        "CANCEL to the callee"
+    );
+    assert_eq!(h.e.call_count(), 0);
+}

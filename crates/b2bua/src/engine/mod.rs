@@ -291,6 +291,8 @@ struct Call {
     open_attempts: u32,
     /// Media roles of legs A and B.
     roles: [MediaRole; 2],
+    /// When the call is given up if still unanswered.
+    answer_deadline: Instant,
 }
 
 impl Call {
@@ -385,6 +387,8 @@ pub struct Engine {
     media: VecDeque<MediaCommand>,
     notices: VecDeque<Notice>,
     next_housekeeping: Instant,
+    /// Calls still ringing, by the time they are given up (`sip.no_answer_timeout_s`).
+    answer_deadlines: std::collections::BTreeSet<(Instant, CallId)>,
 }
 
 /// A B-leg INVITE whose call is gone but whose client transaction still runs.
@@ -448,6 +452,7 @@ impl Engine {
             media: VecDeque::new(),
             notices: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING,
+            answer_deadlines: std::collections::BTreeSet::new(),
             cfg,
             local,
         }
@@ -528,6 +533,13 @@ impl Engine {
             info!(%user, "registration expired");
             self.notices.push_back(Notice::Unregistered { user });
         }
+        while let Some(&(at, call)) = self.answer_deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.answer_deadlines.remove(&(at, call));
+            self.give_up_ringing(now, call);
+        }
         self.process(now);
     }
 
@@ -572,10 +584,34 @@ impl Engine {
             self.txl.poll_timeout(),
             self.registrar.poll_timeout(),
             Some(self.next_housekeeping),
+            self.answer_deadlines.first().map(|(at, _)| *at),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Nobody answered in time: 480 to the caller, CANCEL to the callee.
+    fn give_up_ringing(&mut self, now: Instant, call_id: CallId) {
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        if call.state != CallState::Routing {
+            return;
+        }
+        if let Some((key, req)) = call.a_invite.take() {
+            let tag = call.a.local_tag.clone();
+            self.respond(
+                now,
+                (&key, &req),
+                480,
+                "Temporarily Unavailable (no answer)",
+                Some(&tag),
+                &[],
+            );
+        }
+        self.cancel_b(now, call_id);
+        self.remove_call(now, call_id, "no answer");
     }
 
     fn process(&mut self, now: Instant) {

@@ -528,6 +528,7 @@ impl Engine {
             None => MediaRole::Agent,
         };
         let (role_a, role_b) = (role(Side::A), role(Side::B));
+        let answer_deadline = now + Duration::from_secs(self.cfg.sip.no_answer_timeout_s);
         {
             let _s = span.enter();
             info!(caller = %caller_label, %dialled, target = %target.label, "call started");
@@ -557,8 +558,10 @@ impl Engine {
                 pending_b_invite: None,
                 open_attempts: 0,
                 roles: [role_a, role_b],
+                answer_deadline,
             },
         );
+        self.answer_deadlines.insert((answer_deadline, id));
         self.notices.push_back(Notice::CallStarted {
             call: id,
             caller: caller_label,

@@ -191,6 +191,8 @@ impl Engine {
             return;
         };
         call.state = CallState::Connected;
+        let deadline = (call.answer_deadline, call_id);
+        self.answer_deadlines.remove(&deadline);
         call.connected_at = Some(now);
         let a_invite = call.a_invite.take();
         let tag = call.a.local_tag.clone();
