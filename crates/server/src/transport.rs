@@ -135,36 +135,88 @@ impl Tcp {
     }
 
     /// Send on the connection to `dest`, opening one if there is none.
+    ///
+    /// A new connection's channel is registered before the connect completes, so messages sent
+    /// meanwhile (an INVITE then its CANCEL, or a request then its ACK) queue on that one
+    /// connection in order instead of each opening its own.
     pub fn send(&self, data: Bytes, dest: SocketAddr) {
-        let existing = self.conns.lock().ok().and_then(|m| m.get(&dest).cloned());
-        if let Some(tx) = existing {
-            if tx.send(data.clone()).is_ok() {
-                return;
+        let Ok(mut conns) = self.conns.lock() else {
+            warn!(%dest, "SIP/TCP connection table poisoned; message dropped");
+            return;
+        };
+        if let Some(tx) = conns.get(&dest) {
+            match tx.send(data) {
+                Ok(()) => return,
+                // The connection ended since: open a new one for the message.
+                Err(mpsc::error::SendError(d)) => {
+                    conns.remove(&dest);
+                    return self.connect_and_send(conns, d, dest);
+                }
             }
         }
+        self.connect_and_send(conns, data, dest);
+    }
+
+    fn connect_and_send(
+        &self,
+        mut conns: std::sync::MutexGuard<'_, HashMap<SocketAddr, mpsc::UnboundedSender<Bytes>>>,
+        data: Bytes,
+        dest: SocketAddr,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        // Cannot fail: `rx` is alive.
+        let _ = tx.send(data);
+        conns.insert(dest, tx.clone());
+        drop(conns);
         let (conns, to_engine) = (self.conns.clone(), self.to_engine.clone());
         tokio::spawn(async move {
             match TcpStream::connect(dest).await {
                 Ok(stream) => {
-                    let tx = spawn_connection(stream, dest, conns, to_engine);
-                    let _ = tx.send(data);
+                    debug!(%dest, "SIP/TCP connection opened");
+                    run_connection(stream, dest, tx, rx, conns, to_engine);
                 }
-                Err(e) => debug!(%dest, error = %e, "SIP/TCP connect failed"),
+                Err(e) => {
+                    debug!(%dest, error = %e, "SIP/TCP connect failed");
+                    forget(&conns, dest, &tx);
+                }
             }
         });
     }
 }
 
+/// Remove `dest`'s entry if it still is this connection's (a newer one may have replaced it).
+fn forget(conns: &Conns, dest: SocketAddr, tx: &mpsc::UnboundedSender<Bytes>) {
+    if let Ok(mut m) = conns.lock() {
+        if m.get(&dest).is_some_and(|cur| cur.same_channel(tx)) {
+            m.remove(&dest);
+        }
+    }
+}
+
+/// Register an accepted connection under its peer address and serve it.
 fn spawn_connection(
     stream: TcpStream,
     peer: SocketAddr,
     conns: Conns,
     to_engine: mpsc::Sender<Input>,
-) -> mpsc::UnboundedSender<Bytes> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+) {
+    let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     if let Ok(mut m) = conns.lock() {
         m.insert(peer, tx.clone());
     }
+    run_connection(stream, peer, tx, rx, conns, to_engine);
+}
+
+/// The writer (messages from `rx`, keep-alive pongs) and reader tasks of one connection, which is
+/// in `conns` under `peer` with sender `tx`.
+fn run_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tx: mpsc::UnboundedSender<Bytes>,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
+    conns: Conns,
+    to_engine: mpsc::Sender<Input>,
+) {
     let (mut rd, mut wr) = stream.into_split();
     tokio::spawn(async move {
         while let Some(data) = rx.recv().await {
@@ -196,8 +248,13 @@ fn spawn_connection(
                             break 'conn;
                         }
                     }
-                    Framing::Skip(n) => {
-                        let _ = buf.split_to(n);
+                    Framing::Skip { len, ping } => {
+                        let _ = buf.split_to(len);
+                        if ping {
+                            // RFC 5626 §3.5.1: answer a double-CRLF ping with one CRLF.
+                            trace!(%peer, "SIP/TCP keep-alive ping");
+                            let _ = tx.send(Bytes::from_static(b"\r\n"));
+                        }
                     }
                     Framing::Incomplete => break,
                     Framing::Invalid => {
@@ -213,20 +270,20 @@ fn spawn_connection(
                 break;
             }
         }
-        if let Ok(mut m) = conns.lock() {
-            m.remove(&peer);
-        }
+        forget(&conns, peer, &tx);
         debug!(%peer, "SIP/TCP connection closed");
     });
-    tx
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum Framing {
     /// A complete message of this many bytes is at the front.
     Message(usize),
-    /// Keep-alive CRLFs to drop.
-    Skip(usize),
+    /// CRLFs between messages to drop; `ping` when they hold a double-CRLF keep-alive.
+    Skip {
+        len: usize,
+        ping: bool,
+    },
     Incomplete,
     Invalid,
 }
@@ -239,7 +296,13 @@ fn frame(buf: &[u8]) -> Framing {
         .take_while(|&&b| b == b'\r' || b == b'\n')
         .count();
     if lead > 0 {
-        return Framing::Skip(lead);
+        // A ping may arrive in pieces: wait for a fourth byte before deciding what a short run of
+        // CRLFs is (a lone CRLF before a message is dropped as RFC 3261 §7.5 allows).
+        if lead == buf.len() && lead < 4 {
+            return Framing::Incomplete;
+        }
+        let ping = buf[..lead].windows(4).any(|w| w == b"\r\n\r\n");
+        return Framing::Skip { len: lead, ping };
     }
     let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
         return if buf.len() > MAX_MESSAGE {
@@ -279,6 +342,7 @@ fn frame(buf: &[u8]) -> Framing {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -287,7 +351,19 @@ mod tests {
         let msg = b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 4\r\n\r\nbody";
         assert_eq!(frame(msg), Framing::Message(msg.len()));
         assert_eq!(frame(&msg[..msg.len() - 1]), Framing::Incomplete);
-        assert_eq!(frame(b"\r\n\r\nOPTIONS"), Framing::Skip(4));
+        assert_eq!(
+            frame(b"\r\n\r\nOPTIONS"),
+            Framing::Skip { len: 4, ping: true }
+        );
+        assert_eq!(
+            frame(b"\r\nOPTIONS"),
+            Framing::Skip {
+                len: 2,
+                ping: false
+            }
+        );
+        assert_eq!(frame(b"\r\n"), Framing::Incomplete, "half a ping");
+        assert_eq!(frame(b"\r\n\r\n"), Framing::Skip { len: 4, ping: true });
         assert_eq!(
             frame(b"OPTIONS sip:x SIP/2.0\r\n\r\n"),
             Framing::Invalid,
@@ -300,5 +376,36 @@ mod tests {
         let mut two = msg.to_vec();
         two.extend_from_slice(msg);
         assert_eq!(frame(&two), Framing::Message(msg.len()));
+    }
+
+    /// Messages sent before the connection is up go out on one connection, in order.
+    #[tokio::test]
+    async fn sends_queue_on_one_new_connection() {
+        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dest = peer.local_addr().unwrap();
+        let (to_engine, _rx) = mpsc::channel(8);
+        let tcp = Tcp::bind("127.0.0.1:0".parse().unwrap(), to_engine)
+            .await
+            .unwrap();
+        for m in ["one;", "two;", "three;"] {
+            tcp.send(Bytes::from_static(m.as_bytes()), dest);
+        }
+        let (mut s, _) = peer.accept().await.unwrap();
+        let mut got = vec![0u8; 14];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, b"one;two;three;");
+        let second = tokio::time::timeout(std::time::Duration::from_millis(200), peer.accept());
+        assert!(second.await.is_err(), "a single connection");
+        assert_eq!(tcp.conns.lock().unwrap().len(), 1);
+
+        // The peer closes: the entry goes, and the next message opens a new connection.
+        drop(s);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(tcp.conns.lock().unwrap().is_empty());
+        tcp.send(Bytes::from_static(b"four;"), dest);
+        let (mut s, _) = peer.accept().await.unwrap();
+        let mut got = vec![0u8; 5];
+        s.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, b"four;");
     }
 }

@@ -246,7 +246,7 @@ impl Engine {
             RegisterOutcome::Ok { bindings } => {
                 let extra: Vec<(&str, String)> = bindings
                     .iter()
-                    .map(|(c, secs)| ("Contact", format!("<{}>;expires={secs}", wire::addr_uri(c))))
+                    .map(|(c, secs)| ("Contact", format!("<{}>;expires={secs}", bare_uri(c))))
                     .collect();
                 self.respond(now, (key, req), 200, "OK", Some(&tag), &extra);
                 let is = self.registrar.is_registered(now, &user);
@@ -289,7 +289,8 @@ impl Engine {
         if self.cfg.user(dialled).is_some() {
             if let Some(b) = self.registrar.lookup(now, dialled).first() {
                 return Ok(Target {
-                    uri: wire::addr_uri(&b.contact).to_string(),
+                    // The binding's URI with its parameters (transport=, line=...): RFC 3261 §10.3.
+                    uri: bare_uri(&b.contact).to_string(),
                     to_uri: format!("<sip:{dialled}@{}>", self.cfg.sip.domain),
                     dest: b.source,
                     transport: b.transport,
@@ -1042,6 +1043,15 @@ impl Engine {
         self.txl
             .send_stateless(rsip::SipMessage::Request(ack.clone()), peer, transport);
         Some(ack)
+    }
+}
+
+/// A registered contact's URI with its URI parameters: a name-addr's `<...>` content, or the
+/// value as is (a bare URI's `;params` belong to the URI).
+fn bare_uri(contact: &str) -> &str {
+    match (contact.find('<'), contact.find('>')) {
+        (Some(a), Some(b)) if a < b => &contact[a + 1..b],
+        _ => contact.trim(),
     }
 }
 
