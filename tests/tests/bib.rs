@@ -316,48 +316,18 @@ async fn every_refusal_has_its_code() {
     // One agent in a call; 1002 (Built-In-Bridge off) is refused before the call is looked up.
     let mut call = connect_call(&lab, "1001").await;
     let pts = [0u8, 101];
-    assert_eq!(
-        dial_session(&lab, "2001", "*811999", SUP_A_HZ, &pts)
-            .await
-            .err(),
-        Some(404),
-        "no such extension"
-    );
-    assert_eq!(
-        dial_session(&lab, "2001", "*811003", SUP_A_HZ, &pts)
-            .await
-            .err(),
-        Some(480),
-        "agent not in a call"
-    );
-    assert_eq!(
-        dial_session(&lab, "2001", "*811002", SUP_A_HZ, &pts)
-            .await
-            .err(),
-        Some(403),
-        "Built-In-Bridge off"
-    );
-    assert_eq!(
-        dial_session(&lab, "2001", "*812001", SUP_A_HZ, &pts)
-            .await
-            .err(),
-        Some(403),
-        "self"
-    );
-    assert_eq!(
-        dial_session(&lab, "2002", "*831001", SUP_A_HZ, &pts)
-            .await
-            .err(),
-        Some(403),
-        "mode not allowed"
-    );
-    assert_eq!(
-        dial_session(&lab, "1003", "*811001", SUP_A_HZ, &pts)
-            .await
-            .err(),
-        Some(403),
-        "an agent is no supervisor"
-    );
+    let cases = [
+        ("2001", "*811999", 404, "no such extension"),
+        ("2001", "*811003", 480, "agent not in a call"),
+        ("2001", "*811002", 403, "Built-In-Bridge off"),
+        ("2001", "*812001", 403, "self"),
+        ("2002", "*831001", 403, "mode not allowed"),
+        ("1003", "*811001", 403, "an agent is no supervisor"),
+    ];
+    for (sup, dialled, code, why) in cases {
+        let got = dial_session(&lab, sup, dialled, SUP_A_HZ, &pts).await.err();
+        assert_eq!(got, Some(code), "{why}: {sup} dialling {dialled}");
+    }
     assert!(
         dial_session(&lab, "2002", "*811001", SUP_A_HZ, &pts)
             .await

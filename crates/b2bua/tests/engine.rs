@@ -1,83 +1,13 @@
 //! The B2BUA engine in virtual time: raw SIP in, raw SIP out, no sockets, no clock.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+mod common;
+use common::*;
 
-use bibridge_b2bua::config::Config;
-use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand, MediaEvent};
+use std::time::Duration;
+
+use bibridge_b2bua::engine::{MediaCommand, MediaEvent};
 use bibridge_sip::Transport;
-
-const US: &str = "127.0.0.1:5060";
-const TRUNK: &str = "127.0.0.1:5080";
-const AGENT: &str = "127.0.0.1:5071";
-
-struct H {
-    e: Engine,
-    now: Instant,
-}
-
-impl H {
-    fn new() -> H {
-        let mut cfg = Config::lab();
-        for u in &mut cfg.users {
-            if u.extension == "1001" {
-                u.contact = Some(format!("sip:1001@{AGENT}"));
-            }
-        }
-        let local = LocalAddrs {
-            udp: Some(US.parse().unwrap()),
-            tcp: None,
-        };
-        let now = Instant::now();
-        H {
-            e: Engine::new(cfg, local, [7; 32], now),
-            now,
-        }
-    }
-
-    fn send(&mut self, from: &str, text: &str) {
-        let text = text.replace('\n', "\r\n");
-        self.e.handle_datagram(
-            self.now,
-            text.as_bytes(),
-            from.parse().unwrap(),
-            Transport::Udp,
-        );
-    }
-
-    fn advance(&mut self, d: Duration) {
-        self.now += d;
-        self.e.handle_timeout(self.now);
-    }
-
-    /// Everything the engine sent since the last call, as (destination, text).
-    fn out(&mut self) -> Vec<(SocketAddr, String)> {
-        let mut v = Vec::new();
-        while let Some(t) = self.e.poll_transmit() {
-            v.push((t.dest, String::from_utf8(t.data.to_vec()).unwrap()));
-        }
-        v
-    }
-
-    fn media(&mut self) -> Vec<MediaCommand> {
-        let mut v = Vec::new();
-        while let Some(m) = self.e.poll_media() {
-            v.push(m);
-        }
-        v
-    }
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> &'a str {
-    msg.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .unwrap_or_else(|| panic!("no {name} in {msg}"))
-}
-
-fn first_line(msg: &str) -> &str {
-    msg.lines().next().unwrap()
-}
 
 const SDP: &str = "v=0
 o=- 1 1 IN IP4 127.0.0.1

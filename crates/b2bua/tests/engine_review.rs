@@ -2,127 +2,13 @@
 //! out, no sockets, no clock. Each test pins down one RFC rule the engine once got wrong.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+mod common;
+use common::*;
 
-use bibridge_b2bua::config::Config;
-use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand, MediaEvent};
+use std::time::Duration;
+
+use bibridge_b2bua::engine::{MediaCommand, MediaEvent};
 use bibridge_sip::auth::client_authorization;
-use bibridge_sip::Transport;
-
-const US: &str = "127.0.0.1:5060";
-const TRUNK: &str = "127.0.0.1:5080";
-const AGENT: &str = "127.0.0.1:5071";
-const SUPERVISOR: &str = "127.0.0.1:5072";
-
-struct H {
-    e: Engine,
-    now: Instant,
-}
-
-impl H {
-    fn new() -> H {
-        H::with(|_| {})
-    }
-
-    fn with(tweak: impl FnOnce(&mut Config)) -> H {
-        let mut cfg = Config::lab();
-        tweak(&mut cfg);
-        for u in &mut cfg.users {
-            if u.extension == "1001" {
-                u.contact = Some(format!("sip:1001@{AGENT}"));
-            }
-        }
-        let local = LocalAddrs {
-            udp: Some(US.parse().unwrap()),
-            tcp: None,
-        };
-        let now = Instant::now();
-        H {
-            e: Engine::new(cfg, local, [7; 32], now),
-            now,
-        }
-    }
-
-    fn send(&mut self, from: &str, text: &str) {
-        let text = text.replace('\n', "\r\n");
-        self.e.handle_datagram(
-            self.now,
-            text.as_bytes(),
-            from.parse().unwrap(),
-            Transport::Udp,
-        );
-    }
-
-    /// Let `d` pass in 100 ms steps, firing timers, and collect what was sent meanwhile.
-    fn run_for(&mut self, d: Duration) -> Vec<(SocketAddr, String)> {
-        let end = self.now + d;
-        let mut out = Vec::new();
-        while self.now < end {
-            self.now += Duration::from_millis(100);
-            self.e.handle_timeout(self.now);
-            out.extend(self.out());
-        }
-        out
-    }
-
-    /// Everything the engine sent since the last call, as (destination, text).
-    fn out(&mut self) -> Vec<(SocketAddr, String)> {
-        let mut v = Vec::new();
-        while let Some(t) = self.e.poll_transmit() {
-            v.push((t.dest, String::from_utf8(t.data.to_vec()).unwrap()));
-        }
-        v
-    }
-
-    fn media(&mut self) -> Vec<MediaCommand> {
-        let mut v = Vec::new();
-        while let Some(m) = self.e.poll_media() {
-            v.push(m);
-        }
-        v
-    }
-}
-
-fn header<'a>(msg: &'a str, name: &str) -> &'a str {
-    msg.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-        .unwrap_or_else(|| panic!("no {name} in {msg}"))
-}
-
-fn first_line(msg: &str) -> &str {
-    msg.lines().next().unwrap()
-}
-
-fn to_tag(msg: &str) -> String {
-    header(msg, "To")
-        .split(";tag=")
-        .nth(1)
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-/// The one message sent to `dest` whose first line starts with `start`.
-fn find<'a>(out: &'a [(SocketAddr, String)], dest: &str, start: &str) -> Option<&'a str> {
-    out.iter()
-        .find(|(d, m)| d.to_string() == dest && m.starts_with(start))
-        .map(|(_, m)| m.as_str())
-}
-
-/// An SDP with `\n` line ends ([`H::send`] turns them into CRLF; [`clen`] counts them so).
-fn sdp(port: u16, dir: &str) -> String {
-    format!(
-        "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio {port} RTP/AVP 0 101\na=rtpmap:0 PCMU/8000\na=rtpmap:101 telephone-event/8000\na={dir}\n"
-    )
-}
-
-/// Content-Length of `text` once [`H::send`] has turned its `\n` into CRLF.
-fn clen(text: &str) -> usize {
-    text.len() + text.matches('\n').count()
-}
 
 /// The customer (trunk) calls agent 1001; returns bibridge's INVITE to the agent.
 fn invite_from_trunk(h: &mut H) -> String {
