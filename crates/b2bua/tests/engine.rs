@@ -293,3 +293,29 @@ fn an_unanswered_call_is_given_up_after_the_no_answer_timeout() {
     );
     assert_eq!(h.e.call_count(), 0);
 }
+
+#[test]
+fn a_response_with_two_vias_is_dropped() {
+    let mut h = H::new();
+    let (inv, _) = invite_from_trunk(&mut h);
+    // RFC 3261 §18.1.2: we never proxy, so a response with a second Via is not ours.
+    let resp = response_to(&inv, "200 OK", "a1", "").replacen(
+        "Via: ",
+        "Via: SIP/2.0/UDP 10.9.9.9:5060;branch=z9hG4bKother\nVia: ",
+        1,
+    );
+    h.send(AGENT, &resp);
+    let out = h.out();
+    assert!(
+        !out.iter().any(|(_, m)| m.starts_with("ACK ")),
+        "not acknowledged: {out:?}"
+    );
+    assert!(!out
+        .iter()
+        .any(|(d, m)| d.to_string() == TRUNK && m.starts_with("SIP/2.0 200")));
+    assert_eq!(
+        h.e.call_count(),
+        1,
+        "the call still waits for a real answer"
+    );
+}

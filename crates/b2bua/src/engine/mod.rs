@@ -481,6 +481,13 @@ impl Engine {
             return;
         }
         match message::parse(data) {
+            // RFC 3261 §18.1.2: a response with more than one Via is not for us (we are never a
+            // proxy); drop it.
+            Ok(rsip::SipMessage::Response(r))
+                if message::headers_all(&r.headers, "Via").len() > 1 =>
+            {
+                debug!(%source, "response with several Via headers dropped");
+            }
             Ok(msg) => self.txl.handle_message(now, msg, source, transport),
             Err(e) => {
                 debug!(%source, reason = %e.reason, "unparsable SIP message");
