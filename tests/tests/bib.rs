@@ -442,3 +442,60 @@ async fn mixed_codecs_keep_the_table() {
     );
     lab.server.shutdown().await;
 }
+
+/// A supervisor's phone that knows the agent's dialog joins it (RFC 3911 `Join`): a barge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_header_barges_into_the_named_dialog() {
+    let lab = start(|_| {}).await;
+    let call = connect_call(&lab, "1001").await;
+    call.talk();
+    // bibridge's view of the agent's dialog: to-tag is bibridge's tag, from-tag the agent's.
+    let join = format!(
+        "{};to-tag={};from-tag={}",
+        call.agent_call.call_id,
+        call.agent_call.remote_tag.clone().unwrap(),
+        call.agent_call.local_tag
+    );
+    let mut ua = bibridge_testkit::ua::TestUa::bind("2001", "lab2001", lab.sip)
+        .await
+        .unwrap();
+    let rtp = bibridge_testkit::rtp_peer::RtpPeer::bind().await.unwrap();
+    let offer = bibridge_testkit::ua::sdp_offer(rtp.local_addr(), &[0, 101], "sendrecv");
+    // A dialog that does not exist: 481.
+    let mut bad = ua
+        .invite_with(
+            "2001",
+            &offer,
+            true,
+            &[("Join", "nope;to-tag=x;from-tag=y")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ua.wait_final(&mut bad, T).await.unwrap().status_code.code(),
+        481
+    );
+    let mut s = ua
+        .invite_with("2001", &offer, true, &[("Join", &join)])
+        .await
+        .unwrap();
+    assert_eq!(
+        ua.wait_final(&mut s, T).await.unwrap().status_code.code(),
+        200
+    );
+    let anchor = bibridge_testkit::ua::sdp_connection(s.remote_sdp.as_deref().unwrap()).unwrap();
+    rtp.start_sending(anchor, Some(SUP_A_HZ), LEVEL, 0);
+    listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &rtp], 1200).await;
+    row(
+        "customer (joined = barge)",
+        &call.customer_rtp,
+        &[AGENT_HZ, SUP_A_HZ],
+    );
+    row(
+        "agent (joined = barge)",
+        &call.agent_rtp,
+        &[CUSTOMER_HZ, SUP_A_HZ],
+    );
+    row("supervisor (joined)", &rtp, &[CUSTOMER_HZ, AGENT_HZ]);
+    lab.server.shutdown().await;
+}

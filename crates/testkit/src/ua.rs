@@ -890,6 +890,17 @@ impl TestUa {
         sdp: &str,
         auth: bool,
     ) -> Result<CallHandle, UaError> {
+        self.invite_with(to_user, sdp, auth, &[]).await
+    }
+
+    /// [`TestUa::invite`] with extra headers (e.g. `Join`, RFC 3911).
+    pub async fn invite_with(
+        &mut self,
+        to_user: &str,
+        sdp: &str,
+        auth: bool,
+        extra_headers: &[(&str, &str)],
+    ) -> Result<CallHandle, UaError> {
         let local_uri = self.local_party();
         let remote_uri = format!("<sip:{to_user}@{}>", host_of(self.server));
         let local_tag = new_tag();
@@ -903,7 +914,13 @@ impl TestUa {
             cseq: 1,
             routes: Vec::new(),
             contact: true,
-            headers: vec![("Allow".into(), ALLOW.into())],
+            headers: std::iter::once(("Allow".to_string(), ALLOW.to_string()))
+                .chain(
+                    extra_headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string())),
+                )
+                .collect(),
             body: Some(("application/sdp".into(), sdp.to_string())),
         };
         let dest = self.outbound_proxy.unwrap_or(self.server);

@@ -414,9 +414,40 @@ impl Engine {
             }
         };
         self.respond(now, (&key, &req), 100, "Trying", None, &[]);
+        // RFC 3911: joining a dialog we hold is a barge into its call (DESIGN §4).
+        if let Some(join) = message::header(&req.headers, "Join") {
+            match self.join_target(&join) {
+                Some((call, ext)) => self.on_feature_code(
+                    now,
+                    key,
+                    req,
+                    &caller,
+                    Mode::Barge,
+                    &ext,
+                    offer,
+                    source,
+                    transport,
+                    Some(call),
+                ),
+                None => {
+                    let tag = self.ids.tag();
+                    self.respond(
+                        now,
+                        (&key, &req),
+                        481,
+                        "Call/Transaction Does Not Exist",
+                        Some(&tag),
+                        &[],
+                    );
+                }
+            }
+            return;
+        }
         if let Some((mode, ext)) = self.cfg.features.parse_dialled(&dialled) {
             let ext = ext.to_string();
-            self.on_feature_code(now, key, req, &caller, mode, &ext, offer, source, transport);
+            self.on_feature_code(
+                now, key, req, &caller, mode, &ext, offer, source, transport, None,
+            );
             return;
         }
         let target = match self.route(now, &dialled, &caller) {

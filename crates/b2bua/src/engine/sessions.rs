@@ -66,7 +66,13 @@ fn role_of(mode: Mode) -> MediaRole {
 
 impl Engine {
     /// Check a session request; on success, the agent call to attach to.
-    fn authorize_session(&self, caller: &Caller, mode: Mode, ext: &str) -> Result<CallId, Refusal> {
+    fn authorize_session(
+        &self,
+        caller: &Caller,
+        mode: Mode,
+        ext: &str,
+        call: Option<CallId>,
+    ) -> Result<CallId, Refusal> {
         let supervisor = match caller {
             Caller::Trunk(_) => return Err(Refusal::Trunk),
             Caller::User(u) => u,
@@ -86,7 +92,46 @@ impl Engine {
         if !sup.has_role(Role::Supervisor) || !self.cfg.may(sup, agent, mode) {
             return Err(Refusal::NotAllowed);
         }
-        self.active_call_of(ext).ok_or(Refusal::AgentNotInCall)
+        match call {
+            // A Join names the call itself: it must still be the agent's, connected, unpromoted.
+            Some(id) => self
+                .calls
+                .get(&id)
+                .filter(|c| {
+                    c.state == CallState::Connected
+                        && c.promoted.is_none()
+                        && c.agent_user.as_deref() == Some(ext)
+                })
+                .map(|_| id)
+                .ok_or(Refusal::AgentNotInCall),
+            None => self.active_call_of(ext).ok_or(Refusal::AgentNotInCall),
+        }
+    }
+
+    /// The call and agent a `Join` header (RFC 3911) names: `call-id;to-tag=..;from-tag=..`, the
+    /// tags as seen by us (to-tag = our tag on that dialog).
+    pub(super) fn join_target(&self, join: &str) -> Option<(CallId, String)> {
+        let mut parts = join.split(';');
+        let call_id = parts.next()?.trim();
+        let (mut to_tag, mut from_tag) = (None, None);
+        for p in parts {
+            match p.split_once('=') {
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("to-tag") => to_tag = Some(v.trim()),
+                Some((k, v)) if k.trim().eq_ignore_ascii_case("from-tag") => {
+                    from_tag = Some(v.trim())
+                }
+                _ => {}
+            }
+        }
+        let key = (call_id.to_string(), to_tag?.to_string());
+        let Some(&DialogRef::Leg(id, side)) = self.dialogs.get(&key) else {
+            return None;
+        };
+        let call = self.calls.get(&id)?;
+        if from_tag.is_some_and(|f| call.leg(side).remote_tag.as_deref() != Some(f)) {
+            return None;
+        }
+        Some((id, call.agent_user.clone()?))
     }
 
     /// The agent's active, connected call; the most recently connected if several (DESIGN §4).
@@ -114,13 +159,14 @@ impl Engine {
         offer: Option<rtc_sdp::description::session::SessionDescription>,
         source: SocketAddr,
         transport: Transport,
+        call: Option<CallId>,
     ) {
         let who = match caller {
             Caller::Trunk(t) => format!("trunk {t}"),
             Caller::User(u) => u.clone(),
         };
         let attach = self
-            .authorize_session(caller, mode, ext)
+            .authorize_session(caller, mode, ext, call)
             .and_then(|call| match offer {
                 Some(o) => Ok((call, o)),
                 None => Err(Refusal::NoOffer),
