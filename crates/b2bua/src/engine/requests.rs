@@ -973,13 +973,17 @@ impl Engine {
         let Some(&DialogRef::Leg(call_id, side)) = self.dialogs.get(&(cid, tag)) else {
             return;
         };
-        if side != Side::A {
-            return;
-        }
         let Some(call) = self.calls.get_mut(&call_id) else {
             return;
         };
-        if !call.late_offer_ack_pending {
+        if side != Side::A || !call.late_offer_ack_pending {
+            // An answer in the ACK to the offer in our 2xx (an offer-less re-INVITE we
+            // answered ourselves, RFC 3264 §5): the leg's media may have moved.
+            if !req.body.is_empty() {
+                if let Ok(info) = sdp::parse(&req.body).and_then(|s| sdp::audio_info(&s)) {
+                    self.set_remote_media(call_id, side, info);
+                }
+            }
             return;
         }
         call.late_offer_ack_pending = false;
