@@ -467,3 +467,57 @@ fn rejected_reoffer_leaves_the_media_as_it_was() {
         .collect();
     assert_eq!(holds.last(), Some(&true), "{holds:?}");
 }
+
+// The customer hangs up while our relayed re-INVITE is pending at the agent, and the agent's 200
+// crosses the BYE: that 2xx must still be ACKed (RFC 3261 §13.2.2.4), every copy of it, and the
+// agent's dialog hung up once.
+#[test]
+fn a_2xx_to_a_reinvite_of_a_call_that_is_gone_is_acked() {
+    let mut h = H::new();
+    let (_, tag) = connected_call(&mut h);
+    let re = reinvite_from_trunk(&mut h, &tag, 2, "sendonly");
+    h.send(
+        TRUNK,
+        &format!(
+            "BYE sip:bibridge@{US} SIP/2.0
+Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKcustbye9;rport
+Max-Forwards: 70
+From: <sip:customer@{TRUNK}>;tag=c1
+To: <sip:1001@{US}>;tag={tag}
+Call-ID: cust-call-1
+CSeq: 3 BYE
+Content-Length: 0
+
+"
+        ),
+    );
+    let out = h.out();
+    let byes_before = out
+        .iter()
+        .filter(|(d, m)| d.to_string() == AGENT && m.starts_with("BYE "))
+        .count();
+    assert_eq!(h.e.call_count(), 0);
+    let ok = response_to(&re, "200 OK", "", Some(&sdp(41000, "recvonly")));
+    let mut acks = 0;
+    let mut byes = byes_before;
+    for _ in 0..2 {
+        h.send(AGENT, &ok);
+        for (d, m) in h.out() {
+            if d.to_string() == AGENT && m.starts_with("ACK ") {
+                assert!(
+                    m.contains(&format!(
+                        "CSeq: {} ACK",
+                        header(&re, "CSeq").split(' ').next().unwrap()
+                    )),
+                    "{m}"
+                );
+                acks += 1;
+            }
+            if d.to_string() == AGENT && m.starts_with("BYE ") {
+                byes += 1;
+            }
+        }
+    }
+    assert_eq!(acks, 2, "each copy of the late 2xx is ACKed");
+    assert!(byes <= 2, "hung up at most once more");
+}

@@ -399,6 +399,8 @@ struct Orphan {
     /// The INVITE, when its CANCEL still has to be sent: the call ended before B sent any
     /// provisional response, and RFC 3261 §9.1 lets the CANCEL go only after one.
     cancel: Option<rsip::Request>,
+    /// A late 2xx was ACKed and the dialog hung up; retransmissions of it only get the ACK again.
+    hung_up: bool,
 }
 
 const HOUSEKEEPING: Duration = Duration::from_secs(5);
@@ -935,6 +937,16 @@ impl Engine {
                 None,
                 &[],
             );
+            // Our relayed re-INVITE may still be answered 2xx: it must be ACKed (RFC 3261
+            // §13.2.2.4) even though the call is gone.
+            let to = call.leg(p.from.other());
+            let orphan = Orphan {
+                peer: to.peer,
+                transport: to.transport,
+                cancel: None,
+                hung_up: false,
+            };
+            self.orphans.insert(p.client, orphan);
         }
         if call.state == CallState::Routing {
             if let Some((key, invite)) = &call.b_invite {
@@ -942,6 +954,7 @@ impl Engine {
                     peer: call.b.peer,
                     transport: call.b.transport,
                     cancel: call.cancel_pending.then(|| invite.clone()),
+                    hung_up: false,
                 };
                 self.orphans.insert(key.clone(), orphan);
             }

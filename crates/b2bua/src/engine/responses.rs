@@ -32,7 +32,11 @@ impl Engine {
                 }
             }
             ClientPurpose::Reinvite => {
-                if code >= 200 {
+                if !self.calls.contains_key(&call_id) {
+                    if (200..300).contains(&code) {
+                        self.ack_and_bye_orphan(now, &key, &resp);
+                    }
+                } else if code >= 200 {
                     self.on_reinvite_final(now, call_id, &key, resp);
                 }
             }
@@ -403,7 +407,11 @@ impl Engine {
     /// B answered 2xx after the call was gone (CANCEL crossed the 200): ACK it and hang up, built
     /// from the response alone (RFC 3261 §9.1: the CANCEL lost the race).
     fn ack_and_bye_orphan(&mut self, now: Instant, key: &TxKey, resp: &rsip::Response) {
-        let Some((peer, transport)) = self.orphans.get(key).map(|o| (o.peer, o.transport)) else {
+        let Some((peer, transport, hung_up)) = self
+            .orphans
+            .get(key)
+            .map(|o| (o.peer, o.transport, o.hung_up))
+        else {
             return;
         };
         let ua = self.cfg.sip.user_agent.clone();
@@ -421,7 +429,10 @@ impl Engine {
         };
         let mut rr = message::headers_all(&resp.headers, "Record-Route");
         rr.reverse();
-        for (method, num) in [("ACK", cseq), ("BYE", cseq.saturating_add(1))] {
+        // The ACK for every copy of the 2xx (the transaction passes retransmissions up); the BYE
+        // once.
+        let bye = (!hung_up).then_some(("BYE", cseq.saturating_add(1)));
+        for (method, num) in std::iter::once(("ACK", cseq)).chain(bye) {
             let branch = format!("{}{}", wire::BRANCH_MARK, self.ids.branch());
             let bytes = wire::build(
                 &OutRequest {
@@ -453,8 +464,12 @@ impl Engine {
                 _ => {}
             }
         }
-        self.orphans.remove(key);
-        info!(call_id = %cid, "late 2xx after CANCEL: acknowledged and hung up");
+        if let Some(o) = self.orphans.get_mut(key) {
+            if !o.hung_up {
+                o.hung_up = true;
+                info!(call_id = %cid, "2xx for a call that is gone: acknowledged and hung up");
+            }
+        }
     }
 }
 
