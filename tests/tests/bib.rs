@@ -499,3 +499,43 @@ async fn join_header_barges_into_the_named_dialog() {
     row("supervisor (joined)", &rtp, &[CUSTOMER_HZ, AGENT_HZ]);
     lab.server.shutdown().await;
 }
+
+/// A supervisor's phone re-offers mid-session with another codec: bibridge answers from the new
+/// offer and the coach is still heard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisor_reoffer_switches_codec() {
+    let lab = start(|_| {}).await;
+    let call = connect_call(&lab, "1001").await;
+    call.talk();
+    let mut sup = dial_session(&lab, "2001", "*821001", SUP_A_HZ, &[0, 101])
+        .await
+        .unwrap();
+    let offer = bibridge_testkit::ua::sdp_offer(sup.rtp.local_addr(), &[8, 101], "sendrecv");
+    let r = sup.ua.reinvite(&mut sup.call, Some(&offer)).await.unwrap();
+    assert_eq!(r.status_code.code(), 200);
+    let answer = String::from_utf8(r.body.clone()).unwrap();
+    assert_eq!(
+        bibridge_testkit::ua::sdp_payload_types(&answer),
+        vec![8, 101],
+        "{answer}"
+    );
+    sup.rtp.stop_sending();
+    sup.rtp.start_sending(sup.anchor, Some(SUP_A_HZ), LEVEL, 8);
+    listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &sup.rtp], 300).await;
+    listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &sup.rtp], 1200).await;
+    row(
+        "agent (coach on PCMA)",
+        &call.agent_rtp,
+        &[CUSTOMER_HZ, SUP_A_HZ],
+    );
+    row("customer", &call.customer_rtp, &[AGENT_HZ]);
+    row("supervisor on PCMA", &sup.rtp, &[CUSTOMER_HZ, AGENT_HZ]);
+    assert!(sup
+        .rtp
+        .received_packets()
+        .iter()
+        .rev()
+        .take(10)
+        .all(|p| p.payload_type == 8));
+    lab.server.shutdown().await;
+}

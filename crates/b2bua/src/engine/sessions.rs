@@ -236,20 +236,7 @@ impl Engine {
             .map(|c| c.span.clone())
             .unwrap_or_else(tracing::Span::none);
         let span = info_span!(parent: &call_span, "session", id = sid, supervisor = %supervisor, agent = %ext);
-        // Our answer: the supervisor's offer narrowed to one voice codec (+ telephone-event).
-        let mut answer = offer;
-        let info = sdp::audio_info(&answer).ok();
-        let codec = info.as_ref().and_then(LegCodec::from_info);
-        if let Some(c) = &codec {
-            sdp::keep_payload_types(&mut answer, &[Some(c.payload_type), c.dtmf_payload_type]);
-        }
-        let dir = info
-            .as_ref()
-            .map(|i| i.direction)
-            .unwrap_or(sdp::Direction::SendRecv);
-        sdp::set_direction(&mut answer, dir.answer());
-        sdp::anchor(&mut answer, self.cfg.rtp.address, port, &leg.origin);
-        let body = sdp::print(&answer).into_bytes();
+        let (body, info, codec) = session_answer(offer, self.cfg.rtp.address, port, &leg.origin);
         let mut leg = leg;
         leg.last_sdp_sent = Some(body.clone());
         leg.remote_media = info.clone();
@@ -372,36 +359,33 @@ impl Engine {
                 }
                 let mut body = s.leg.last_sdp_sent.clone();
                 if !req.body.is_empty() {
-                    if let Ok(info) = sdp::parse(&req.body).and_then(|o| sdp::audio_info(&o)) {
-                        let (call, leg) = (s.call, s.media_leg);
-                        s.leg.remote_media = Some(info.clone());
-                        if let Some(prev) = s
-                            .leg
-                            .last_sdp_sent
-                            .as_deref()
-                            .and_then(|b| sdp::parse(b).ok())
-                        {
-                            let mut answer = prev;
-                            sdp::set_direction(&mut answer, info.direction.answer());
-                            s.leg.origin.version += 1;
-                            sdp::anchor(
-                                &mut answer,
-                                self.cfg.rtp.address,
-                                s.leg.rtp_port,
-                                &s.leg.origin,
-                            );
-                            let text = sdp::print(&answer).into_bytes();
-                            s.leg.last_sdp_sent = Some(text.clone());
-                            body = Some(text);
-                        }
-                        self.media.push_back(MediaCommand::Update {
-                            call,
-                            leg,
-                            remote: info.rtp_addr,
-                            hold: false,
-                            codec: LegCodec::from_info(&info),
-                        });
-                    }
+                    // A new offer: answered like the first one, from what it offers now.
+                    let offer = sdp::parse(&req.body)
+                        .and_then(|mut o| sdp::restrict_offer(&mut o).map(|_| o));
+                    let Ok(offer) = offer else {
+                        self.respond(now, (&key, &req), 488, "Not Acceptable Here", None, &[]);
+                        return;
+                    };
+                    s.leg.origin.version += 1;
+                    let (answer, info, codec) =
+                        session_answer(offer, self.cfg.rtp.address, s.leg.rtp_port, &s.leg.origin);
+                    s.leg.last_sdp_sent = Some(answer.clone());
+                    s.leg.remote_media = info.clone();
+                    body = Some(answer);
+                    let (call, leg) = (s.call, s.media_leg);
+                    // The call's own hold state stays as it is: a supervisor holding changes
+                    // nothing for the customer and agent.
+                    let hold = self
+                        .calls
+                        .get(&call)
+                        .is_some_and(|c| c.hold[0] || c.hold[1]);
+                    self.media.push_back(MediaCommand::Update {
+                        call,
+                        leg,
+                        remote: info.as_ref().and_then(|i| i.rtp_addr),
+                        hold,
+                        codec,
+                    });
                 }
                 self.respond_sdp(now, (&key, &req), (200, "OK"), &local_tag, transport, body);
             }
@@ -574,6 +558,29 @@ impl Engine {
         });
         true
     }
+}
+
+/// Our answer to a supervisor's (restricted) offer: one voice codec plus telephone-event, the
+/// direction mirrored, anchored on the session's port. Returns the body, the offer's media and
+/// the codec chosen.
+fn session_answer(
+    mut answer: rtc_sdp::description::session::SessionDescription,
+    ip: std::net::IpAddr,
+    port: u16,
+    origin: &Origin,
+) -> (Vec<u8>, Option<AudioInfo>, Option<LegCodec>) {
+    let info = sdp::audio_info(&answer).ok();
+    let codec = info.as_ref().and_then(LegCodec::from_info);
+    if let Some(c) = &codec {
+        sdp::keep_payload_types(&mut answer, &[Some(c.payload_type), c.dtmf_payload_type]);
+    }
+    let dir = info
+        .as_ref()
+        .map(|i| i.direction)
+        .unwrap_or(sdp::Direction::SendRecv);
+    sdp::set_direction(&mut answer, dir.answer());
+    sdp::anchor(&mut answer, ip, port, origin);
+    (sdp::print(&answer).into_bytes(), info, codec)
 }
 
 #[cfg(test)]
