@@ -564,3 +564,31 @@ async fn info_is_relayed_to_the_other_party() {
     assert_eq!(waiter.await.unwrap(), "Signal=5\r\nDuration=160\r\n");
     lab.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtcp_is_relayed_on_port_plus_one() {
+    let lab = start(|_| {}).await;
+    let call = connect_call(&lab, "1001").await;
+    // The agent's RTCP socket: its RTP port + 1 (RFC 3550 §11; no a=rtcp in the test SDP).
+    let agent_rtcp =
+        tokio::net::UdpSocket::bind(("127.0.0.1", call.agent_rtp.local_addr().port() + 1))
+            .await
+            .unwrap();
+    let customer_rtcp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // A minimal RTCP receiver report (PT 201), sent to bibridge's RTCP port on the customer leg.
+    let rr = [0x80u8, 201, 0, 1, 0x11, 0x22, 0x33, 0x44];
+    let to = std::net::SocketAddr::new(call.anchor_customer.ip(), call.anchor_customer.port() + 1);
+    customer_rtcp.send_to(&rr, to).await.unwrap();
+    let mut buf = [0u8; 64];
+    let (n, from) = tokio::time::timeout(T, agent_rtcp.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf[..n], &rr, "RTCP relayed untouched");
+    assert_eq!(
+        from.port(),
+        call.anchor_agent.port() + 1,
+        "from bibridge's RTCP port on the agent leg"
+    );
+    lab.server.shutdown().await;
+}
