@@ -43,6 +43,11 @@ impl Engine {
         }
     }
 
+    /// 481: no such dialog or transaction (RFC 3261 §12.2.2, §9.2).
+    pub(super) fn respond_no_dialog(&mut self, now: Instant, tx: (&TxKey, &rsip::Request)) {
+        self.respond(now, tx, 481, "Call/Transaction Does Not Exist", None, &[]);
+    }
+
     /// RFC 3261 §12.2.2: a request with a lower CSeq than the last one is out of order.
     pub(super) fn respond_out_of_order(&mut self, now: Instant, tx: (&TxKey, &rsip::Request)) {
         self.respond(
@@ -102,14 +107,7 @@ impl Engine {
             } else if method == "OPTIONS" {
                 self.on_options(now, &key, &req);
             } else {
-                self.respond(
-                    now,
-                    (&key, &req),
-                    481,
-                    "Call/Transaction Does Not Exist",
-                    None,
-                    &[],
-                );
+                self.respond_no_dialog(now, (&key, &req));
             }
             return;
         }
@@ -117,14 +115,7 @@ impl Engine {
             "OPTIONS" => self.on_options(now, &key, &req),
             "REGISTER" => self.on_register(now, &key, &req, source, transport),
             "INVITE" => self.on_invite(now, key, req, source, transport),
-            "BYE" | "INFO" | "UPDATE" => self.respond(
-                now,
-                (&key, &req),
-                481,
-                "Call/Transaction Does Not Exist",
-                None,
-                &[],
-            ),
+            "BYE" | "INFO" | "UPDATE" => self.respond_no_dialog(now, (&key, &req)),
             _ => self.respond_unsupported(now, (&key, &req)),
         }
     }
@@ -921,14 +912,7 @@ impl Engine {
             .as_ref()
             .and_then(|k| self.server_invites.get(k).copied());
         let Some(target) = target else {
-            self.respond(
-                now,
-                (&key, &req),
-                481,
-                "Call/Transaction Does Not Exist",
-                None,
-                &[],
-            );
+            self.respond_no_dialog(now, (&key, &req));
             return;
         };
         self.respond(now, (&key, &req), 200, "OK", None, &[]);
