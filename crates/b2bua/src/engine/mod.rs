@@ -320,6 +320,24 @@ enum ClientPurpose {
     Relay,
 }
 
+/// Table sizes of an [`Engine`] (see [`Engine::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub calls: usize,
+    pub sessions: usize,
+    pub dialogs: usize,
+    /// Live SIP transactions (client and server).
+    pub transactions: usize,
+    pub client_requests: usize,
+    pub server_invites: usize,
+    pub orphans: usize,
+    pub relayed: usize,
+    /// Dialogs remembered after their end, for crossing BYEs (pruned after 32 s).
+    pub ended_dialogs: usize,
+    /// RTP port pairs allocated.
+    pub ports_in_use: usize,
+}
+
 /// A lifecycle notice for observers (logs today; events API later).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
@@ -468,6 +486,22 @@ impl Engine {
     /// Number of calls in progress.
     pub fn call_count(&self) -> usize {
         self.calls.len()
+    }
+
+    /// Sizes of the engine's tables: for metrics, and for tests that prove nothing leaks.
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            calls: self.calls.len(),
+            sessions: self.sessions.len(),
+            dialogs: self.dialogs.len(),
+            transactions: self.txl.len(),
+            client_requests: self.client.len(),
+            server_invites: self.server_invites.len(),
+            orphans: self.orphans.len(),
+            relayed: self.relayed.len(),
+            ended_dialogs: self.ended_dialogs.len(),
+            ports_in_use: self.pool.in_use(),
+        }
     }
 
     /// One datagram (UDP) or one framed message (TCP) from the wire.
