@@ -69,6 +69,27 @@ pub struct LocalAddrs {
     pub tcp: Option<SocketAddr>,
 }
 
+impl LocalAddrs {
+    /// Our address for Via sent-by and Contact on `transport` (the other transport's if that
+    /// one is not bound).
+    pub fn sent_by(&self, transport: Transport) -> SocketAddr {
+        let addr = match transport {
+            Transport::Udp => self.udp.or(self.tcp),
+            Transport::Tcp => self.tcp.or(self.udp),
+        };
+        addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+    }
+
+    /// Our Contact header value on `transport`.
+    pub fn contact(&self, transport: Transport) -> String {
+        let addr = self.sent_by(transport);
+        match transport {
+            Transport::Udp => format!("<sip:bibridge@{addr}>"),
+            Transport::Tcp => format!("<sip:bibridge@{addr};transport=tcp>"),
+        }
+    }
+}
+
 /// Identifies a leg within a call's media plane: 0 is leg A, 1 is leg B, supervisors from 2 up.
 pub type LegId = u32;
 
@@ -634,6 +655,18 @@ impl Engine {
         .min()
     }
 
+    /// Answer the caller's still pending INVITE with a final error (with our To-tag on leg A);
+    /// nothing if it was answered already.
+    fn reject_a_invite(&mut self, now: Instant, call_id: CallId, code: u16, reason: &str) {
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return;
+        };
+        if let Some((key, req)) = call.a_invite.take() {
+            let tag = call.a.local_tag.clone();
+            self.respond(now, (&key, &req), code, reason, Some(&tag), &[]);
+        }
+    }
+
     /// Nobody answered in time: 480 to the caller, CANCEL to the callee.
     fn give_up_ringing(&mut self, now: Instant, call_id: CallId) {
         let Some(call) = self.calls.get_mut(&call_id) else {
@@ -642,17 +675,7 @@ impl Engine {
         if call.state != CallState::Routing {
             return;
         }
-        if let Some((key, req)) = call.a_invite.take() {
-            let tag = call.a.local_tag.clone();
-            self.respond(
-                now,
-                (&key, &req),
-                480,
-                "Temporarily Unavailable (no answer)",
-                Some(&tag),
-                &[],
-            );
-        }
+        self.reject_a_invite(now, call_id, 480, "Temporarily Unavailable (no answer)");
         self.cancel_b(now, call_id);
         self.remove_call(now, call_id, "no answer");
     }
@@ -718,19 +741,11 @@ impl Engine {
     }
 
     fn local_addr(&self, transport: Transport) -> SocketAddr {
-        let addr = match transport {
-            Transport::Udp => self.local.udp.or(self.local.tcp),
-            Transport::Tcp => self.local.tcp.or(self.local.udp),
-        };
-        addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)))
+        self.local.sent_by(transport)
     }
 
     fn contact(&self, transport: Transport) -> String {
-        let addr = self.local_addr(transport);
-        match transport {
-            Transport::Udp => format!("<sip:bibridge@{addr}>"),
-            Transport::Tcp => format!("<sip:bibridge@{addr};transport=tcp>"),
-        }
+        self.local.contact(transport)
     }
 
     fn respond(
@@ -750,6 +765,20 @@ impl Engine {
         if let Err(e) = self.txl.send_response(now, key, resp) {
             debug!(error = %e, code, "response not sent");
         }
+    }
+
+    /// A final response to a request outside any dialog of ours (refusals, OPTIONS,
+    /// REGISTER): it still needs a To-tag of its own (RFC 3261 §8.2.6.2).
+    fn respond_new_dialog(
+        &mut self,
+        now: Instant,
+        tx: (&TxKey, &rsip::Request),
+        code: u16,
+        reason: &str,
+        extra: &[(&str, String)],
+    ) {
+        let tag = self.ids.tag();
+        self.respond(now, tx, code, reason, Some(&tag), extra);
     }
 
     fn respond_sdp(
@@ -869,23 +898,7 @@ impl Engine {
                 }
             }
             CallState::Routing => {
-                if let Some((key, req)) =
-                    self.calls.get_mut(&call_id).and_then(|c| c.a_invite.take())
-                {
-                    let tag = self
-                        .calls
-                        .get(&call_id)
-                        .map(|c| c.a.local_tag.clone())
-                        .unwrap_or_default();
-                    self.respond(
-                        now,
-                        (&key, &req),
-                        503,
-                        "Service Unavailable",
-                        Some(&tag),
-                        &[],
-                    );
-                }
+                self.reject_a_invite(now, call_id, 503, "Service Unavailable");
                 self.cancel_b(now, call_id);
             }
         }
@@ -945,23 +958,13 @@ impl Engine {
         for sid in sessions {
             self.end_session(now, sid, "agent call ended", true);
         }
-        let Some(mut call) = self.calls.remove(&call_id) else {
-            return;
-        };
         // RFC 3261 §15.1.2: requests still pending in the call's dialogs get a final response
         // (487 recommended), else their server transactions wait forever: the caller's INVITE
         // when it hung up an early dialog, a re-INVITE/UPDATE we were relaying.
-        if let Some((key, req)) = call.a_invite.take() {
-            let tag = call.a.local_tag.clone();
-            self.respond(
-                now,
-                (&key, &req),
-                487,
-                "Request Terminated",
-                Some(&tag),
-                &[],
-            );
-        }
+        self.reject_a_invite(now, call_id, 487, "Request Terminated");
+        let Some(mut call) = self.calls.remove(&call_id) else {
+            return;
+        };
         if let Some(p) = call.reinvite.take() {
             self.respond(
                 now,
@@ -1048,15 +1051,8 @@ fn request_on_leg(
         }
     };
     let transport = leg.transport;
-    let via = match transport {
-        Transport::Udp => local.udp.or(local.tcp),
-        Transport::Tcp => local.tcp.or(local.udp),
-    }
-    .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5060)));
-    let contact = match transport {
-        Transport::Udp => format!("<sip:bibridge@{via}>"),
-        Transport::Tcp => format!("<sip:bibridge@{via};transport=tcp>"),
-    };
+    let via = local.sent_by(transport);
+    let contact = local.contact(transport);
     let from = leg.local_party();
     let to = leg.remote_party();
     let bytes = wire::build(

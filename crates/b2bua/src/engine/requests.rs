@@ -82,13 +82,11 @@ impl Engine {
             })
             .collect();
         if !unsupported.is_empty() && method != "CANCEL" {
-            let tag = self.ids.tag();
-            self.respond(
+            self.respond_new_dialog(
                 now,
                 (&key, &req),
                 420,
                 "Bad Extension",
-                Some(&tag),
                 &[("Unsupported", unsupported.join(", "))],
             );
             return;
@@ -126,8 +124,7 @@ impl Engine {
             ("Accept", wire::ACCEPT.to_string()),
             ("Supported", wire::SUPPORTED.to_string()),
         ];
-        let tag = self.ids.tag();
-        self.respond(now, (key, req), 200, "OK", Some(&tag), &extra);
+        self.respond_new_dialog(now, (key, req), 200, "OK", &extra);
     }
 
     /// Check digest credentials. `Ok(user)` when authenticated; otherwise the 401 challenge has
@@ -179,8 +176,7 @@ impl Engine {
             .into_iter()
             .map(|c| ("WWW-Authenticate", c))
             .collect();
-        let tag = self.ids.tag();
-        self.respond(now, (key, req), 401, "Unauthorized", Some(&tag), &extra);
+        self.respond_new_dialog(now, (key, req), 401, "Unauthorized", &extra);
         Err(())
     }
 
@@ -232,14 +228,13 @@ impl Engine {
             source,
             transport,
         );
-        let tag = self.ids.tag();
         match outcome {
             RegisterOutcome::Ok { bindings } => {
                 let extra: Vec<(&str, String)> = bindings
                     .iter()
                     .map(|(c, secs)| ("Contact", format!("<{}>;expires={secs}", bare_uri(c))))
                     .collect();
-                self.respond(now, (key, req), 200, "OK", Some(&tag), &extra);
+                self.respond_new_dialog(now, (key, req), 200, "OK", &extra);
                 let is = self.registrar.is_registered(now, &user);
                 if is && !was {
                     info!(%user, %source, "registered");
@@ -249,23 +244,21 @@ impl Engine {
                     self.notices.push_back(Notice::Unregistered { user });
                 }
             }
-            RegisterOutcome::IntervalTooBrief { min_expires } => self.respond(
+            RegisterOutcome::IntervalTooBrief { min_expires } => self.respond_new_dialog(
                 now,
                 (key, req),
                 423,
                 "Interval Too Brief",
-                Some(&tag),
                 &[("Min-Expires", min_expires.to_string())],
             ),
             RegisterOutcome::Invalid { reason } => {
-                self.respond(now, (key, req), 400, reason, Some(&tag), &[])
+                self.respond_new_dialog(now, (key, req), 400, reason, &[])
             }
-            RegisterOutcome::OutOfOrder => self.respond(
+            RegisterOutcome::OutOfOrder => self.respond_new_dialog(
                 now,
                 (key, req),
                 500,
                 "Server Internal Error (out-of-order REGISTER)",
-                Some(&tag),
                 &[],
             ),
         }
@@ -394,12 +387,11 @@ impl Engine {
             match sdp::parse(&req.body).and_then(|mut s| sdp::restrict_offer(&mut s).map(|_| s)) {
                 Ok(s) => Some(s),
                 Err(e) => {
-                    let tag = self.ids.tag();
                     let (code, reason) = match e {
                         sdp::SdpError::Parse(_) => (400, "Bad Request (unparsable SDP)"),
                         _ => (488, "Not Acceptable Here"),
                     };
-                    self.respond(now, (&key, &req), code, reason, Some(&tag), &[]);
+                    self.respond_new_dialog(now, (&key, &req), code, reason, &[]);
                     return;
                 }
             }
@@ -420,17 +412,13 @@ impl Engine {
                     transport,
                     Some(call),
                 ),
-                None => {
-                    let tag = self.ids.tag();
-                    self.respond(
-                        now,
-                        (&key, &req),
-                        481,
-                        "Call/Transaction Does Not Exist",
-                        Some(&tag),
-                        &[],
-                    );
-                }
+                None => self.respond_new_dialog(
+                    now,
+                    (&key, &req),
+                    481,
+                    "Call/Transaction Does Not Exist",
+                    &[],
+                ),
             }
             return;
         }
@@ -445,20 +433,17 @@ impl Engine {
             Ok(t) => t,
             Err((code, reason)) => {
                 info!(%dialled, caller = %caller_label, code, "call refused");
-                let tag = self.ids.tag();
-                self.respond(now, (&key, &req), code, reason, Some(&tag), &[]);
+                self.respond_new_dialog(now, (&key, &req), code, reason, &[]);
                 return;
             }
         };
         let Some((port_a, port_b)) = self.allocate_port_pair() else {
             warn!("RTP port pool exhausted");
-            let tag = self.ids.tag();
-            self.respond(
+            self.respond_new_dialog(
                 now,
                 (&key, &req),
                 503,
                 "Service Unavailable (no media ports)",
-                Some(&tag),
                 &[("Retry-After", "5".into())],
             );
             return;
@@ -928,21 +913,11 @@ impl Engine {
         if call.state != CallState::Routing {
             return;
         }
-        if let Some((ikey, ireq)) = call.a_invite.take() {
-            let tag = call.a.local_tag.clone();
-            {
-                let _s = call.span.enter();
-                info!("caller cancelled");
-            }
-            self.respond(
-                now,
-                (&ikey, &ireq),
-                487,
-                "Request Terminated",
-                Some(&tag),
-                &[],
-            );
+        {
+            let _s = call.span.enter();
+            info!("caller cancelled");
         }
+        self.reject_a_invite(now, call_id, 487, "Request Terminated");
         self.cancel_b(now, call_id);
         self.remove_call(now, call_id, "cancelled");
     }

@@ -170,13 +170,9 @@ impl Engine {
         if answer.is_none() && (late_offer || !resp.body.is_empty()) {
             // Nothing usable to give A: end the B dialog cleanly and fail the call.
             self.send_ack_b(now, call_id, None);
-            let pending = self.calls.get_mut(&call_id).and_then(|c| {
+            self.reject_a_invite(now, call_id, 488, "Not Acceptable Here");
+            if let Some(c) = self.calls.get_mut(&call_id) {
                 c.state = CallState::Connected;
-                let tag = c.a.local_tag.clone();
-                c.a_invite.take().map(|(k, r)| (k, r, tag))
-            });
-            if let Some((k, r, tag)) = pending {
-                self.respond(now, (&k, &r), 488, "Not Acceptable Here", Some(&tag), &[]);
             }
             self.send_in_dialog(now, call_id, Side::B, "BYE", None, ClientPurpose::Bye);
             self.remove_call(now, call_id, "no acceptable SDP from callee");
@@ -221,9 +217,9 @@ impl Engine {
     }
 
     fn on_b_failure(&mut self, now: Instant, call_id: CallId, resp: rsip::Response) {
-        let Some(call) = self.calls.get_mut(&call_id) else {
+        if !self.calls.contains_key(&call_id) {
             return;
-        };
+        }
         let code = resp.status_code.code();
         let reason = reason_phrase(&resp);
         // A redirect is for us, not for the caller: we do not recurse, so it is a failure.
@@ -232,10 +228,7 @@ impl Engine {
         } else {
             (code, reason)
         };
-        if let Some((key, req)) = call.a_invite.take() {
-            let tag = call.a.local_tag.clone();
-            self.respond(now, (&key, &req), code, &reason, Some(&tag), &[]);
-        }
+        self.reject_a_invite(now, call_id, code, &reason);
         self.remove_call(now, call_id, &format!("callee answered {code} {reason}"));
     }
 
@@ -360,13 +353,7 @@ impl Engine {
         };
         match purpose {
             ClientPurpose::Invite => {
-                let Some(call) = self.calls.get_mut(&call_id) else {
-                    return;
-                };
-                if let Some((k, r)) = call.a_invite.take() {
-                    let tag = call.a.local_tag.clone();
-                    self.respond(now, (&k, &r), 408, "Request Timeout", Some(&tag), &[]);
-                }
+                self.reject_a_invite(now, call_id, 408, "Request Timeout");
                 self.remove_call(now, call_id, "callee did not answer (timeout)");
             }
             ClientPurpose::Reinvite => {

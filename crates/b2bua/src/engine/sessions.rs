@@ -175,26 +175,16 @@ impl Engine {
             Ok(x) => x,
             Err(refusal) => {
                 info!(supervisor = %who, agent = %ext, mode = mode.as_str(), code = refusal.code(), reason = refusal.reason(), "session refused");
-                let tag = self.ids.tag();
-                self.respond(
-                    now,
-                    (&key, &req),
-                    refusal.code(),
-                    refusal.reason(),
-                    Some(&tag),
-                    &[],
-                );
+                self.respond_new_dialog(now, (&key, &req), refusal.code(), refusal.reason(), &[]);
                 return;
             }
         };
         let Ok(port) = self.pool.allocate() else {
-            let tag = self.ids.tag();
-            self.respond(
+            self.respond_new_dialog(
                 now,
                 (&key, &req),
                 503,
                 "Service Unavailable (no media ports)",
-                Some(&tag),
                 &[],
             );
             return;
