@@ -86,32 +86,55 @@ pub fn free_port_block(n: u16) -> u16 {
     panic!("no block of {n} free UDP ports in 10000-19999");
 }
 
-/// Wait (up to 5 s) until some process listens on UDP `port` of 127.0.0.1 or 0.0.0.0, by reading
-/// /proc/net/udp (binding the port ourselves to probe it could steal it from the process).
+/// Wait (up to 5 s) until some process holds `port` of 127.0.0.1 or 0.0.0.0 in `table`
+/// (`/proc/net/udp` or `/proc/net/tcp`), in `state` if given (TCP `0A` = LISTEN). Reading the
+/// table instead of probing keeps us from stealing the port or looking like a peer.
 /// Elsewhere than Linux, wait half a second.
-pub async fn wait_udp_bound(port: u16) -> bool {
+async fn wait_proc_net(table: &str, port: u16, state: Option<&str>) -> bool {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let want = [
         format!("0100007F:{port:04X}"),
         format!("00000000:{port:04X}"),
     ];
     loop {
-        let Ok(table) = std::fs::read_to_string("/proc/net/udp") else {
+        let Ok(text) = std::fs::read_to_string(table) else {
             tokio::time::sleep(Duration::from_millis(500)).await;
             return true;
         };
-        let bound = table
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .any(|local| want.iter().any(|w| w == local));
-        if bound {
+        let found = text.lines().skip(1).any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && want.iter().any(|w| w == f[1]) && state.is_none_or(|st| f[3] == st)
+        });
+        if found {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Wait until some process has bound UDP `port` (see [`wait_proc_net`]).
+pub async fn wait_udp_bound(port: u16) -> bool {
+    wait_proc_net("/proc/net/udp", port, None).await
+}
+
+/// Wait until some process listens on TCP `port` (see [`wait_proc_net`]).
+pub async fn wait_tcp_listening(port: u16) -> bool {
+    wait_proc_net("/proc/net/tcp", port, Some("0A")).await
+}
+
+/// Media was anchored: each SIPp side saw an SDP with a port of bibridge's RTP range.
+pub fn assert_anchored(lab: &Lab, sides: &[(&str, &SippOutcome)]) {
+    let rtp = lab.cfg.rtp.port_min..=lab.cfg.rtp.port_max;
+    for (who, outcome) in sides {
+        let ports = sdp_audio_ports(&outcome.messages);
+        assert!(
+            ports.iter().any(|p| rtp.contains(p)),
+            "{who} never got an SDP with a port of bibridge's range {rtp:?} (saw {ports:?})\n{}",
+            outcome.report
+        );
     }
 }
 
