@@ -12,32 +12,12 @@ use bibridge_sip::auth::client_authorization;
 
 /// The customer (trunk) calls 1001 with call number `i`; returns bibridge's INVITE to the agent.
 fn invite(h: &mut H, i: u32) -> String {
-    let body = sdp(40000, "sendrecv");
-    h.send(
-        TRUNK,
-        &format!(
-            "INVITE sip:1001@{US} SIP/2.0
-Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKleak{i};rport
-Max-Forwards: 70
-From: <sip:customer@{TRUNK}>;tag=c{i}
-To: <sip:1001@{US}>
-Call-ID: leak-{i}
-CSeq: 1 INVITE
-Contact: <sip:customer@{TRUNK}>
-Content-Type: application/sdp
-Content-Length: {}
-
-{body}",
-            clen(&body)
-        ),
-    );
-    for m in h.media() {
-        if let MediaCommand::Open { call, .. } = m {
-            h.e.handle_media_event(h.now, MediaEvent::Opened { call });
-        }
-    }
-    let out = h.out();
-    find(&out, AGENT, "INVITE ").unwrap().to_string()
+    trunk_invite(
+        h,
+        &format!("leak-{i}"),
+        &format!("c{i}"),
+        &format!("z9hG4bKleak{i}"),
+    )
 }
 
 fn answer(req: &str, code: &str, with_sdp: bool) -> String {

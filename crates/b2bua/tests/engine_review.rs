@@ -12,32 +12,7 @@ use bibridge_sip::auth::client_authorization;
 
 /// The customer (trunk) calls agent 1001; returns bibridge's INVITE to the agent.
 fn invite_from_trunk(h: &mut H) -> String {
-    let body = sdp(40000, "sendrecv");
-    h.send(
-        TRUNK,
-        &format!(
-            "INVITE sip:1001@{US} SIP/2.0
-Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKcust1;rport
-Max-Forwards: 70
-From: <sip:customer@{TRUNK}>;tag=c1
-To: <sip:1001@{US}>
-Call-ID: cust-call-1
-CSeq: 1 INVITE
-Contact: <sip:customer@{TRUNK}>
-Content-Type: application/sdp
-Content-Length: {}
-
-{body}",
-            clen(&body)
-        ),
-    );
-    let Some(MediaCommand::Open { call, .. }) = h.media().first().cloned() else {
-        panic!("media opened first")
-    };
-    h.out();
-    h.e.handle_media_event(h.now, MediaEvent::Opened { call });
-    let out = h.out();
-    find(&out, AGENT, "INVITE ").unwrap().to_string()
+    trunk_invite(h, "cust-call-1", "c1", "z9hG4bKcust1")
 }
 
 fn response_to(req: &str, code: &str, to_tag: &str, body: Option<&str>) -> String {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bibridge_b2bua::config::Config;
-use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand};
+use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand, MediaEvent};
 use bibridge_sip::Transport;
 
 pub const US: &str = "127.0.0.1:5060";
@@ -127,4 +127,35 @@ pub fn sdp(port: u16, dir: &str) -> String {
 /// Content-Length of `text` once [`H::send`] has turned its `\n` into CRLF.
 pub fn clen(text: &str) -> usize {
     text.len() + text.matches('\n').count()
+}
+
+/// The customer (trunk) calls agent 1001 with SDP (Call-ID, From tag and branch given), the
+/// media plane reports the ports bound; returns bibridge's INVITE to the agent.
+pub fn trunk_invite(h: &mut H, call_id: &str, from_tag: &str, branch: &str) -> String {
+    let body = sdp(40000, "sendrecv");
+    h.send(
+        TRUNK,
+        &format!(
+            "INVITE sip:1001@{US} SIP/2.0
+Via: SIP/2.0/UDP {TRUNK};branch={branch};rport
+Max-Forwards: 70
+From: <sip:customer@{TRUNK}>;tag={from_tag}
+To: <sip:1001@{US}>
+Call-ID: {call_id}
+CSeq: 1 INVITE
+Contact: <sip:customer@{TRUNK}>
+Content-Type: application/sdp
+Content-Length: {}
+
+{body}",
+            clen(&body)
+        ),
+    );
+    let Some(MediaCommand::Open { call, .. }) = h.media().first().cloned() else {
+        panic!("media opened first")
+    };
+    h.out();
+    h.e.handle_media_event(h.now, MediaEvent::Opened { call });
+    let out = h.out();
+    find(&out, AGENT, "INVITE ").unwrap().to_string()
 }
