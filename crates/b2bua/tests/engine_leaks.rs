@@ -7,7 +7,7 @@ use common::*;
 
 use std::time::Duration;
 
-use bibridge_b2bua::engine::{EngineStats, MediaCommand, MediaEvent};
+use bibridge_b2bua::engine::EngineStats;
 use bibridge_sip::auth::client_authorization;
 
 /// The customer (trunk) calls 1001 with call number `i`; returns bibridge's INVITE to the agent.

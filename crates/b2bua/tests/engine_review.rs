@@ -7,7 +7,7 @@ use common::*;
 
 use std::time::Duration;
 
-use bibridge_b2bua::engine::{MediaCommand, MediaEvent};
+use bibridge_b2bua::engine::MediaCommand;
 use bibridge_sip::auth::client_authorization;
 
 /// The customer (trunk) calls agent 1001; returns bibridge's INVITE to the agent.

@@ -151,9 +151,15 @@ Content-Length: {}
             clen(&body)
         ),
     );
-    let Some(MediaCommand::Open { call, .. }) = h.media().first().cloned() else {
-        panic!("media opened first")
-    };
+    // The new call's Open (commands of earlier calls may still be queued).
+    let call = h
+        .media()
+        .into_iter()
+        .find_map(|m| match m {
+            MediaCommand::Open { call, .. } => Some(call),
+            _ => None,
+        })
+        .expect("the call's media is opened");
     h.out();
     h.e.handle_media_event(h.now, MediaEvent::Opened { call });
     let out = h.out();
