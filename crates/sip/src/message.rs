@@ -121,7 +121,7 @@ pub fn make_header(name: &str, value: &str) -> Header {
 }
 
 /// Splits `s` at `sep` characters that are outside quoted strings and `<...>`.
-fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
+pub(crate) fn split_outside_quotes(s: &str, sep: char) -> Vec<&str> {
     let mut out = Vec::new();
     let mut in_quotes = false;
     let mut escaped = false;

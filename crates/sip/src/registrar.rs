@@ -375,35 +375,8 @@ fn parse_qvalue(s: &str) -> Option<f32> {
 
 /// Split a header value on commas that are not inside a quoted string or `<...>`.
 fn split_list(value: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut in_quotes = false;
-    let mut in_angle = false;
-    let mut escaped = false;
-    for (i, c) in value.char_indices() {
-        if in_quotes {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_quotes = false;
-            }
-            continue;
-        }
-        match c {
-            '"' => in_quotes = true,
-            '<' => in_angle = true,
-            '>' => in_angle = false,
-            ',' if !in_angle => {
-                out.push(&value[start..i]);
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    out.push(&value[start..]);
-    out.into_iter()
+    crate::message::split_outside_quotes(value, ',')
+        .into_iter()
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect()
