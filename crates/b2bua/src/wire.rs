@@ -133,16 +133,6 @@ pub fn request_method(data: &[u8]) -> Option<&str> {
     (!m.is_empty() && m.bytes().all(|b| b.is_ascii_alphabetic())).then_some(m)
 }
 
-/// Extract `<uri>` from a name-addr, or the whole value up to `;` for an addr-spec.
-pub fn addr_uri(value: &str) -> &str {
-    if let (Some(a), Some(b)) = (value.find('<'), value.find('>')) {
-        if a < b {
-            return &value[a + 1..b];
-        }
-    }
-    value.split(';').next().unwrap_or(value).trim()
-}
-
 /// The display name of a name-addr (`"Alice" <sip:..>` → `Alice`).
 pub fn display_name(value: &str) -> Option<&str> {
     let lt = value.find('<')?;
@@ -184,14 +174,6 @@ pub fn uri_target(uri: &str) -> Option<(SocketAddr, Transport)> {
     Some((addr, transport))
 }
 
-/// A `;name=value` parameter of a header value (case-insensitive name).
-pub fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    value.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -228,10 +210,7 @@ mod tests {
 
     #[test]
     fn addr_helpers() {
-        assert_eq!(addr_uri("\"Agent\" <sip:1001@h>;tag=x"), "sip:1001@h");
-        assert_eq!(addr_uri("sip:1001@h;tag=x"), "sip:1001@h");
         assert_eq!(display_name("\"Agent 1\" <sip:1001@h>"), Some("Agent 1"));
-        assert_eq!(param("<sip:a@b>;expires=60;q=0.5", "EXPIRES"), Some("60"));
         assert_eq!(request_method(b"PUBLISH sip:x SIP/2.0"), Some("PUBLISH"));
         assert_eq!(request_method(b"SIP/2.0 200 OK"), None);
     }

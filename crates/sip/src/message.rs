@@ -945,8 +945,26 @@ impl IdGen {
 
 #[cfg(test)]
 mod tests {
+
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn addr_uri_and_params() {
+        assert_eq!(
+            addr_uri("\"Agent\" <sip:1001@h>;tag=x").as_deref(),
+            Some("sip:1001@h")
+        );
+        assert_eq!(addr_uri("sip:1001@h;tag=x").as_deref(), Some("sip:1001@h"));
+        assert_eq!(
+            find_param("<sip:a@b>;expires=60;q=0.5", "EXPIRES"),
+            Some(Some("60".to_string()))
+        );
+        assert_eq!(
+            find_param("SIP/2.0/UDP h;branch=z9hG4bKx;rport", "rport"),
+            Some(None)
+        );
+    }
 
     const INVITE: &str = "INVITE sip:1001@127.0.0.1 SIP/2.0\r\n\
         v: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKabc;rport, SIP/2.0/TCP proxy.example:5070;branch=z9hG4bKp\r\n\

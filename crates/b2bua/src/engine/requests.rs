@@ -189,7 +189,7 @@ impl Engine {
         transport: Transport,
     ) {
         let to = message::header(&req.headers, "To").unwrap_or_default();
-        let aor = wire::addr_uri(&to);
+        let aor = message::addr_uri(&to).unwrap_or_default();
         let user = aor
             .strip_prefix("sip:")
             .or_else(|| aor.strip_prefix("sips:"))
@@ -337,7 +337,9 @@ impl Engine {
         let vias = message::headers_all(&req.headers, "Via");
         if vias.iter().skip(1).chain(vias.first()).any(|v| {
             v.contains(&local.to_string())
-                && wire::param(v, "branch").is_some_and(|b| b.starts_with(wire::BRANCH_MARK))
+                && message::find_param(v, "branch")
+                    .flatten()
+                    .is_some_and(|b| b.starts_with(wire::BRANCH_MARK))
         }) {
             self.respond(now, (&key, &req), 482, "Loop Detected", None, &[]);
             return;
@@ -370,7 +372,7 @@ impl Engine {
         };
         let dialled = message::uri_user(&req.uri).unwrap_or_default();
         let from = message::header(&req.headers, "From").unwrap_or_default();
-        let caller_uri = wire::addr_uri(&from).to_string();
+        let caller_uri = message::addr_uri(&from).unwrap_or_default();
         let caller_user = caller_uri
             .strip_prefix("sip:")
             .and_then(|r| r.split_once('@'))
@@ -460,7 +462,7 @@ impl Engine {
             remote_tag: message::from_tag(&req.headers),
             local_uri: strip_tag(&to),
             remote_uri: strip_tag(&from),
-            remote_target: wire::addr_uri(&a_contact).to_string(),
+            remote_target: message::addr_uri(&a_contact).unwrap_or_default(),
             route_set: message::headers_all(&req.headers, "Record-Route"),
             local_cseq: self.number() % 10_000 + 1,
             remote_cseq: message::cseq(&req.headers).map(|(n, _)| n),
@@ -726,7 +728,7 @@ impl Engine {
         // A refresh of the remote target (RFC 3261 §12.2.2, target refresh requests).
         if method == "INVITE" || method == "UPDATE" {
             if let Some(c) = message::header(&req.headers, "Contact") {
-                leg.remote_target = wire::addr_uri(&c).to_string();
+                leg.remote_target = message::addr_uri(&c).unwrap_or_default();
             }
         }
         let span = call.span.clone();

@@ -160,7 +160,7 @@ impl Engine {
         }
         call.b.remote_tag = to_tag;
         if let Some(c) = message::header(&resp.headers, "Contact") {
-            call.b.remote_target = wire::addr_uri(&c).to_string();
+            call.b.remote_target = message::addr_uri(&c).unwrap_or_default();
         }
         let mut rr = message::headers_all(&resp.headers, "Record-Route");
         rr.reverse();
@@ -403,8 +403,8 @@ impl Engine {
         };
         let ua = self.cfg.sip.user_agent.clone();
         let via = self.local_addr(transport);
-        let target =
-            message::header(&resp.headers, "Contact").map(|c| wire::addr_uri(&c).to_string());
+        let target = message::header(&resp.headers, "Contact")
+            .map(|c| message::addr_uri(&c).unwrap_or_default());
         let (Some(target), Some(from), Some(to), Some(cid), Some((cseq, _))) = (
             target,
             message::header(&resp.headers, "From"),

@@ -202,7 +202,7 @@ impl Engine {
             remote_tag: message::from_tag(&req.headers),
             local_uri: requests::strip_tag(&to),
             remote_uri: requests::strip_tag(&from),
-            remote_target: wire::addr_uri(&contact).to_string(),
+            remote_target: message::addr_uri(&contact).unwrap_or_default(),
             route_set: message::headers_all(&req.headers, "Record-Route"),
             local_cseq: self.number() % 10_000 + 1,
             remote_cseq: message::cseq(&req.headers).map(|(n, _)| n),
@@ -345,7 +345,7 @@ impl Engine {
                         .insert(key.clone(), DialogRef::Session(sid));
                 }
                 if let Some(contact) = message::header(&req.headers, "Contact") {
-                    s.leg.remote_target = wire::addr_uri(&contact).to_string();
+                    s.leg.remote_target = message::addr_uri(&contact).unwrap_or_default();
                 }
                 let mut body = s.leg.last_sdp_sent.clone();
                 if !req.body.is_empty() {
