@@ -932,20 +932,9 @@ impl Engine {
         peer: SocketAddr,
         transport: Transport,
     ) {
-        let mut text = format!("CANCEL {} SIP/2.0\r\n", invite.uri);
-        for name in ["Via", "Route", "From", "To", "Call-ID"] {
-            for v in message::headers_all(&invite.headers, name) {
-                text.push_str(&format!("{name}: {v}\r\n"));
-            }
-        }
-        let num = message::cseq(&invite.headers).map(|(n, _)| n).unwrap_or(1);
-        text.push_str(&format!(
-            "CSeq: {num} CANCEL\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-        ));
-        if let Ok(rsip::SipMessage::Request(req)) = message::parse(text.as_bytes()) {
-            let key = self.txl.send_request(now, req, peer, transport);
-            self.client.insert(key, (call_id, ClientPurpose::Cancel));
-        }
+        let cancel = message::cancel_for(invite);
+        let key = self.txl.send_request(now, cancel, peer, transport);
+        self.client.insert(key, (call_id, ClientPurpose::Cancel));
     }
 
     fn remove_call(&mut self, now: Instant, call_id: CallId, reason: &str) {
