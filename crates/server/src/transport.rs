@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use bibridge_sip::message::{self, StreamFrame};
 use bibridge_sip::Transport;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -233,8 +234,8 @@ fn run_connection(
                 Ok(_) => {}
             }
             loop {
-                match frame(&buf) {
-                    Framing::Message(len) => {
+                match message::frame_stream(&buf, MAX_MESSAGE) {
+                    StreamFrame::Message(len) => {
                         let data = buf.split_to(len).freeze();
                         if to_engine
                             .send(Input::Sip {
@@ -248,7 +249,7 @@ fn run_connection(
                             break 'conn;
                         }
                     }
-                    Framing::Skip { len, ping } => {
+                    StreamFrame::Skip { len, ping } => {
                         let _ = buf.split_to(len);
                         if ping {
                             // RFC 5626 §3.5.1: answer a double-CRLF ping with one CRLF.
@@ -256,8 +257,8 @@ fn run_connection(
                             let _ = tx.send(Bytes::from_static(b"\r\n"));
                         }
                     }
-                    Framing::Incomplete => break,
-                    Framing::Invalid => {
+                    StreamFrame::Incomplete => break,
+                    StreamFrame::Invalid => {
                         // Without a usable Content-Length the stream cannot be re-synchronised
                         // (RFC 3261 §18.3): close it.
                         warn!(%peer, "SIP/TCP framing error, closing connection");
@@ -275,108 +276,10 @@ fn run_connection(
     });
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Framing {
-    /// A complete message of this many bytes is at the front.
-    Message(usize),
-    /// CRLFs between messages to drop; `ping` when they hold a double-CRLF keep-alive.
-    Skip {
-        len: usize,
-        ping: bool,
-    },
-    Incomplete,
-    Invalid,
-}
-
-/// Find the first complete message in a TCP stream buffer (RFC 3261 §18.3: Content-Length is
-/// mandatory on stream transports).
-fn frame(buf: &[u8]) -> Framing {
-    let lead = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
-    if lead > 0 {
-        // A ping may arrive in pieces: wait for a fourth byte before deciding what a short run of
-        // CRLFs is (a lone CRLF before a message is dropped as RFC 3261 §7.5 allows).
-        if lead == buf.len() && lead < 4 {
-            return Framing::Incomplete;
-        }
-        let ping = buf[..lead].windows(4).any(|w| w == b"\r\n\r\n");
-        return Framing::Skip { len: lead, ping };
-    }
-    let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-        return if buf.len() > MAX_MESSAGE {
-            Framing::Invalid
-        } else {
-            Framing::Incomplete
-        };
-    };
-    let head = &buf[..head_end];
-    let Ok(head) = std::str::from_utf8(head) else {
-        return Framing::Invalid;
-    };
-    let mut length = None;
-    for line in head.split("\r\n").skip(1) {
-        if let Some((name, value)) = line.split_once(':') {
-            let name = name.trim();
-            if name.eq_ignore_ascii_case("content-length") || name == "l" {
-                match value.trim().parse::<usize>() {
-                    Ok(n) => length = Some(n),
-                    Err(_) => return Framing::Invalid,
-                }
-            }
-        }
-    }
-    let Some(length) = length else {
-        return Framing::Invalid;
-    };
-    let total = head_end + 4 + length;
-    if total > MAX_MESSAGE {
-        return Framing::Invalid;
-    }
-    if buf.len() < total {
-        Framing::Incomplete
-    } else {
-        Framing::Message(total)
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn framing_by_content_length() {
-        let msg = b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 4\r\n\r\nbody";
-        assert_eq!(frame(msg), Framing::Message(msg.len()));
-        assert_eq!(frame(&msg[..msg.len() - 1]), Framing::Incomplete);
-        assert_eq!(
-            frame(b"\r\n\r\nOPTIONS"),
-            Framing::Skip { len: 4, ping: true }
-        );
-        assert_eq!(
-            frame(b"\r\nOPTIONS"),
-            Framing::Skip {
-                len: 2,
-                ping: false
-            }
-        );
-        assert_eq!(frame(b"\r\n"), Framing::Incomplete, "half a ping");
-        assert_eq!(frame(b"\r\n\r\n"), Framing::Skip { len: 4, ping: true });
-        assert_eq!(
-            frame(b"OPTIONS sip:x SIP/2.0\r\n\r\n"),
-            Framing::Invalid,
-            "no Content-Length on TCP"
-        );
-        assert_eq!(
-            frame(b"OPTIONS sip:x SIP/2.0\r\nl: x\r\n\r\n"),
-            Framing::Invalid
-        );
-        let mut two = msg.to_vec();
-        two.extend_from_slice(msg);
-        assert_eq!(frame(&two), Framing::Message(msg.len()));
-    }
 
     /// Messages sent before the connection is up go out on one connection, in order.
     #[tokio::test]

@@ -718,37 +718,68 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
     Ok(msg)
 }
 
-/// Framing for stream transports (RFC 3261 §18.3): the number of bytes at the start of `buf`
-/// that form one complete message, or `Ok(None)` if more data is needed. Leading CRLFs
-/// (RFC 5626 keep-alives) are counted as part of the message they precede ([`parse`] skips them);
-/// a buffer holding only CRLFs yields `Ok(None)`, so the driver may discard (or answer) those.
-/// A missing `Content-Length` counts as 0; a malformed one is an error (close the connection).
-pub fn stream_message_len(buf: &[u8]) -> Result<Option<usize>, ParseError> {
-    let Some(start) = buf.iter().position(|b| *b != b'\r' && *b != b'\n') else {
-        return Ok(None);
+/// What is at the front of a stream transport's receive buffer (RFC 3261 §18.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamFrame {
+    /// A complete message of this many bytes.
+    Message(usize),
+    /// CRLFs between messages to drop; `ping` when they hold a double-CRLF keep-alive, which
+    /// the transport answers with one CRLF (RFC 5626 §3.5.1).
+    Skip { len: usize, ping: bool },
+    /// More bytes are needed.
+    Incomplete,
+    /// The stream cannot be re-synchronised (no or a malformed Content-Length, which stream
+    /// transports must carry, or a message over `max_message`): close the connection.
+    Invalid,
+}
+
+/// Find the first message in a stream transport's buffer by its Content-Length.
+pub fn frame_stream(buf: &[u8], max_message: usize) -> StreamFrame {
+    let lead = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if lead > 0 {
+        // A ping may arrive in pieces: wait for a fourth byte before deciding what a short run of
+        // CRLFs is (a lone CRLF before a message is dropped as RFC 3261 §7.5 allows).
+        if lead == buf.len() && lead < 4 {
+            return StreamFrame::Incomplete;
+        }
+        let ping = buf[..lead].windows(4).any(|w| w == b"\r\n\r\n");
+        return StreamFrame::Skip { len: lead, ping };
+    }
+    let Some(head_end) = find(buf, b"\r\n\r\n") else {
+        return if buf.len() > max_message {
+            StreamFrame::Invalid
+        } else {
+            StreamFrame::Incomplete
+        };
     };
-    let rest = &buf[start..];
-    let Some(end) = find(rest, b"\r\n\r\n") else {
-        return Ok(None);
+    let Ok(head) = std::str::from_utf8(&buf[..head_end]) else {
+        return StreamFrame::Invalid;
     };
-    let head = std::str::from_utf8(&rest[..end])
-        .map_err(|_| ParseError::new("Header section is not UTF-8"))?;
-    let mut length = 0usize;
+    let mut length = None;
     for line in head.split("\r\n").skip(1) {
         if let Some((name, value)) = line.split_once(':') {
             if names_equal(name.trim(), "Content-Length") {
-                length = value
-                    .trim()
-                    .parse()
-                    .map_err(|_| ParseError::new("Malformed Content-Length"))?;
+                match value.trim().parse::<usize>() {
+                    Ok(n) => length = Some(n),
+                    Err(_) => return StreamFrame::Invalid,
+                }
             }
         }
     }
-    let total = start
-        .checked_add(end + 4)
-        .and_then(|n| n.checked_add(length))
-        .ok_or_else(|| ParseError::new("Malformed Content-Length"))?;
-    Ok((buf.len() >= total).then_some(total))
+    let total = length.and_then(|n| n.checked_add(head_end + 4));
+    match total {
+        Some(t) if t <= max_message => {
+            if buf.len() < t {
+                StreamFrame::Incomplete
+            } else {
+                StreamFrame::Message(t)
+            }
+        }
+        _ => StreamFrame::Invalid,
+    }
 }
 
 enum StartLine {
@@ -1176,18 +1207,61 @@ mod tests {
     }
 
     #[test]
-    fn stream_framing() {
-        let msg = INVITE.replace("EXTRA", "");
-        let mut buf = b"\r\n\r\n".to_vec();
-        buf.extend_from_slice(msg.as_bytes());
-        buf.extend_from_slice(b"OPTIONS");
-        let n = stream_message_len(&buf).unwrap().unwrap();
-        assert_eq!(n, 4 + msg.len());
-        assert!(parse(&buf[..n]).is_ok());
-        // Body not complete yet.
-        assert_eq!(stream_message_len(&buf[..n - 1]).unwrap(), None);
-        assert_eq!(stream_message_len(b"\r\n\r\n").unwrap(), None);
-        assert!(stream_message_len(b"X sip:a SIP/2.0\r\nl: x\r\n\r\n").is_err());
+    fn stream_framing_by_content_length() {
+        const MAX: usize = 65_535;
+        let msg = b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 4\r\n\r\nbody";
+        assert_eq!(frame_stream(msg, MAX), StreamFrame::Message(msg.len()));
+        assert_eq!(
+            frame_stream(&msg[..msg.len() - 1], MAX),
+            StreamFrame::Incomplete
+        );
+        assert_eq!(
+            frame_stream(b"\r\n\r\nOPTIONS", MAX),
+            StreamFrame::Skip { len: 4, ping: true }
+        );
+        assert_eq!(
+            frame_stream(b"\r\nOPTIONS", MAX),
+            StreamFrame::Skip {
+                len: 2,
+                ping: false
+            }
+        );
+        assert_eq!(
+            frame_stream(b"\r\n", MAX),
+            StreamFrame::Incomplete,
+            "half a ping"
+        );
+        assert_eq!(
+            frame_stream(b"\r\n\r\n", MAX),
+            StreamFrame::Skip { len: 4, ping: true }
+        );
+        assert_eq!(
+            frame_stream(b"OPTIONS sip:x SIP/2.0\r\n\r\n", MAX),
+            StreamFrame::Invalid,
+            "no Content-Length on a stream transport"
+        );
+        assert_eq!(
+            frame_stream(b"OPTIONS sip:x SIP/2.0\r\nl: x\r\n\r\n", MAX),
+            StreamFrame::Invalid
+        );
+        assert_eq!(
+            frame_stream(
+                b"OPTIONS sip:x SIP/2.0\r\nl: 18446744073709551615\r\n\r\n",
+                MAX
+            ),
+            StreamFrame::Invalid,
+            "a huge Content-Length is refused, not an overflow"
+        );
+        let mut two = msg.to_vec();
+        two.extend_from_slice(msg);
+        assert_eq!(frame_stream(&two, MAX), StreamFrame::Message(msg.len()));
+        // The framed message parses.
+        let inv = INVITE.replace("EXTRA", "");
+        let n = match frame_stream(inv.as_bytes(), MAX) {
+            StreamFrame::Message(n) => n,
+            other => panic!("{other:?}"),
+        };
+        assert!(parse(&inv.as_bytes()[..n]).is_ok());
     }
 
     #[test]
