@@ -20,8 +20,36 @@ fn except(wanted: &[f64]) -> Vec<f64> {
 }
 
 /// Check one leg against its row of the table: wanted tones ±2 dB, everything else < −60 dBFS.
+/// On failure, the packets behind the audio are described too (sources, SSRCs, sequence gaps,
+/// per-packet levels of the wanted tones), so a rare failure can be told from a flake.
 fn row(who: &str, peer: &bibridge_testkit::rtp_peer::RtpPeer, wanted: &[f64]) {
-    assert_hears(who, &peer.received_audio(), wanted, &except(wanted), 2.0);
+    let audio = peer.received_audio();
+    let checked =
+        std::panic::catch_unwind(|| assert_hears(who, &audio, wanted, &except(wanted), 2.0));
+    if let Err(panic) = checked {
+        let pkts = peer.received_packets();
+        let mut sources: Vec<_> = pkts.iter().map(|p| (p.from, p.ssrc)).collect();
+        sources.sort();
+        sources.dedup();
+        let gaps = pkts
+            .windows(2)
+            .filter(|w| w[1].seq != w[0].seq.wrapping_add(1))
+            .count();
+        let tail = pkts.len().saturating_sub(50);
+        for &f in wanted {
+            let levels: Vec<String> = per_packet_levels(peer, f)
+                .iter()
+                .skip(tail)
+                .map(|(_, seq, _, l)| format!("{seq}:{l:.0}"))
+                .collect();
+            eprintln!("{who}: {f} Hz per packet (last 50): {}", levels.join(" "));
+        }
+        eprintln!(
+            "{who}: {} packets from (addr, ssrc) {sources:?}, {gaps} sequence gaps",
+            pkts.len()
+        );
+        std::panic::resume_unwind(panic);
+    }
 }
 
 async fn session_in_mode(code: &str) -> (Lab, ConnectedCall, Supervisor) {

@@ -391,7 +391,18 @@ impl Leg {
     }
 
     /// Take one tick frame (`frame_len` samples) from the jitter buffer into `frame`.
-    fn pull_frame(&mut self, t: Instant, ptime: Duration, frame_len: usize) {
+    ///
+    /// An input that sent within `talking_within` but whose next packet is not there yet (it is
+    /// late: sender or network jitter beyond the buffer's current delay) is concealed for the
+    /// missing part rather than padded with silence; an input quiet for longer (hold, DTX, hang
+    /// up) contributes silence, never comfort noise.
+    fn pull_frame(
+        &mut self,
+        t: Instant,
+        ptime: Duration,
+        frame_len: usize,
+        talking_within: Duration,
+    ) {
         let Leg {
             jb,
             dec_jb,
@@ -400,6 +411,7 @@ impl Leg {
             stats,
             rate,
             rtp_clock,
+            last_rx,
             ..
         } = self;
         // A frame may need several packets (10 ms ptime); bounded in case of a storm of
@@ -432,6 +444,13 @@ impl Leg {
                 }
                 None => break,
             }
+        }
+        let talking = last_rx.is_some_and(|at| t.saturating_duration_since(at) <= talking_within);
+        if jb_pcm.len() < frame_len && talking {
+            stats.concealed += 1;
+            let old = jb_pcm.len();
+            jb_pcm.resize(frame_len, 0);
+            dec_jb.conceal(&mut jb_pcm[old..]);
         }
         frame.clear();
         let take = frame_len.min(jb_pcm.len());
@@ -1271,7 +1290,8 @@ impl CallMixer {
                 continue;
             }
             let fl = samples_in(ptime, l.rate);
-            l.pull_frame(t, ptime, fl);
+            // A packet up to the jitter buffer's ceiling late still counts as talking.
+            l.pull_frame(t, ptime, fl, self.cfg.jitter_max + ptime);
             let Leg { views, frame, .. } = l;
             for v in views.iter_mut() {
                 v.buf.clear();

@@ -950,3 +950,37 @@ fn opus_agent_gets_30ms_pcmu_customer_packets() {
     assert!((level_dbfs(&pcm, F_CUST, rate) - LEVEL_DB).abs() <= 2.0);
     sim.assert_continuous(AGENT);
 }
+
+/// A customer packet that arrives after its tick (scheduling jitter on the sender's side): the
+/// supervisor's mix conceals the customer for that frame instead of dropping them to silence
+/// for 20 ms (heard as a click and a level dip).
+#[test]
+fn a_late_packet_is_concealed_in_the_supervisor_mix() {
+    let mut sim = Sim::call(CodecKind::Pcmu);
+    sim.add(
+        SUP_A,
+        LegRole::Supervisor(SessionMode::Monitor),
+        CodecKind::Pcmu,
+        F_A,
+        3,
+    );
+    sim.run_until(800);
+    // The customer's packet for 820 ms is held back and arrives 45 ms late.
+    sim.senders.get_mut(&CUST).unwrap().on = false;
+    sim.run_until(821);
+    let late = sim.senders.get_mut(&CUST).unwrap().packet();
+    sim.run_until(865);
+    sim.inject(CUST, late);
+    sim.senders.get_mut(&CUST).unwrap().on = true;
+    sim.run_until(1200);
+    let frames: Vec<f64> = sim.outputs[&SUP_A]
+        .iter()
+        .filter(|s| (780..1000).contains(&s.ms))
+        .map(|s| packet_level(&sim, SUP_A, s, F_CUST))
+        .collect();
+    // Concealment fades over a few frames (codec PLC), but never drops to silence.
+    assert!(
+        frames.iter().all(|l| *l > -60.0),
+        "the customer never drops out of the supervisor's mix: {frames:?}"
+    );
+}
