@@ -6,7 +6,7 @@
 //! A session is one dialog (the supervisor called us: we are its UAS) plus one leg in the agent
 //! call's media plane. Who hears whom follows from the leg's [`MediaRole`] in the mixer.
 
-use super::requests::Caller;
+use super::invite::Caller;
 use super::*;
 use crate::config::Role;
 use bibridge_media::dtmf::parse_dtmf_relay;
