@@ -126,14 +126,41 @@ impl Default for RtpConfig {
 /// `[http]`: control API, operator console and metrics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
-    /// Listen address of the HTTP server.
-    pub listen: SocketAddr,
+    /// Listen address of the HTTP server; `None` (`listen = false`) disables it.
+    pub listen: Option<SocketAddr>,
+    /// How long a console login token lives.
+    pub token_ttl_s: u64,
+    /// Whether `/metrics` needs a login token too.
+    pub metrics_auth: bool,
+    /// Headers added to the INVITE that calls a supervisor's phone for a console session, so
+    /// that it answers by itself (RFC 5373 and the widespread Call-Info variant).
+    pub auto_answer_headers: Vec<(String, String)>,
+    /// How long a supervisor's phone may ring for a console session before it is given up.
+    pub answer_timeout_s: u64,
+    /// The legal notice the console shows and asks to acknowledge.
+    pub legal_notice: String,
 }
+
+/// The default notice shown by the console (`http.legal_notice`).
+pub const DEFAULT_LEGAL_NOTICE: &str = "Monitoring or recording calls is subject to legal \
+restrictions in most countries. Listen only where the law and your organisation's policy allow it, \
+and only for the purpose they allow.";
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080)),
+            token_ttl_s: 8 * 3600,
+            metrics_auth: false,
+            auto_answer_headers: vec![
+                ("Answer-Mode".to_owned(), "Auto".to_owned()),
+                (
+                    "Call-Info".to_owned(),
+                    "<sip:bibridge>;answer-after=0".to_owned(),
+                ),
+            ],
+            answer_timeout_s: 30,
+            legal_notice: DEFAULT_LEGAL_NOTICE.to_owned(),
         }
     }
 }
@@ -1064,9 +1091,52 @@ impl Parser<'_> {
 
     fn http(&mut self, item: Option<&Item>) -> HttpConfig {
         let mut c = HttpConfig::default();
-        if let Some(t) = self.section(item, "http", &["listen"]) {
-            if let Some((v, _)) = self.get(&t, "listen", EXP_ADDR, parsed) {
+        if let Some(t) = self.section(
+            item,
+            "http",
+            &[
+                "listen",
+                "token_ttl_s",
+                "metrics_auth",
+                "auto_answer_headers",
+                "answer_timeout_s",
+                "legal_notice",
+            ],
+        ) {
+            if let Some((v, _)) = self.get(&t, "listen", EXP_ADDR_OR_FALSE, |v| match v {
+                Value::Boolean(b) if !*b.value() => Some(None),
+                v => parsed(v).map(Some),
+            }) {
                 c.listen = v;
+            }
+            if let Some((v, _)) = self.get(&t, "token_ttl_s", "a positive number of seconds", positive) {
+                c.token_ttl_s = v;
+            }
+            if let Some((v, _)) =
+                self.get(&t, "answer_timeout_s", "a positive number of seconds", positive)
+            {
+                c.answer_timeout_s = v;
+            }
+            if let Some((v, _)) = self.get(&t, "metrics_auth", EXP_BOOL, Value::as_bool) {
+                c.metrics_auth = v;
+            }
+            if let Some((v, _)) = self.get(&t, "legal_notice", EXP_STRING, non_empty) {
+                c.legal_notice = v;
+            }
+            if let Some(v) = self.get_array(
+                &t,
+                "auto_answer_headers",
+                "\"Name: value\" header strings",
+                |v| {
+                    let (name, value) = v.as_str()?.split_once(':')?;
+                    let name = name.trim();
+                    let ok = !name.is_empty()
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                        && !value.contains(['\r', '\n']);
+                    ok.then(|| (name.to_owned(), value.trim().to_owned()))
+                },
+            ) {
+                c.auto_answer_headers = v.into_iter().map(|(h, _)| h).collect();
             }
         }
         c

@@ -54,7 +54,7 @@ fn lab_matches_design_section_2() {
     assert_eq!(c.sip.tcp, Some(addr("127.0.0.1:5060")));
     assert_eq!(c.rtp.address, local);
     assert_eq!((c.rtp.port_min, c.rtp.port_max), (20000, 29999));
-    assert_eq!(c.http.listen, addr("127.0.0.1:8080"));
+    assert_eq!(c.http.listen, Some(addr("127.0.0.1:8080")));
 
     let exts: Vec<&str> = c.users.iter().map(|u| u.extension.as_str()).collect();
     assert_eq!(exts, ["1001", "1002", "1003", "1004", "2001", "2002"]);

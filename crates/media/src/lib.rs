@@ -2,7 +2,7 @@
 //!
 //! # Layout
 //! - [`rtp`]: RTP/RTCP packet views and the per-leg relay state (symmetric RTP latching,
-//!   SSRC/sequence/timestamp continuity of what we send).
+//!   SSRC/sequence/timestamp continuity of what we send), RFC 3550 receiver statistics.
 //! - [`g711`]: PCMU/PCMA encode and decode (ITU-T G.711).
 //! - [`port_pool`]: the RTP port pool (even RTP port, RTCP on port+1), a pure allocator.
 //! - [`codec`]: decoders/encoders per codec (G.711, G.722, Opus behind the `opus` feature) with
@@ -10,7 +10,8 @@
 //! - [`resample`]: low-delay (≤ 1 ms) polyphase resampling between 8, 16 and 48 kHz.
 //! - [`dtmf`]: RFC 4733 telephone-events and SIP INFO dtmf-relay bodies.
 //! - [`jitter`]: the adaptive jitter buffer (0–60 ms) of each mixed input.
-//! - [`mixer`]: the per-call mixer: who hears whom (DESIGN §3), relay or mix per output leg.
+//! - [`mixer`]: the per-call mixer: who hears whom (DESIGN §3), relay or mix per output leg,
+//!   input level meters.
 //!
 //! No sockets and no clock reads: the server's per-call media task owns the sockets and feeds
 //! packets and `now` in.

@@ -21,6 +21,22 @@
 //! Every mix runs at the highest sample rate among the legs taking part in it; inputs are
 //! resampled up to it and the sum down to the output codec's rate. Sums saturate.
 //!
+//! # Input level meter
+//! [`CallMixer::input_level`] reads the level of what a leg sends, for an operator console: the
+//! sample peak over the last 100–200 ms of its decoded audio, in dBFS (0 dBFS = a full-scale
+//! sine's peak; silence reads [`LEVEL_FLOOR_DBFS`]). A peak meter is instant on attack, and
+//! the sliding window lets it fall to the floor within 200 ms of audio once the leg is quiet.
+//! It is fed where the mixer decodes the leg anyway, never by extra decoding:
+//! - a leg with a jitter buffer (every supervisor, whatever its mode: its input is pulled
+//!   and decoded on each tick even in monitor mode, when nobody hears it; customer and agent
+//!   while a supervisor is present): the tick frames, concealment and the silence of a quiet
+//!   leg included;
+//! - otherwise a customer or agent whose packets are decoded for a packet-clocked mix (a
+//!   codec mismatch): the decoded packets. The meter moves with the packets only; when they
+//!   stop (hold, DTX) it keeps its last value.
+//!
+//! A leg whose packets are only relayed (no supervisor, same codec) is not decoded: `None`.
+//!
 //! # Buffers
 //! All PCM buffers and the transmit queue are sized when a leg is added or the routing changes;
 //! handling a packet or a tick does not allocate.
@@ -135,6 +151,28 @@ pub struct LegStats {
     pub dtmf_consumed: u64,
 }
 
+/// The scalar counters of the whole mixer, see [`CallMixer::counters`] (no allocation, unlike
+/// [`CallMixer::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MixerCounters {
+    /// Packets relayed (all legs).
+    pub relayed_packets: u64,
+    /// Mixed frames sent (all legs).
+    pub mixed_frames: u64,
+    /// Supervisor digits consumed.
+    pub dtmf_consumed: u64,
+    /// Ticks of the mixer's clock.
+    pub ticks: u64,
+    /// Ticks skipped because `handle_timeout` came too late.
+    pub ticks_skipped: u64,
+    /// Packets dropped because the transmit queue was full or `poll_transmit`'s buffer too
+    /// small.
+    pub tx_dropped: u64,
+}
+
+/// What [`CallMixer::input_level`] reads for silence, dBFS: about one LSB of 16-bit audio.
+pub const LEVEL_FLOOR_DBFS: f32 = -90.0;
+
 /// Counters of the whole mixer, see [`CallMixer::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MixerStats {
@@ -176,6 +214,48 @@ const MAX_GAP_PASSED: i32 = 5;
 /// Late handle_timeout: beyond this many missed ticks the clock is resynchronised instead
 /// of producing a burst.
 const MAX_CATCH_UP_TICKS: u32 = 5;
+
+/// The input level meter's window, ms: the level is the peak of the current window and the
+/// previous one, i.e. of the last 100–200 ms.
+const METER_WINDOW_MS: u32 = 100;
+
+/// Sliding-window sample peak of a leg's decoded input (see the module documentation).
+#[derive(Clone, Copy, Debug, Default)]
+struct PeakMeter {
+    /// Peak |sample| of the window being filled and of the one before it.
+    cur: u16,
+    prev: u16,
+    /// Samples in the window being filled.
+    filled: u32,
+    /// Something was fed since the leg became metered.
+    fed: bool,
+}
+
+impl PeakMeter {
+    /// Take `pcm` (at `rate` Hz): one pass for the block's peak, then window bookkeeping.
+    fn feed(&mut self, pcm: &[i16], rate: u32) {
+        let peak = pcm.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0);
+        self.cur = self.cur.max(peak);
+        self.filled = self.filled.saturating_add(pcm.len() as u32);
+        self.fed = true;
+        if self.filled >= rate * METER_WINDOW_MS / 1000 {
+            self.prev = self.cur;
+            self.cur = 0;
+            self.filled = 0;
+        }
+    }
+
+    fn level_dbfs(&self) -> Option<f32> {
+        if !self.fed {
+            return None;
+        }
+        let peak = self.cur.max(self.prev);
+        if peak == 0 {
+            return Some(LEVEL_FLOOR_DBFS);
+        }
+        Some((20.0 * (f32::from(peak) / 32768.0).log10()).max(LEVEL_FLOOR_DBFS))
+    }
+}
 
 /// Signed distance from sequence number `b` to `a`, modulo 2^16.
 fn seq_diff(a: u16, b: u16) -> i32 {
@@ -285,6 +365,8 @@ struct Leg {
     /// This tick's frame at the other rates that mixes need.
     views: Vec<View>,
     dtmf: DtmfDetector,
+    /// Level of the decoded input.
+    meter: PeakMeter,
     /// Last (seq) handled on the packet-clocked path.
     last_direct_seq: Option<u16>,
     /// Arrival of the last audio packet (for hold/DTX detection).
@@ -352,6 +434,7 @@ impl Leg {
             frame: Vec::with_capacity(frame_len),
             views: Vec::new(),
             dtmf: DtmfDetector::new(),
+            meter: PeakMeter::default(),
             last_direct_seq: None,
             last_rx: None,
             direct_conv: None,
@@ -412,6 +495,7 @@ impl Leg {
             rate,
             rtp_clock,
             last_rx,
+            meter,
             ..
         } = self;
         // A frame may need several packets (10 ms ptime); bounded in case of a storm of
@@ -456,6 +540,7 @@ impl Leg {
         let take = frame_len.min(jb_pcm.len());
         frame.extend(jb_pcm.drain(..take));
         frame.resize(frame_len, 0);
+        meter.feed(frame, *rate);
         // Packets longer than a tick leave a remainder; more than that is clock drift.
         let keep = frame_len * 3 + MAX_PCM;
         if jb_pcm.len() > keep {
@@ -685,6 +770,7 @@ impl CallMixer {
             leg.side_customer.clear();
             leg.side_agent_rate = 0;
             leg.side_customer_rate = 0;
+            leg.meter = PeakMeter::default();
         }
         if leg.params.role != params.role {
             leg.dtmf = DtmfDetector::new();
@@ -937,6 +1023,11 @@ impl CallMixer {
             }
             let fl = frame_at(l.rate);
             l.frame.reserve(fl);
+            // Back to plain relay: nothing decodes this leg any more, and a frozen reading
+            // would look live.
+            if !l.jb_active && l.direct_conv.is_none() {
+                l.meter = PeakMeter::default();
+            }
         }
 
         self.next_tick = match (any_sup, self.next_tick) {
@@ -1127,6 +1218,11 @@ impl CallMixer {
         }
         s.last_direct_seq = Some(h.seq);
         self.s_pcm.truncate(n);
+        if !s.jb_active {
+            // Metered here only without a jitter buffer: with one, its tick frames feed the
+            // meter (the same audio; fed twice it would fill the window twice as fast).
+            s.meter.feed(&self.s_pcm, s.rate);
+        }
         self.s_rs.clear();
         match s.direct_conv.as_mut() {
             Some(c) => c.run(&self.s_pcm, &mut self.s_rs),
@@ -1398,7 +1494,27 @@ impl CallMixer {
         self.next_tick
     }
 
-    /// Counters.
+    /// The mixer-wide counters, without the per-leg list: cheap enough to read per packet.
+    pub fn counters(&self) -> MixerCounters {
+        MixerCounters {
+            relayed_packets: self.relayed,
+            mixed_frames: self.mixed,
+            dtmf_consumed: self.dtmf_consumed,
+            ticks: self.ticks,
+            ticks_skipped: self.ticks_skipped,
+            tx_dropped: self.tx.dropped,
+        }
+    }
+
+    /// Level of what `leg` sends, dBFS (sample peak over the last 100–200 ms, at least
+    /// [`LEVEL_FLOOR_DBFS`]); `None` for an unknown leg or one whose packets are only relayed.
+    /// See the module documentation for where it is measured.
+    pub fn input_level(&self, leg: LegId) -> Option<f32> {
+        let i = self.find(leg)?;
+        self.legs[i].meter.level_dbfs()
+    }
+
+    /// Counters (allocates the per-leg list; see [`counters`](Self::counters)).
     pub fn stats(&self) -> MixerStats {
         MixerStats {
             relayed_packets: self.relayed,

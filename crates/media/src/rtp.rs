@@ -6,6 +6,8 @@
 //!   SSRC, continuous sequence numbers and timestamps) whatever happens to its input.
 //! - [`LegMedia`]: symmetric RTP (RFC 4961) latching of a leg's remote address, and counters.
 //! - [`InactivityTimer`]: media timeout that does not count while the leg is on hold.
+//! - [`ReceiveStats`]: RFC 3550 receiver statistics of an incoming stream (expected, lost,
+//!   interarrival jitter); [`rtp_seq_ts_ssrc`] reads what it needs from a datagram.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -647,6 +649,193 @@ impl InactivityTimer {
     }
 }
 
+/// SSRC, sequence number and timestamp of an RTP packet: `(seq, timestamp, ssrc)`.
+///
+/// `None` for RTCP (RFC 5761 demultiplexing, see [`is_rtcp`]) and for anything
+/// [`RtpHeader::parse`] rejects.
+pub fn rtp_seq_ts_ssrc(packet: &[u8]) -> Option<(u16, u32, u32)> {
+    if is_rtcp(packet) {
+        return None;
+    }
+    let h = RtpHeader::parse(packet).ok()?;
+    Some((h.seq, h.timestamp, h.ssrc))
+}
+
+/// RFC 3550 appendix A.1: 2^16, the sequence number space.
+const RTP_SEQ_MOD: u32 = 1 << 16;
+
+/// Receiver statistics of one incoming RTP stream (RFC 3550 §6.4.1, appendix A): packets
+/// expected and received, cumulative loss and interarrival jitter. Sans-IO: the caller passes
+/// each packet's arrival time.
+///
+/// - Sequence tracking follows appendix A.1 without the probation period: the first packet
+///   is trusted. A jump of more than MAX_DROPOUT (3000) ahead or MAX_MISORDER (100) behind is
+///   ignored unless the next packet continues from it, which is taken as a sender restart.
+/// - `expected` = extended highest sequence number − base + 1, `lost` = expected − received
+///   (A.3); duplicates make the difference negative, [`lost`](Self::lost) reports 0 then.
+/// - Jitter (A.8): `J += (|D| − J) / 16`, D the difference of relative transit times in
+///   timestamp units, over every counted packet in arrival order (late and duplicate ones
+///   included).
+/// - A new SSRC (a re-INVITE to another device, a sender restart) or a sender restart within
+///   one SSRC starts sequence tracking afresh; the counts of the earlier span are kept in the
+///   totals, so `expected`, `received` and `lost` are cumulative for the leg. The jitter
+///   estimate is kept, but no transit difference is taken across the change.
+#[derive(Debug, Clone, Default)]
+pub struct ReceiveStats {
+    /// The current span (one SSRC, no restart), `None` before the first packet.
+    cur: Option<SeqSpan>,
+    /// Expected and received packets of earlier spans.
+    expected_before: u64,
+    received_before: u64,
+    /// Arrival and RTP timestamp of the previous packet, for the transit difference.
+    last: Option<(Instant, u32)>,
+    /// Interarrival jitter estimate, timestamp units of `clock_rate`.
+    jitter: f64,
+    clock_rate: u32,
+}
+
+/// RFC 3550 A.1 `source` state of one span.
+#[derive(Debug, Clone)]
+struct SeqSpan {
+    ssrc: u32,
+    base_seq: u16,
+    max_seq: u16,
+    /// Wraps of the sequence number, times 2^16.
+    cycles: u64,
+    /// A sequence number that would confirm a large jump as a restart (RFC `bad_seq`).
+    bad_seq: Option<u16>,
+    received: u64,
+}
+
+impl SeqSpan {
+    fn new(ssrc: u32, seq: u16) -> Self {
+        Self {
+            ssrc,
+            base_seq: seq,
+            max_seq: seq,
+            cycles: 0,
+            bad_seq: None,
+            received: 0,
+        }
+    }
+
+    fn expected(&self) -> u64 {
+        (self.cycles + u64::from(self.max_seq) + 1).saturating_sub(u64::from(self.base_seq))
+    }
+}
+
+impl ReceiveStats {
+    /// No packet seen yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// One RTP packet of SSRC `ssrc` with sequence number `seq` and timestamp `rtp_ts`
+    /// arrived at `now`; `clock_rate` is the RTP clock rate of its payload type (Hz).
+    pub fn on_packet(&mut self, now: Instant, ssrc: u32, seq: u16, rtp_ts: u32, clock_rate: u32) {
+        // A packet the sequence check sets aside (a stray far from the stream) would make
+        // a meaningless transit difference too.
+        if self.track_seq(ssrc, seq) {
+            self.track_jitter(now, rtp_ts, clock_rate);
+        }
+    }
+
+    /// Close the current span into the totals and start one at `seq`.
+    fn restart(&mut self, ssrc: u32, seq: u16) -> &mut SeqSpan {
+        if let Some(old) = self.cur.take() {
+            self.expected_before += old.expected();
+            self.received_before += old.received;
+        }
+        // The transit time of another source (or a restarted sender) is unrelated.
+        self.last = None;
+        self.cur.insert(SeqSpan::new(ssrc, seq))
+    }
+
+    /// RFC 3550 A.1 `update_seq`, without probation. Returns whether the packet was counted.
+    fn track_seq(&mut self, ssrc: u32, seq: u16) -> bool {
+        let span = match self.cur.as_mut() {
+            Some(s) if s.ssrc == ssrc => s,
+            _ => {
+                self.restart(ssrc, seq).received += 1;
+                return true;
+            }
+        };
+        let udelta = u32::from(seq.wrapping_sub(span.max_seq));
+        if udelta < MAX_DROPOUT as u32 {
+            // In order, with a permissible gap.
+            if seq < span.max_seq {
+                span.cycles += u64::from(RTP_SEQ_MOD);
+            }
+            span.max_seq = seq;
+        } else if udelta <= RTP_SEQ_MOD - MAX_MISORDER as u32 {
+            // A very large jump: a restart if the next packet follows it, else a stray.
+            if span.bad_seq == Some(seq) {
+                self.restart(ssrc, seq).received += 1;
+                return true;
+            }
+            span.bad_seq = Some(seq.wrapping_add(1));
+            return false;
+        }
+        // (Otherwise a duplicate or reordered packet: counted, max_seq unchanged.)
+        span.received += 1;
+        true
+    }
+
+    /// RFC 3550 A.8.
+    fn track_jitter(&mut self, now: Instant, rtp_ts: u32, clock_rate: u32) {
+        if clock_rate == 0 {
+            return;
+        }
+        if self.clock_rate != clock_rate {
+            // A codec change: keep the estimate, in the new units; no difference across it.
+            if self.clock_rate != 0 {
+                self.jitter = self.jitter * f64::from(clock_rate) / f64::from(self.clock_rate);
+            }
+            self.clock_rate = clock_rate;
+            self.last = None;
+        }
+        if let Some((at, ts)) = self.last {
+            let arrival = match now.checked_duration_since(at) {
+                Some(d) => d.as_secs_f64(),
+                None => -at.saturating_duration_since(now).as_secs_f64(),
+            } * f64::from(clock_rate);
+            let sent = f64::from(rtp_ts.wrapping_sub(ts) as i32);
+            let d = arrival - sent;
+            self.jitter += (d.abs() - self.jitter) / 16.0;
+        }
+        self.last = Some((now, rtp_ts));
+    }
+
+    /// Packets expected: for each span, extended highest sequence number − first + 1 (A.3).
+    pub fn expected(&self) -> u64 {
+        self.expected_before + self.cur.as_ref().map_or(0, SeqSpan::expected)
+    }
+
+    /// Packets received (duplicates included, as in RFC 3550).
+    pub fn received(&self) -> u64 {
+        self.received_before + self.cur.as_ref().map_or(0, |s| s.received)
+    }
+
+    /// Cumulative packets lost: expected − received, 0 when duplicates outnumber losses.
+    pub fn lost(&self) -> u64 {
+        self.expected().saturating_sub(self.received())
+    }
+
+    /// Interarrival jitter in timestamp units (the RTCP report block's field).
+    pub fn jitter_ts(&self) -> u32 {
+        self.jitter.round() as u32
+    }
+
+    /// Interarrival jitter in milliseconds (0 before two packets arrived).
+    pub fn jitter_ms(&self) -> f64 {
+        if self.clock_rate == 0 {
+            0.0
+        } else {
+            self.jitter * 1000.0 / f64::from(self.clock_rate)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1038,5 +1227,161 @@ mod tests {
         off.on_activity(s(0));
         assert_eq!(off.poll_timeout(), None);
         assert!(!off.is_expired(s(10_000)));
+    }
+
+    /// Arrival instants `t0 + ms` of packets, fed with sequence numbers, timestamps and SSRC.
+    fn feed(st: &mut ReceiveStats, t0: Instant, pkts: &[(u64, u32, u16, u32)]) {
+        for &(ms, ssrc, seq, ts) in pkts {
+            st.on_packet(t0 + Duration::from_millis(ms), ssrc, seq, ts, 8000);
+        }
+    }
+
+    #[test]
+    fn receive_stats_jitter_of_a_paced_stream_is_zero() {
+        let t0 = Instant::now();
+        let mut st = ReceiveStats::new();
+        assert_eq!(st.jitter_ms(), 0.0);
+        let pkts: Vec<_> = (0..100u16)
+            .map(|k| (20 * u64::from(k), 7, 1000 + k, 5000 + 160 * u32::from(k)))
+            .collect();
+        feed(&mut st, t0, &pkts);
+        assert!(st.jitter_ms().abs() < 1e-6, "jitter {}", st.jitter_ms());
+        assert_eq!(st.jitter_ts(), 0);
+        assert_eq!((st.expected(), st.received(), st.lost()), (100, 100, 0));
+    }
+
+    #[test]
+    fn receive_stats_jitter_of_alternating_offsets_follows_rfc3550() {
+        // Sent every 20 ms, arriving alternately 10 ms late and 10 ms early: every transit
+        // difference D is ±20 ms = 160 units, so after n differences (J starts at 0)
+        // J_n = 160 * (1 - (15/16)^n) units, tending to 20 ms.
+        let t0 = Instant::now();
+        let arrivals = |count: u16| -> Vec<(u64, u32, u16, u32)> {
+            (0..count)
+                .map(|k| {
+                    let ms = 20 + 20 * u64::from(k);
+                    let ms = if k % 2 == 0 { ms + 10 } else { ms - 10 };
+                    (ms, 9, k, 160 * u32::from(k))
+                })
+                .collect()
+        };
+        let mut st = ReceiveStats::new();
+        feed(&mut st, t0, &arrivals(50));
+        let want = 20.0 * (1.0 - (15.0f64 / 16.0).powi(49));
+        assert!(
+            (st.jitter_ms() - want).abs() < 1e-6,
+            "jitter {} ms, RFC 3550 A.8 gives {want} ms",
+            st.jitter_ms()
+        );
+        let mut st = ReceiveStats::new();
+        feed(&mut st, t0, &arrivals(300));
+        assert!((st.jitter_ms() - 20.0).abs() < 0.01, "{}", st.jitter_ms());
+        assert_eq!(st.jitter_ts(), 160);
+    }
+
+    #[test]
+    fn receive_stats_loss_across_sequence_wrap() {
+        let t0 = Instant::now();
+        let mut st = ReceiveStats::new();
+        // 65530..=65535, 0..=9, without 65534 and 2: 16 expected, 14 received.
+        let pkts: Vec<_> = (65530u32..65546)
+            .map(|s| s as u16)
+            .filter(|&s| s != 65534 && s != 2)
+            .enumerate()
+            .map(|(k, s)| (20 * k as u64, 1, s, 0))
+            .collect();
+        feed(&mut st, t0, &pkts);
+        assert_eq!(st.expected(), 16);
+        assert_eq!(st.received(), 14);
+        assert_eq!(st.lost(), 2);
+        // A second wrap is counted too: 0 -> 65535 -> 0 again.
+        let mut st = ReceiveStats::new();
+        let pkts: Vec<_> = (0u32..=131_072)
+            .step_by(2)
+            .map(|s| (0, 1, s as u16, 0))
+            .collect();
+        feed(&mut st, t0, &pkts);
+        assert_eq!(st.expected(), 131_073);
+        assert_eq!(st.received(), 65_537);
+        assert_eq!(st.lost(), 65_536);
+    }
+
+    #[test]
+    fn receive_stats_reordering_and_duplicates() {
+        let t0 = Instant::now();
+        let mut st = ReceiveStats::new();
+        // 4 before 3, 5 twice: nothing lost, one duplicate. RFC 3550 counts it as received, so
+        // expected - received = -1, reported as 0.
+        let pkts: Vec<_> = [1u16, 2, 4, 3, 5, 5, 6]
+            .iter()
+            .enumerate()
+            .map(|(k, &s)| (20 * k as u64, 3, s, 160 * u32::from(s)))
+            .collect();
+        feed(&mut st, t0, &pkts);
+        assert_eq!((st.expected(), st.received(), st.lost()), (6, 7, 0));
+        // 7 and 8 missing: 9 expected, 8 received (the duplicate offsets one loss, as in the
+        // RFC's cumulative count).
+        feed(&mut st, t0, &[(200, 3, 9, 160 * 9)]);
+        assert_eq!((st.expected(), st.received(), st.lost()), (9, 8, 1));
+        // A late packet (less than MAX_MISORDER behind) counts as reordering.
+        feed(&mut st, t0, &[(220, 3, 7, 160 * 7)]);
+        assert_eq!((st.expected(), st.received(), st.lost()), (9, 9, 0));
+    }
+
+    #[test]
+    fn receive_stats_ssrc_change_and_restart_keep_totals() {
+        let t0 = Instant::now();
+        let mut st = ReceiveStats::new();
+        // SSRC A: 100..=109 without 105.
+        let a: Vec<_> = (100u16..110)
+            .filter(|&s| s != 105)
+            .map(|s| (20 * u64::from(s - 100), 0xA, s, 160 * u32::from(s)))
+            .collect();
+        feed(&mut st, t0, &a);
+        assert_eq!((st.expected(), st.received(), st.lost()), (10, 9, 1));
+        // SSRC B starts elsewhere, paced: counts add up, and no transit difference is taken
+        // across the change (its timestamps are unrelated), so jitter stays 0.
+        let b: Vec<_> = (0u16..5)
+            .map(|k| {
+                (
+                    200 + 20 * u64::from(k),
+                    0xB,
+                    40_000 + k,
+                    123_456 + 160 * u32::from(k),
+                )
+            })
+            .collect();
+        feed(&mut st, t0, &b);
+        assert_eq!((st.expected(), st.received(), st.lost()), (15, 14, 1));
+        assert!(st.jitter_ms().abs() < 1e-6, "jitter {}", st.jitter_ms());
+        // One stray packet far ahead is ignored; the stream goes on.
+        feed(&mut st, t0, &[(300, 0xB, 10, 0), (300, 0xB, 40_005, 0)]);
+        assert_eq!((st.expected(), st.received()), (16, 15));
+        // A jump followed by its successor is a sender restart within the SSRC: the first
+        // packet of the new numbering is not counted (A.1), the rest continue the totals.
+        feed(
+            &mut st,
+            t0,
+            &[
+                (320, 0xB, 1000, 0),
+                (340, 0xB, 1001, 160),
+                (360, 0xB, 1002, 320),
+            ],
+        );
+        assert_eq!((st.expected(), st.received(), st.lost()), (18, 17, 1));
+    }
+
+    #[test]
+    fn rtp_seq_ts_ssrc_reads_rtp_only() {
+        let p = pkt(0, false, 0x1234, 0xDEAD_BEEF, 0x0102_0304, &[0xFF; 160]);
+        assert_eq!(
+            rtp_seq_ts_ssrc(&p),
+            Some((0x1234, 0xDEAD_BEEF, 0x0102_0304))
+        );
+        // An RTCP receiver report (PT 201) on the same port, and garbage.
+        let rr = [0x81, 201, 0, 7, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 0];
+        assert_eq!(rtp_seq_ts_ssrc(&rr), None);
+        assert_eq!(rtp_seq_ts_ssrc(&p[..11]), None);
+        assert_eq!(rtp_seq_ts_ssrc(&[0x40; 20]), None);
     }
 }

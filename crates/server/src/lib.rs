@@ -5,22 +5,32 @@
 //! - [`transport`]: UDP and TCP SIP sockets; TCP framing by Content-Length.
 //! - [`media`]: one task per call owning its RTP/RTCP sockets; relays packets between legs.
 //! - [`cli`]: command line and config loading for the `bibridge` binary.
+//! - [`control`]: requests from the HTTP API into the engine task, and its events back out.
+//! - [`http`]: the HTTP API, SSE event stream, operator console assets and `/metrics`.
+//! - [`metrics`]: media counters, processing-time histograms and level meters.
 //!
 //! The engine ([`bibridge_b2bua::engine::Engine`]) is sans-IO; the engine task here feeds it
 //! datagrams, timeouts and media events with `Instant::now()`, and carries out what it polls.
 
 pub mod cli;
+pub mod control;
+pub mod http;
 mod media;
+pub mod metrics;
 mod transport;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bibridge_b2bua::config::Config;
-use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand, MediaEvent};
+use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand, MediaEvent, Notice};
 use bibridge_sip::Transport;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::control::{Clock, ControlHandle, ControlRequest, EventPublisher};
+use crate::metrics::Metrics;
 use tracing::{info, warn};
 
 /// Errors starting the server.
@@ -44,14 +54,19 @@ pub(crate) enum Input {
         transport: Transport,
     },
     Media(MediaEvent),
+    Control(ControlRequest),
 }
 
 /// A running bibridge. Dropping it does not stop it; call [`Server::shutdown`].
 pub struct Server {
     udp: Option<SocketAddr>,
     tcp: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    control: ControlHandle,
+    metrics: Arc<Metrics>,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
+    http_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -79,13 +94,38 @@ impl Server {
         info!(udp = ?local.udp, tcp = ?local.tcp, rtp = %format!("{}:{}-{}", cfg.rtp.address, cfg.rtp.port_min, cfg.rtp.port_max), users = cfg.users.len(), "bibridge listening");
         let (stop_tx, stop_rx) = oneshot::channel();
         let seed: [u8; 32] = rand::random();
+        let clock = Clock::now();
+        let (events_tx, _) = broadcast::channel(control::EVENT_BACKLOG);
+        let control = ControlHandle::new(in_tx.clone(), events_tx.clone(), clock);
+        let metrics = Metrics::new();
+        let http = match cfg.http.listen {
+            Some(addr) => Some(
+                http::start(addr, Arc::new(cfg.clone()), control.clone(), metrics.clone()).await?,
+            ),
+            None => None,
+        };
         let engine = Engine::new(cfg, local, seed, Instant::now());
-        let done = tokio::spawn(engine_task(engine, udp, tcp, in_rx, in_tx, stop_rx));
+        let task = EngineTask {
+            udp,
+            tcp,
+            self_tx: in_tx,
+            events: EventPublisher::new(events_tx, clock),
+            metrics: metrics.clone(),
+        };
+        let done = tokio::spawn(task.run(engine, in_rx, stop_rx));
+        let (http, http_task) = match http {
+            Some((addr, task)) => (Some(addr), Some(task)),
+            None => (None, None),
+        };
         Ok(Server {
             udp: local.udp,
             tcp: local.tcp,
+            http,
+            control,
+            metrics,
             stop: Some(stop_tx),
             done,
+            http_task,
         })
     }
 
@@ -99,12 +139,30 @@ impl Server {
         self.tcp
     }
 
+    /// The bound HTTP address (API, console, metrics), if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// A handle on the engine for control requests and events.
+    pub fn control(&self) -> ControlHandle {
+        self.control.clone()
+    }
+
+    /// Process-wide media metrics.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     /// Graceful shutdown: BYE active calls, give the BYEs a moment, stop.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.done).await;
+        if let Some(t) = self.http_task.take() {
+            t.abort();
+        }
     }
 
     /// Wait until the server stops (it stops on its own only after `shutdown`).
@@ -113,48 +171,101 @@ impl Server {
     }
 }
 
-async fn engine_task(
-    mut engine: Engine,
+/// The task that owns the engine: feeds it input and carries out what it asks for.
+struct EngineTask {
     udp: Option<transport::Udp>,
     tcp: Option<transport::Tcp>,
-    mut input: mpsc::Receiver<Input>,
     self_tx: mpsc::Sender<Input>,
-    mut stop: oneshot::Receiver<()>,
-) {
-    let mut calls: media::Calls = HashMap::new();
-    let coach_gain_db = engine.config().rtp.coach_gain_db as f32;
-    let rtp_ip = engine.config().rtp.address;
-    let inactivity = match engine.config().rtp.inactivity_timeout_s {
-        0 => None,
-        s => Some(Duration::from_secs(s)),
-    };
-    let mut stopping: Option<tokio::time::Instant> = None;
-    loop {
-        // Carry out everything the engine asked for.
-        while let Some(t) = engine.poll_transmit() {
-            match t.transport {
-                Transport::Udp => match &udp {
-                    Some(u) => u.send(&t.data, t.dest).await,
-                    None => warn!(dest = %t.dest, "no UDP transport for outgoing message"),
+    events: EventPublisher,
+    metrics: Arc<Metrics>,
+}
+
+impl EngineTask {
+    async fn run(
+        mut self,
+        mut engine: Engine,
+        mut input: mpsc::Receiver<Input>,
+        mut stop: oneshot::Receiver<()>,
+    ) {
+        let mut calls: media::Calls = HashMap::new();
+        let media_cfg = media::MediaConfig {
+            ip: engine.config().rtp.address,
+            inactivity: match engine.config().rtp.inactivity_timeout_s {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
+            coach_gain_db: engine.config().rtp.coach_gain_db as f32,
+            metrics: self.metrics.clone(),
+        };
+        let mut stopping: Option<tokio::time::Instant> = None;
+        loop {
+            self.carry_out(&mut engine, &mut calls, &media_cfg).await;
+            if let Some(deadline) = stopping {
+                if engine.call_count() == 0 || tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+            }
+            let wake = engine
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std)
+                .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+            let wake = match stopping {
+                Some(d) => wake.min(d),
+                None => wake,
+            };
+            tokio::select! {
+                msg = input.recv() => match msg {
+                    Some(Input::Sip { data, source, transport }) => engine.handle_datagram(Instant::now(), &data, source, transport),
+                    Some(Input::Media(ev)) => engine.handle_media_event(Instant::now(), ev),
+                    Some(Input::Control(req)) => {
+                        // Events already queued belong before the snapshot's sequence number.
+                        self.publish_notices(&mut engine);
+                        control::handle(&mut engine, self.events.seq(), req);
+                    }
+                    None => break,
                 },
-                Transport::Tcp => match &tcp {
-                    Some(s) => s.send(t.data, t.dest),
-                    None => warn!(dest = %t.dest, "no TCP transport for outgoing message"),
-                },
+                _ = tokio::time::sleep_until(wake) => engine.handle_timeout(Instant::now()),
+                _ = &mut stop, if stopping.is_none() => {
+                    info!(calls = engine.call_count(), "shutting down");
+                    engine.shutdown(Instant::now());
+                    // Let BYEs go out and their answers come back.
+                    stopping = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+                }
             }
         }
+        for (call, m) in calls.drain() {
+            m.close();
+            self.metrics.forget_call(call);
+        }
+        info!("bibridge stopped");
+    }
+
+    fn publish_notices(&mut self, engine: &mut Engine) {
+        while let Some(n) = engine.poll_notice() {
+            match &n {
+                Notice::SessionStarted { mode, origin, .. } => {
+                    self.metrics.count_session_start(mode.as_str(), origin.as_str())
+                }
+                Notice::SessionRefused { reason, .. } => self.metrics.count_refusal(reason),
+                _ => {}
+            }
+            self.events.on_notice(engine, &n);
+        }
+    }
+
+    /// Carry out everything the engine asked for: SIP out, media commands, notices.
+    async fn carry_out(
+        &mut self,
+        engine: &mut Engine,
+        calls: &mut media::Calls,
+        media_cfg: &media::MediaConfig,
+    ) {
+        self.send_sip(engine).await;
         while let Some(cmd) = engine.poll_media() {
             match cmd {
                 MediaCommand::Open { call, legs } => {
-                    match media::CallMedia::open(
-                        call,
-                        rtp_ip,
-                        &legs,
-                        inactivity,
-                        coach_gain_db,
-                        self_tx.clone(),
-                    )
-                    .await
+                    match media::CallMedia::open(call, media_cfg, &legs, self.self_tx.clone())
+                        .await
                     {
                         Ok(m) => {
                             calls.insert(call, m);
@@ -203,41 +314,23 @@ async fn engine_task(
                 MediaCommand::Close { call } => {
                     if let Some(m) = calls.remove(&call) {
                         m.close();
+                        self.metrics.forget_call(call);
                     }
                 }
             }
         }
-        while engine.poll_notice().is_some() {}
-        if let Some(deadline) = stopping {
-            if engine.call_count() == 0 || tokio::time::Instant::now() >= deadline {
-                break;
-            }
-        }
-        let wake = engine
-            .poll_timeout()
-            .map(tokio::time::Instant::from_std)
-            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
-        let wake = match stopping {
-            Some(d) => wake.min(d),
-            None => wake,
-        };
-        tokio::select! {
-            msg = input.recv() => match msg {
-                Some(Input::Sip { data, source, transport }) => engine.handle_datagram(Instant::now(), &data, source, transport),
-                Some(Input::Media(ev)) => engine.handle_media_event(Instant::now(), ev),
-                None => break,
-            },
-            _ = tokio::time::sleep_until(wake) => engine.handle_timeout(Instant::now()),
-            _ = &mut stop, if stopping.is_none() => {
-                info!(calls = engine.call_count(), "shutting down");
-                engine.shutdown(Instant::now());
-                // Let BYEs go out and their answers come back.
-                stopping = Some(tokio::time::Instant::now() + Duration::from_millis(500));
+        // Media events handled above (ports bound) may have produced more SIP.
+        self.send_sip(engine).await;
+        self.publish_notices(engine);
+    }
+
+    async fn send_sip(&self, engine: &mut Engine) {
+        while let Some(t) = engine.poll_transmit() {
+            match (t.transport, &self.udp, &self.tcp) {
+                (Transport::Udp, Some(u), _) => u.send(&t.data, t.dest).await,
+                (Transport::Tcp, _, Some(s)) => s.send(t.data, t.dest),
+                _ => warn!(dest = %t.dest, transport = ?t.transport, "no transport for outgoing message"),
             }
         }
     }
-    for (_, m) in calls.drain() {
-        m.close();
-    }
-    info!("bibridge stopped");
 }

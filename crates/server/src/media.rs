@@ -18,13 +18,27 @@ use bibridge_b2bua::config::Mode;
 use bibridge_b2bua::engine::{CallId, LegCodec, LegId, LegSetup, MediaEvent, MediaRole};
 use bibridge_media::codec::CodecKind;
 use bibridge_media::mixer::{CallMixer, LegParams, LegRole, MixerConfig, MixerEvent, SessionMode};
-use bibridge_media::rtp::{is_rtcp, InactivityTimer, Latch, LegMedia};
+use bibridge_media::rtp::{is_rtcp, rtp_seq_ts_ssrc, InactivityTimer, Latch, LegMedia, ReceiveStats};
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, info_span, trace, warn, Instrument};
 
+use crate::metrics::{MediaTally, Metrics, Path};
 use crate::Input;
+
+/// How often a call's media task folds its counters into the shared metrics.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often level meters are published (the console shows about five updates a second).
+const LEVELS_EVERY: Duration = Duration::from_millis(200);
+
+/// Settings every call's media task shares.
+pub struct MediaConfig {
+    pub ip: IpAddr,
+    pub inactivity: Option<Duration>,
+    pub coach_gain_db: f32,
+    pub metrics: std::sync::Arc<Metrics>,
+}
 
 /// Largest datagram we read; RTP packets are far smaller, anything longer is truncated garbage.
 const MAX_PACKET: usize = 2048;
@@ -66,6 +80,8 @@ struct LegIo {
     codec: Option<LegCodec>,
     /// Whether the mixer knows this leg yet (it needs the codec, known after the answer).
     in_mixer: bool,
+    /// RFC 3550 loss and jitter of what this leg sends us.
+    rx: ReceiveStats,
 }
 
 async fn bind_pair(ip: IpAddr, port: u16) -> io::Result<(UdpSocket, UdpSocket)> {
@@ -79,12 +95,11 @@ impl CallMedia {
     /// that could not be bound (held by another process) is returned with the error.
     pub async fn open(
         call: CallId,
-        ip: IpAddr,
+        cfg: &MediaConfig,
         legs: &[LegSetup],
-        inactivity: Option<Duration>,
-        coach_gain_db: f32,
         to_engine: mpsc::Sender<Input>,
     ) -> Result<CallMedia, (u16, io::Error)> {
+        let ip = cfg.ip;
         let mut ios = Vec::with_capacity(legs.len() + 2);
         for l in legs {
             let (rtp, rtcp) = bind_pair(ip, l.port).await.map_err(|e| (l.port, e))?;
@@ -96,12 +111,22 @@ impl CallMedia {
                 role: l.role,
                 codec: l.codec.clone(),
                 in_mixer: false,
+                rx: ReceiveStats::new(),
             });
         }
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let span = info_span!("media", call);
         let task = tokio::spawn(
-            run(call, ios, inactivity, coach_gain_db, ctl_rx, to_engine).instrument(span),
+            run(
+                call,
+                ios,
+                cfg.inactivity,
+                cfg.coach_gain_db,
+                ctl_rx,
+                to_engine,
+                cfg.metrics.clone(),
+            )
+            .instrument(span),
         );
         Ok(CallMedia { ctl, task, ip })
     }
@@ -228,6 +253,57 @@ fn sync_parties(mixer: &mut CallMixer, now: Instant, legs: &mut [LegIo], changed
     }
 }
 
+/// Send what the mixer produced; returns (relayed, mixed) packet counts.
+async fn send_mixer_output(
+    mixer: &mut CallMixer,
+    legs: &mut [LegIo],
+    outbuf: &mut [u8],
+) -> (u64, u64) {
+    let before = mixer.counters();
+    while let Some((to, n)) = mixer.poll_transmit(outbuf) {
+        if let Some(leg) = legs.iter_mut().find(|l| l.id == to) {
+            if let Some(dest) = leg.state.rtp_target() {
+                trace!(to, %dest, bytes = n, "rtp out");
+                if leg.rtp.send_to(&outbuf[..n], dest).await.is_ok() {
+                    leg.state.note_sent(n);
+                }
+            }
+        }
+    }
+    let after = mixer.counters();
+    (
+        after.relayed_packets - before.relayed_packets,
+        after.mixed_frames - before.mixed_frames,
+    )
+}
+
+/// Fold this call's counters into the shared metrics (and its level meters when `levels`).
+fn flush_metrics(
+    call: CallId,
+    tally: &mut MediaTally,
+    metrics: &Metrics,
+    legs: &[LegIo],
+    mixer: &CallMixer,
+    lost_reported: &mut u64,
+) {
+    let lost: u64 = legs.iter().map(|l| l.rx.lost()).sum();
+    let jitter = legs.iter().map(|l| l.rx.jitter_ms()).fold(0.0, f64::max);
+    // At most a handful of legs: a small stack array, no allocation.
+    let mut levels = [(0 as LegId, None); 8];
+    let n = legs.len().min(levels.len());
+    for (slot, l) in levels.iter_mut().zip(legs) {
+        *slot = (l.id, mixer.input_level(l.id));
+    }
+    tally.flush(
+        metrics,
+        call,
+        lost.saturating_sub(*lost_reported),
+        jitter,
+        &levels[..n],
+    );
+    *lost_reported = lost.max(*lost_reported);
+}
+
 async fn run(
     call: CallId,
     mut legs: Vec<LegIo>,
@@ -235,6 +311,7 @@ async fn run(
     coach_gain_db: f32,
     mut ctl: mpsc::UnboundedReceiver<Ctl>,
     to_engine: mpsc::Sender<Input>,
+    metrics: std::sync::Arc<Metrics>,
 ) {
     let cfg = MixerConfig {
         coach_gain_db,
@@ -255,18 +332,14 @@ async fn run(
         t.on_activity(start);
     }
     let mut rotate = 0usize;
+    let mut tally = MediaTally::new();
+    let mut lost_reported = 0u64;
+    let mut next_flush = start + FLUSH_EVERY;
+    let mut next_levels = start + LEVELS_EVERY;
     loop {
-        // Send what the mixer produced.
-        while let Some((to, n)) = mixer.poll_transmit(&mut outbuf) {
-            if let Some(leg) = legs.iter_mut().find(|l| l.id == to) {
-                if let Some(dest) = leg.state.rtp_target() {
-                    trace!(to, %dest, bytes = n, "rtp out");
-                    if leg.rtp.send_to(&outbuf[..n], dest).await.is_ok() {
-                        leg.state.note_sent(n);
-                    }
-                }
-            }
-        }
+        // Mixer output after control changes (mode switch, leg removed) goes out now.
+        let (relayed, mixed) = send_mixer_output(&mut mixer, &mut legs, &mut outbuf).await;
+        tally.add_sent(relayed, mixed);
         while let Some(ev) = mixer.poll_event() {
             match ev {
                 MixerEvent::Dtmf { leg, digit } => {
@@ -282,9 +355,21 @@ async fn run(
                 }
             }
         }
+        let now = Instant::now();
+        if now >= next_levels {
+            next_levels = now + LEVELS_EVERY;
+            let full = now >= next_flush;
+            if full {
+                next_flush = now + FLUSH_EVERY;
+            }
+            if full || legs.iter().any(|l| l.in_mixer) {
+                flush_metrics(call, &mut tally, &metrics, &legs, &mixer, &mut lost_reported);
+            }
+        }
         let deadline = [
             mixer.poll_timeout(),
             timer.as_ref().and_then(|t| t.poll_timeout()),
+            Some(next_levels),
         ]
         .into_iter()
         .flatten()
@@ -308,7 +393,10 @@ async fn run(
         let got = tokio::select! {
             r = received => r.ok(),
             c = ctl.recv() => {
-                let Some(c) = c else { return };
+                let Some(c) = c else {
+                    flush_metrics(call, &mut tally, &metrics, &legs, &mixer, &mut lost_reported);
+                    return;
+                };
                 let now = Instant::now();
                 match c {
                     Ctl::Update { leg, remote, hold, codec } => {
@@ -326,7 +414,7 @@ async fn run(
                         debug!(leg, ?remote, hold, "media leg updated");
                     }
                     Ctl::AddLeg { setup, sockets: (rtp, rtcp) } => {
-                        let mut l = LegIo { id: setup.leg, rtp, rtcp, state: LegMedia::new(setup.remote), role: setup.role, codec: setup.codec, in_mixer: false };
+                        let mut l = LegIo { id: setup.leg, rtp, rtcp, state: LegMedia::new(setup.remote), role: setup.role, codec: setup.codec, in_mixer: false, rx: ReceiveStats::new() };
                         sync_leg(&mut mixer, now, &mut l);
                         debug!(leg = l.id, role = ?l.role, "leg added");
                         legs.push(l);
@@ -351,7 +439,14 @@ async fn run(
             }
             _ = tokio::time::sleep_until(deadline) => {
                 let now = Instant::now();
-                mixer.handle_timeout(now);
+                if mixer.poll_timeout().is_some_and(|t| t <= now) {
+                    mixer.handle_timeout(now);
+                    let (relayed, mixed) = send_mixer_output(&mut mixer, &mut legs, &mut outbuf).await;
+                    tally.add_sent(relayed, mixed);
+                    if mixed > 0 {
+                        tally.record(Path::Mix, now.elapsed());
+                    }
+                }
                 if timer.as_ref().is_some_and(|t| t.is_expired(now)) {
                     debug!("RTP inactivity timeout");
                     let _ = to_engine.send(Input::Media(MediaEvent::Inactive { call })).await;
@@ -395,6 +490,11 @@ async fn run(
             continue;
         }
         trace!(leg = legs[i].id, bytes = n, "rtp in");
+        tally.received();
+        if let Some((seq, ts, ssrc)) = rtp_seq_ts_ssrc(pkt) {
+            let rate = legs[i].codec.as_ref().map_or(8000, |c| c.clock_rate);
+            legs[i].rx.on_packet(now, ssrc, seq, ts, rate);
+        }
         let from = legs[i].id;
         // Customer and agent are relayed directly only when the mixer cannot take one of them
         // (a codec it does not decode, or not known yet); otherwise the mixer decides.
@@ -405,6 +505,12 @@ async fn run(
         if !direct {
             if legs[i].in_mixer {
                 mixer.handle_rtp(now, from, pkt);
+                let (relayed, mixed) = send_mixer_output(&mut mixer, &mut legs, &mut outbuf).await;
+                tally.add_sent(relayed, mixed);
+                let path = if mixed > 0 { Path::Mix } else { Path::Relay };
+                if relayed + mixed > 0 {
+                    tally.record(path, now.elapsed());
+                }
             }
         } else {
             // A leg whose codec the mixer does not know (or not yet): plain relay still works,
@@ -413,6 +519,8 @@ async fn run(
                 if let Some(dest) = leg.state.rtp_target() {
                     if leg.rtp.send_to(pkt, dest).await.is_ok() {
                         leg.state.note_sent(n);
+                        tally.add_sent(1, 0);
+                        tally.record(Path::Relay, now.elapsed());
                     }
                 }
             }
@@ -447,6 +555,7 @@ mod tests {
             role,
             codec: Some(c),
             in_mixer: false,
+            rx: ReceiveStats::new(),
         }
     }
 

@@ -452,6 +452,7 @@ impl Engine {
         let opts = ReqOpts {
             cseq: None,
             max_forwards,
+            ..ReqOpts::default()
         };
         let (req, peer, transport) = request_on_leg(
             &mut self.ids,

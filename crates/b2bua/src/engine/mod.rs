@@ -31,6 +31,7 @@ use crate::config::{Config, Mode, RouteTarget};
 use crate::sdp::{self, AudioInfo, Origin};
 use crate::wire::{self, OutRequest};
 
+mod control;
 mod invite;
 mod media_plane;
 mod registration;
@@ -38,9 +39,12 @@ mod requests;
 mod responses;
 mod sessions;
 
+pub use control::{
+    AgentView, ApiRefusal, CallView, SessionOrigin, SessionState, SessionTarget, SessionView,
+};
 pub use media_plane::{LegCodec, LegId, LegSetup, MediaCommand, MediaEvent, MediaRole};
 use sessions::Session;
-pub use sessions::SessionId;
+pub use sessions::{Refusal, SessionId};
 
 /// Identifies a call inside the engine and towards the media plane.
 pub type CallId = u64;
@@ -242,6 +246,8 @@ enum ClientPurpose {
     Cancel,
     /// An in-dialog request relayed from the other leg (INFO): its final response goes back.
     Relay,
+    /// The INVITE that calls a supervisor's phone for an API session.
+    SessionInvite(SessionId),
 }
 
 /// Table sizes of an [`Engine`] (see [`Engine::stats`]).
@@ -283,12 +289,30 @@ pub enum Notice {
         call: CallId,
         reason: String,
     },
+    /// An API session is calling the supervisor's phone.
+    SessionCalling {
+        session: SessionId,
+        call: CallId,
+        supervisor: String,
+        agent: String,
+        mode: Mode,
+    },
+    /// A session is attached (active).
     SessionStarted {
         session: SessionId,
         call: CallId,
         supervisor: String,
         agent: String,
         mode: Mode,
+        origin: SessionOrigin,
+    },
+    /// A session request was refused; `reason` is the stable key (docs/api.md).
+    SessionRefused {
+        supervisor: String,
+        agent: String,
+        mode: Mode,
+        reason: String,
+        origin: SessionOrigin,
     },
     SessionMode {
         session: SessionId,
@@ -507,6 +531,7 @@ impl Engine {
             self.answer_deadlines.remove(&(at, call));
             self.give_up_ringing(now, call);
         }
+        self.expire_ringing_sessions(now);
         self.process(now);
     }
 
@@ -552,6 +577,7 @@ impl Engine {
             self.registrar.poll_timeout(),
             Some(self.next_housekeeping),
             self.answer_deadlines.first().map(|(at, _)| *at),
+            self.next_ring_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -909,17 +935,20 @@ impl Engine {
 
 /// Options of [`request_on_leg`].
 #[derive(Debug, Clone, Copy)]
-struct ReqOpts {
+struct ReqOpts<'a> {
     /// `None`: the next CSeq of the leg; `Some`: this one (ACK reuses its INVITE's).
     cseq: Option<u32>,
     max_forwards: u32,
+    /// Extra headers (auto-answer indication).
+    extra: &'a [(&'a str, String)],
 }
 
-impl Default for ReqOpts {
+impl Default for ReqOpts<'_> {
     fn default() -> Self {
         ReqOpts {
             cseq: None,
             max_forwards: 70,
+            extra: &[],
         }
     }
 }
@@ -932,7 +961,7 @@ fn request_on_leg(
     leg: &mut Leg,
     method: &str,
     body: Option<Vec<u8>>,
-    opts: ReqOpts,
+    opts: ReqOpts<'_>,
 ) -> Option<(rsip::Request, SocketAddr, Transport)> {
     let branch = format!("{}{}", wire::BRANCH_MARK, ids.branch());
     let cseq = match opts.cseq {
@@ -958,7 +987,7 @@ fn request_on_leg(
             contact: (method == "INVITE" || method == "UPDATE").then_some(contact.as_str()),
             routes: &leg.route_set,
             max_forwards: opts.max_forwards,
-            extra: &[],
+            extra: opts.extra,
             body: body.as_deref().map(|b| ("application/sdp", b)),
         },
         via,

@@ -428,7 +428,7 @@ impl Engine {
         let call = self.calls.get_mut(&call_id)?;
         let opts = ReqOpts {
             cseq: Some(cseq),
-            max_forwards: 70,
+            ..ReqOpts::default()
         };
         let (ack, peer, transport) = request_on_leg(
             &mut self.ids,

@@ -48,6 +48,9 @@ impl Engine {
                     }
                 }
             }
+            ClientPurpose::SessionInvite(sid) => {
+                self.on_session_invite_response(now, &key, call_id, sid, resp)
+            }
             ClientPurpose::Bye | ClientPurpose::Cancel => {}
         }
     }
@@ -374,13 +377,14 @@ impl Engine {
                     self.respond(now, (&skey, &sreq), 408, "Request Timeout", None, &[]);
                 }
             }
+            ClientPurpose::SessionInvite(sid) => self.on_session_invite_timeout(now, sid),
             ClientPurpose::Bye | ClientPurpose::Cancel => {}
         }
     }
 
     /// B sent its first provisional response after the call was gone: the CANCEL decided back
     /// then may go now (RFC 3261 §9.1), so that B stops ringing.
-    fn cancel_orphan(&mut self, now: Instant, call_id: CallId, key: &TxKey) {
+    pub(super) fn cancel_orphan(&mut self, now: Instant, call_id: CallId, key: &TxKey) {
         let Some(orphan) = self.orphans.get_mut(key) else {
             return;
         };
@@ -393,7 +397,7 @@ impl Engine {
 
     /// B answered 2xx after the call was gone (CANCEL crossed the 200): ACK it and hang up, built
     /// from the response alone (RFC 3261 §9.1: the CANCEL lost the race).
-    fn ack_and_bye_orphan(&mut self, now: Instant, key: &TxKey, resp: &rsip::Response) {
+    pub(super) fn ack_and_bye_orphan(&mut self, now: Instant, key: &TxKey, resp: &rsip::Response) {
         let Some((peer, transport, hung_up)) = self
             .orphans
             .get(key)

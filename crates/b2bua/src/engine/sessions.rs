@@ -6,6 +6,7 @@
 //! A session is one dialog (the supervisor called us: we are its UAS) plus one leg in the agent
 //! call's media plane. Who hears whom follows from the leg's [`MediaRole`] in the mixer.
 
+use super::control::{SessionOrigin, SessionState};
 use super::invite::Caller;
 use super::*;
 use crate::config::Role;
@@ -23,6 +24,20 @@ pub(crate) struct Session {
     pub(super) leg: Leg,
     pub(super) media_leg: LegId,
     pub(super) span: tracing::Span,
+    pub(super) state: SessionState,
+    pub(super) origin: SessionOrigin,
+    /// API sessions while calling: our INVITE to the phone (CANCEL is built from it).
+    pub(super) invite: Option<(TxKey, rsip::Request)>,
+    pub(super) provisional_seen: bool,
+    /// API sessions: the ACK of the phone's 2xx, re-sent if the 2xx is retransmitted.
+    pub(super) ack: Option<rsip::Request>,
+    /// API sessions: when a phone still ringing is given up.
+    pub(super) ring_deadline: Option<Instant>,
+}
+
+/// The media plane's leg id of a session (0 and 1 are the call's own legs).
+pub(super) fn media_leg_of(sid: SessionId) -> LegId {
+    (sid % u64::from(u32::MAX - 2)) as LegId + 2
 }
 
 /// Why a session request is refused (DESIGN §4): a SIP code and reason phrase each.
@@ -58,6 +73,32 @@ impl Refusal {
             Refusal::NoOffer => "Not Acceptable Here (SDP offer required)",
         }
     }
+
+    /// Stable machine-readable key (API problem documents, metrics labels, audit).
+    pub fn key(self) -> &'static str {
+        match self {
+            Refusal::Trunk => "trunk",
+            Refusal::NoSuchExtension => "no_such_extension",
+            Refusal::SelfMonitoring => "self",
+            Refusal::BuiltInBridgeOff => "builtin_bridge_off",
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::AgentNotInCall => "agent_not_in_call",
+            Refusal::NoOffer => "no_offer",
+        }
+    }
+
+    /// Short human-readable title.
+    pub fn title(self) -> &'static str {
+        match self {
+            Refusal::Trunk => "Trunks cannot start sessions",
+            Refusal::NoSuchExtension => "No such extension",
+            Refusal::SelfMonitoring => "You cannot monitor yourself",
+            Refusal::BuiltInBridgeOff => "Built-In-Bridge off on this device",
+            Refusal::NotAllowed => "Not allowed by policy",
+            Refusal::AgentNotInCall => "Agent not in a call",
+            Refusal::NoOffer => "SDP offer required",
+        }
+    }
 }
 
 fn role_of(mode: Mode) -> MediaRole {
@@ -66,7 +107,7 @@ fn role_of(mode: Mode) -> MediaRole {
 
 impl Engine {
     /// Check a session request; on success, the agent call to attach to.
-    fn authorize_session(
+    pub(super) fn authorize_session(
         &self,
         caller: &Caller,
         mode: Mode,
@@ -175,6 +216,13 @@ impl Engine {
             Ok(x) => x,
             Err(refusal) => {
                 info!(supervisor = %who, agent = %ext, mode = mode.as_str(), code = refusal.code(), reason = refusal.reason(), "session refused");
+                self.notices.push_back(Notice::SessionRefused {
+                    supervisor: who,
+                    agent: ext.to_string(),
+                    mode,
+                    reason: refusal.key().to_string(),
+                    origin: SessionOrigin::Phone,
+                });
                 self.respond_new_dialog(now, (&key, &req), refusal.code(), refusal.reason(), &[]);
                 return;
             }
@@ -191,7 +239,7 @@ impl Engine {
         };
         let sid = self.next_session;
         self.next_session += 1;
-        let media_leg = (sid % u64::from(u32::MAX - 2)) as LegId + 2;
+        let media_leg = media_leg_of(sid);
         let from = message::header(&req.headers, "From").unwrap_or_default();
         let to = message::header(&req.headers, "To").unwrap_or_default();
         let contact = message::header(&req.headers, "Contact").unwrap_or_default();
@@ -246,6 +294,12 @@ impl Engine {
                 leg,
                 media_leg,
                 span: span.clone(),
+                state: SessionState::Active,
+                origin: SessionOrigin::Phone,
+                invite: None,
+                provisional_seen: false,
+                ack: None,
+                ring_deadline: None,
             },
         );
         if let Some(c) = self.calls.get_mut(&call_id) {
@@ -271,6 +325,7 @@ impl Engine {
             supervisor,
             agent: ext.to_string(),
             mode,
+            origin: SessionOrigin::Phone,
         });
         self.respond_sdp(
             now,
@@ -455,7 +510,10 @@ impl Engine {
         let Some(mut s) = self.sessions.remove(&sid) else {
             return;
         };
-        if bye {
+        if s.state == SessionState::Calling {
+            // No dialog yet: the phone is still ringing (or never answered).
+            self.abandon_session_invite(now, &s);
+        } else if bye {
             if let Some((req, peer, transport)) = request_on_leg(
                 &mut self.ids,
                 &self.cfg.sip.user_agent,
