@@ -53,6 +53,8 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Lab {
     let mut cfg = Config::lab();
     cfg.sip.udp = Some("127.0.0.1:0".parse().unwrap());
     cfg.sip.tcp = Some("127.0.0.1:0".parse().unwrap());
+    // An ephemeral HTTP port too: tests run side by side.
+    cfg.http.listen = Some("127.0.0.1:0".parse().unwrap());
     let trunk_addr = free_udp_addr();
     for t in &mut cfg.trunks {
         if t.name == "pstn" {
