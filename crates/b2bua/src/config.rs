@@ -1109,12 +1109,17 @@ impl Parser<'_> {
             }) {
                 c.listen = v;
             }
-            if let Some((v, _)) = self.get(&t, "token_ttl_s", "a positive number of seconds", positive) {
+            if let Some((v, _)) =
+                self.get(&t, "token_ttl_s", "a positive number of seconds", positive)
+            {
                 c.token_ttl_s = v;
             }
-            if let Some((v, _)) =
-                self.get(&t, "answer_timeout_s", "a positive number of seconds", positive)
-            {
+            if let Some((v, _)) = self.get(
+                &t,
+                "answer_timeout_s",
+                "a positive number of seconds",
+                positive,
+            ) {
                 c.answer_timeout_s = v;
             }
             if let Some((v, _)) = self.get(&t, "metrics_auth", EXP_BOOL, Value::as_bool) {

@@ -205,7 +205,9 @@ impl Engine {
     pub fn calls(&self) -> Vec<CallView> {
         let mut ids: Vec<CallId> = self.calls.keys().copied().collect();
         ids.sort_unstable();
-        ids.into_iter().filter_map(|id| self.call_view(id)).collect()
+        ids.into_iter()
+            .filter_map(|id| self.call_view(id))
+            .collect()
     }
 
     /// One call with an agent.
@@ -412,7 +414,11 @@ impl Engine {
         });
         {
             let _e = span.enter();
-            info!(mode = mode.as_str(), call = call_id, "calling the supervisor's phone");
+            info!(
+                mode = mode.as_str(),
+                call = call_id,
+                "calling the supervisor's phone"
+            );
         }
         self.notices.push_back(Notice::SessionCalling {
             session: sid,
@@ -542,7 +548,10 @@ impl Engine {
                     487 => "cancelled".to_string(),
                     _ => format!(
                         "rejected ({code} {})",
-                        resp.status_code.to_string().trim_start_matches(char::is_numeric).trim()
+                        resp.status_code
+                            .to_string()
+                            .trim_start_matches(char::is_numeric)
+                            .trim()
                     ),
                 };
                 if let Some(s) = self.sessions.get_mut(&sid) {
@@ -742,9 +751,15 @@ mod tests {
         let s = sdp::parse(&body).expect("our offer parses");
         let info = sdp::audio_info(&s).expect("audio");
         let names: Vec<&str> = info.codecs.iter().map(|c| c.name.as_str()).collect();
-        assert!(names.contains(&"PCMU") && names.contains(&"PCMA"), "{names:?}");
+        assert!(
+            names.contains(&"PCMU") && names.contains(&"PCMA"),
+            "{names:?}"
+        );
         assert!(names.contains(&"telephone-event"), "{names:?}");
-        assert_eq!(info.rtp_addr, Some(SocketAddr::from(([127, 0, 0, 1], 20_000))));
+        assert_eq!(
+            info.rtp_addr,
+            Some(SocketAddr::from(([127, 0, 0, 1], 20_000)))
+        );
     }
 
     #[test]

@@ -1,0 +1,456 @@
+//! Sessions started through the operator API, in virtual time: bibridge calls the supervisor's
+//! phone (static contact 127.0.0.1:5072 here) and attaches when it answers.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::*;
+
+use std::time::Duration;
+
+use bibridge_b2bua::config::Mode;
+use bibridge_b2bua::engine::{
+    ApiRefusal, MediaCommand, Notice, Refusal, SessionOrigin, SessionState, SessionTarget,
+};
+
+fn lab() -> H {
+    H::with(|cfg| {
+        for u in &mut cfg.users {
+            if u.extension == "2001" {
+                u.contact = Some(format!("sip:2001@{SUPERVISOR}"));
+            }
+        }
+    })
+}
+
+/// Customer → agent 1001, answered and ACKed; returns the call id.
+fn connected_call(h: &mut H) -> u64 {
+    connected_call_inv(h).0
+}
+
+/// Like [`connected_call`], also returning bibridge's INVITE to the agent.
+fn connected_call_inv(h: &mut H) -> (u64, String) {
+    let inv = trunk_invite(h, "cust-1", "c1", "z9hG4bKc1");
+    let body = sdp(41000, "sendrecv");
+    h.send(
+        AGENT,
+        &format!(
+            "SIP/2.0 200 OK
+Via: {}
+From: {}
+To: {};tag=ag1
+Call-ID: {}
+CSeq: {}
+Contact: <sip:1001@{AGENT}>
+Content-Type: application/sdp
+Content-Length: {}
+
+{body}",
+            header(&inv, "Via"),
+            header(&inv, "From"),
+            header(&inv, "To"),
+            header(&inv, "Call-ID"),
+            header(&inv, "CSeq"),
+            clen(&body)
+        ),
+    );
+    let out = h.out();
+    let ok = find(&out, TRUNK, "SIP/2.0 200").unwrap().to_string();
+    h.send(
+        TRUNK,
+        &format!(
+            "ACK sip:1001@{US} SIP/2.0
+Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKc1ack;rport
+Max-Forwards: 70
+From: <sip:customer@{TRUNK}>;tag=c1
+To: {}
+Call-ID: cust-1
+CSeq: 1 ACK
+Content-Length: 0
+
+",
+            header(&ok, "To")
+        ),
+    );
+    h.out();
+    h.media();
+    notices(h);
+    (h.e.calls()[0].id, inv)
+}
+
+/// The agent hangs up its dialog with bibridge.
+fn agent_bye(h: &mut H, inv: &str) {
+    h.send(
+        AGENT,
+        &format!(
+            "BYE sip:bibridge@{US} SIP/2.0
+Via: SIP/2.0/UDP {AGENT};branch=z9hG4bKagbye
+Max-Forwards: 70
+From: {};tag=ag1
+To: {}
+Call-ID: {}
+CSeq: 2 BYE
+Content-Length: 0
+
+",
+            header(inv, "To"),
+            header(inv, "From"),
+            header(inv, "Call-ID"),
+        ),
+    );
+}
+
+fn notices(h: &mut H) -> Vec<Notice> {
+    std::iter::from_fn(|| h.e.poll_notice()).collect()
+}
+
+/// A response from the supervisor's phone to bibridge's INVITE.
+fn phone_response(inv: &str, status: &str, tag: &str, body: Option<&str>) -> String {
+    let (ctype, b) = match body {
+        Some(b) => ("Content-Type: application/sdp\n", b),
+        None => ("", ""),
+    };
+    format!(
+        "SIP/2.0 {status}
+Via: {}
+From: {}
+To: {};tag={tag}
+Call-ID: {}
+CSeq: {}
+Contact: <sip:2001@{SUPERVISOR}>
+{ctype}Content-Length: {}
+
+{b}",
+        header(inv, "Via"),
+        header(inv, "From"),
+        header(inv, "To"),
+        header(inv, "Call-ID"),
+        header(inv, "CSeq"),
+        clen(b)
+    )
+}
+
+/// Start a monitor session for 2001 on 1001's call; returns (session id, bibridge's INVITE).
+fn start(h: &mut H, mode: Mode) -> (u64, String) {
+    let now = h.now;
+    let s =
+        h.e.start_session(now, "2001", SessionTarget::Agent("1001".into()), mode)
+            .unwrap();
+    assert_eq!(s.state, SessionState::Calling);
+    assert_eq!(s.origin, SessionOrigin::Api);
+    let out = h.out();
+    let inv = find(&out, SUPERVISOR, "INVITE sip:2001@")
+        .unwrap()
+        .to_string();
+    (s.id, inv)
+}
+
+#[test]
+fn the_phone_is_called_with_auto_answer_and_the_session_attaches_when_it_answers() {
+    let mut h = lab();
+    let call = connected_call(&mut h);
+    let (sid, inv) = start(&mut h, Mode::Monitor);
+    assert_eq!(header(&inv, "Answer-Mode"), "Auto");
+    assert!(
+        header(&inv, "Call-Info").contains("answer-after=0"),
+        "{inv}"
+    );
+    assert!(inv.contains("a=rtpmap:0 PCMU/8000"), "{inv}");
+    assert!(inv.contains("telephone-event"), "{inv}");
+    // Ports bound at once, mixed only once the answer names the codec.
+    let media = h.media();
+    assert!(
+        matches!(&media[..], [MediaCommand::AddLeg { call: c, setup }] if *c == call && setup.codec.is_none()),
+        "{media:?}"
+    );
+    assert!(matches!(
+        &notices(&mut h)[..],
+        [Notice::SessionCalling { session, mode: Mode::Monitor, .. }] if *session == sid
+    ));
+
+    let answer = sdp(42000, "sendrecv");
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "200 OK", "sup1", Some(&answer)),
+    );
+    let out = h.out();
+    let ack = find(&out, SUPERVISOR, "ACK ").expect("2xx ACKed");
+    assert!(header(ack, "To").contains("tag=sup1"), "{ack}");
+    let media = h.media();
+    assert!(
+        matches!(&media[..], [MediaCommand::Update { codec: Some(c), remote: Some(r), .. }]
+            if c.name == "PCMU" && r.port() == 42000),
+        "{media:?}"
+    );
+    assert_eq!(h.e.session_view(sid).unwrap().state, SessionState::Active);
+    assert!(matches!(
+        &notices(&mut h)[..],
+        [Notice::SessionStarted {
+            origin: SessionOrigin::Api,
+            ..
+        }]
+    ));
+    assert_eq!(h.e.calls()[0].sessions.len(), 1);
+
+    // A retransmitted 200 (our ACK lost) gets the ACK again, nothing else.
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "200 OK", "sup1", Some(&answer)),
+    );
+    let out = h.out();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(out[0].1.starts_with("ACK "));
+
+    // Switch like DTMF: the leg's role changes in place.
+    let now = h.now;
+    let v = h.e.api_switch_mode(now, "2001", sid, Mode::Coach).unwrap();
+    assert_eq!(v.mode, Mode::Coach);
+    assert!(matches!(&h.media()[..], [MediaCommand::SetRole { .. }]));
+    assert_eq!(
+        h.e.api_switch_mode(now, "2002", sid, Mode::Barge),
+        Err(ApiRefusal::NotYours)
+    );
+
+    // Stop: BYE to the phone, leg removed, session gone.
+    h.e.stop_session(now, "2001", sid).unwrap();
+    let out = h.out();
+    assert!(find(&out, SUPERVISOR, "BYE sip:2001@").is_some(), "{out:?}");
+    assert!(matches!(&h.media()[..], [MediaCommand::RemoveLeg { .. }]));
+    assert!(h.e.session_view(sid).is_none());
+    assert!(notices(&mut h).iter().any(
+        |n| matches!(n, Notice::SessionEnded { reason, .. } if reason == "stopped by the operator")
+    ));
+}
+
+#[test]
+fn a_busy_phone_ends_the_session_with_reason_busy_and_frees_its_port() {
+    let mut h = lab();
+    connected_call(&mut h);
+    let ports = h.e.stats().ports_in_use;
+    let (sid, inv) = start(&mut h, Mode::Monitor);
+    assert_eq!(h.e.stats().ports_in_use, ports + 1);
+    notices(&mut h);
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "486 Busy Here", "sup1", None),
+    );
+    let out = h.out();
+    assert!(
+        find(&out, SUPERVISOR, "ACK ").is_some(),
+        "non-2xx ACKed: {out:?}"
+    );
+    assert!(h.e.session_view(sid).is_none());
+    assert!(matches!(
+        &notices(&mut h)[..],
+        [Notice::SessionEnded { reason, .. }] if reason == "busy"
+    ));
+    assert_eq!(h.e.stats().ports_in_use, ports);
+    // The supervisor may try again at once.
+    start(&mut h, Mode::Coach);
+}
+
+#[test]
+fn a_declining_phone_names_the_response() {
+    let mut h = lab();
+    connected_call(&mut h);
+    let (_, inv) = start(&mut h, Mode::Monitor);
+    notices(&mut h);
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "603 Decline", "sup1", None),
+    );
+    assert!(matches!(
+        &notices(&mut h)[..],
+        [Notice::SessionEnded { reason, .. }] if reason == "rejected (603 Decline)"
+    ));
+}
+
+#[test]
+fn a_phone_that_keeps_ringing_is_cancelled_after_the_answer_timeout() {
+    let mut h = lab();
+    connected_call(&mut h);
+    let (sid, inv) = start(&mut h, Mode::Monitor);
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "180 Ringing", "sup1", None),
+    );
+    h.out();
+    notices(&mut h);
+    h.advance(Duration::from_secs(29));
+    assert!(h.e.session_view(sid).is_some());
+    assert!(h.out().iter().all(|(_, m)| !m.starts_with("CANCEL")));
+    h.advance(Duration::from_secs(2));
+    let out = h.out();
+    let cancel = find(&out, SUPERVISOR, "CANCEL ").expect("CANCEL after 30 s");
+    assert_eq!(header(cancel, "Call-ID"), header(&inv, "Call-ID"));
+    assert!(h.e.session_view(sid).is_none());
+    assert!(matches!(
+        &notices(&mut h)[..],
+        [Notice::SessionEnded { reason, .. }] if reason == "no answer"
+    ));
+}
+
+#[test]
+fn stopping_before_any_provisional_cancels_later_and_a_crossing_200_is_hung_up() {
+    let mut h = lab();
+    connected_call(&mut h);
+    let (sid, inv) = start(&mut h, Mode::Monitor);
+    let now = h.now;
+    h.e.stop_session(now, "2001", sid).unwrap();
+    // RFC 3261 §9.1: no CANCEL before a provisional response.
+    assert!(h.out().iter().all(|(_, m)| !m.starts_with("CANCEL")));
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "180 Ringing", "sup1", None),
+    );
+    let out = h.out();
+    assert!(find(&out, SUPERVISOR, "CANCEL ").is_some(), "{out:?}");
+    // The phone had answered already: its 200 is ACKed and hung up.
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "200 OK", "sup1", Some(&sdp(42000, "sendrecv"))),
+    );
+    let out = h.out();
+    assert!(find(&out, SUPERVISOR, "ACK ").is_some(), "{out:?}");
+    assert!(find(&out, SUPERVISOR, "BYE ").is_some(), "{out:?}");
+}
+
+#[test]
+fn the_agent_call_ending_ends_the_api_session_with_bye() {
+    let mut h = lab();
+    let (_, agent_inv) = connected_call_inv(&mut h);
+    let (sid, inv) = start(&mut h, Mode::Coach);
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "200 OK", "sup1", Some(&sdp(42000, "sendrecv"))),
+    );
+    h.out();
+    notices(&mut h);
+    agent_bye(&mut h, &agent_inv);
+    let out = h.out();
+    assert!(find(&out, AGENT, "SIP/2.0 200").is_some(), "{out:?}");
+    assert!(find(&out, SUPERVISOR, "BYE sip:2001@").is_some(), "{out:?}");
+    assert!(find(&out, TRUNK, "BYE ").is_some(), "{out:?}");
+    assert!(h.e.session_view(sid).is_none());
+    assert!(notices(&mut h)
+        .iter()
+        .any(|n| matches!(n, Notice::SessionEnded { reason, .. } if reason == "agent call ended")));
+}
+
+#[test]
+fn the_agent_call_ending_while_the_phone_rings_cancels_it() {
+    let mut h = lab();
+    let (_, agent_inv) = connected_call_inv(&mut h);
+    let (sid, inv) = start(&mut h, Mode::Monitor);
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "180 Ringing", "sup1", None),
+    );
+    h.out();
+    agent_bye(&mut h, &agent_inv);
+    let out = h.out();
+    assert!(
+        find(&out, SUPERVISOR, "CANCEL sip:2001@").is_some(),
+        "{out:?}"
+    );
+    assert!(
+        find(&out, SUPERVISOR, "BYE ").is_none(),
+        "no dialog, no BYE: {out:?}"
+    );
+    assert!(h.e.session_view(sid).is_none());
+}
+
+#[test]
+fn refusals_follow_the_feature_code_rules_and_the_console_rules() {
+    let mut h = lab();
+    let now = h.now;
+    assert_eq!(
+        h.e.start_session(
+            now,
+            "2001",
+            SessionTarget::Agent("1001".into()),
+            Mode::Monitor
+        )
+        .unwrap_err(),
+        ApiRefusal::Policy(Refusal::AgentNotInCall)
+    );
+    let call = connected_call(&mut h);
+    let now = h.now;
+    let r = |h: &mut H, sup: &str, t: SessionTarget| {
+        h.e.start_session(now, sup, t, Mode::Monitor).unwrap_err()
+    };
+    assert_eq!(
+        r(&mut h, "2001", SessionTarget::Agent("9999".into())),
+        ApiRefusal::Policy(Refusal::NoSuchExtension)
+    );
+    assert_eq!(
+        r(&mut h, "2001", SessionTarget::Call(call + 100)),
+        ApiRefusal::NoSuchCall
+    );
+    // 2002 has neither a registration nor a static contact.
+    assert_eq!(
+        r(&mut h, "2002", SessionTarget::Call(call)),
+        ApiRefusal::PhoneUnreachable
+    );
+    // An agent is no supervisor.
+    assert_eq!(
+        r(&mut h, "1002", SessionTarget::Call(call)),
+        ApiRefusal::Policy(Refusal::NotAllowed)
+    );
+    start(&mut h, Mode::Monitor);
+    assert_eq!(
+        r(&mut h, "2001", SessionTarget::Call(call)),
+        ApiRefusal::SessionExists
+    );
+    let refused = notices(&mut h)
+        .into_iter()
+        .filter(|n| {
+            matches!(
+                n,
+                Notice::SessionRefused {
+                    origin: SessionOrigin::Api,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(refused, 5);
+    assert_eq!(ApiRefusal::SessionExists.status(), 409);
+}
+
+#[test]
+fn builtin_bridge_off_refuses_and_views_show_no_modes() {
+    let mut h = H::with(|cfg| {
+        for u in &mut cfg.users {
+            if u.extension == "1001" {
+                u.builtin_bridge = false;
+            }
+            if u.extension == "2001" {
+                u.contact = Some(format!("sip:2001@{SUPERVISOR}"));
+            }
+        }
+    });
+    let call = connected_call(&mut h);
+    let now = h.now;
+    assert_eq!(
+        h.e.start_session(now, "2001", SessionTarget::Call(call), Mode::Monitor)
+            .unwrap_err(),
+        ApiRefusal::Policy(Refusal::BuiltInBridgeOff)
+    );
+    let agents = h.e.agents(now, Some("2001"));
+    let a1001 = agents.iter().find(|a| a.extension == "1001").unwrap();
+    assert!(!a1001.builtin_bridge && a1001.allowed_modes.is_empty());
+    assert_eq!(a1001.calls, vec![call]);
+    assert!(a1001.registered, "static contact counts as registered");
+    let a1002 = agents.iter().find(|a| a.extension == "1002").unwrap();
+    assert_eq!(
+        a1002.allowed_modes,
+        vec![Mode::Monitor, Mode::Coach, Mode::Barge]
+    );
+    assert!(!a1002.registered);
+    let c = &h.e.calls()[0];
+    assert_eq!(
+        (c.agent.as_str(), c.customer.as_str()),
+        ("1001", "customer")
+    );
+    assert!(c.connected && c.connected_at.is_some());
+}
