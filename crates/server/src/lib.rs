@@ -100,7 +100,13 @@ impl Server {
         let metrics = Metrics::new();
         let http = match cfg.http.listen {
             Some(addr) => Some(
-                http::start(addr, Arc::new(cfg.clone()), control.clone(), metrics.clone()).await?,
+                http::start(
+                    addr,
+                    Arc::new(cfg.clone()),
+                    control.clone(),
+                    metrics.clone(),
+                )
+                .await?,
             ),
             None => None,
         };
@@ -113,6 +119,7 @@ impl Server {
             metrics: metrics.clone(),
         };
         let done = tokio::spawn(task.run(engine, in_rx, stop_rx));
+        tokio::spawn(log_media_figures(metrics.clone()));
         let (http, http_task) = match http {
             Some((addr, task)) => (Some(addr), Some(task)),
             None => (None, None),
@@ -168,6 +175,35 @@ impl Server {
     /// Wait until the server stops (it stops on its own only after `shutdown`).
     pub async fn wait(self) {
         let _ = self.done.await;
+    }
+}
+
+/// Once a minute, a log line with the media processing-time percentiles (when packets flowed):
+/// the figures are visible without a metrics scraper.
+async fn log_media_figures(metrics: Arc<Metrics>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.tick().await;
+    let mut last = (0, 0);
+    loop {
+        tick.tick().await;
+        // The server is gone once nobody else holds the metrics.
+        if Arc::strong_count(&metrics) == 1 {
+            return;
+        }
+        let (relay, mix) = metrics.histograms();
+        if (relay.count, mix.count) == last {
+            continue;
+        }
+        last = (relay.count, mix.count);
+        let [r50, r99, r999, rmax] = relay.quantiles_us;
+        let [m50, m99, m999, mmax] = mix.quantiles_us;
+        info!(
+            relay_packets = relay.count,
+            relay_us = %format!("p50 {r50:.1} p99 {r99:.1} p99.9 {r999:.1} max {rmax:.1}"),
+            mix_packets = mix.count,
+            mix_us = %format!("p50 {m50:.1} p99 {m99:.1} p99.9 {m999:.1} max {mmax:.1}"),
+            "media processing time since start"
+        );
     }
 }
 
@@ -243,9 +279,9 @@ impl EngineTask {
     fn publish_notices(&mut self, engine: &mut Engine) {
         while let Some(n) = engine.poll_notice() {
             match &n {
-                Notice::SessionStarted { mode, origin, .. } => {
-                    self.metrics.count_session_start(mode.as_str(), origin.as_str())
-                }
+                Notice::SessionStarted { mode, origin, .. } => self
+                    .metrics
+                    .count_session_start(mode.as_str(), origin.as_str()),
                 Notice::SessionRefused { reason, .. } => self.metrics.count_refusal(reason),
                 _ => {}
             }
@@ -264,8 +300,7 @@ impl EngineTask {
         while let Some(cmd) = engine.poll_media() {
             match cmd {
                 MediaCommand::Open { call, legs } => {
-                    match media::CallMedia::open(call, media_cfg, &legs, self.self_tx.clone())
-                        .await
+                    match media::CallMedia::open(call, media_cfg, &legs, self.self_tx.clone()).await
                     {
                         Ok(m) => {
                             calls.insert(call, m);
@@ -329,7 +364,9 @@ impl EngineTask {
             match (t.transport, &self.udp, &self.tcp) {
                 (Transport::Udp, Some(u), _) => u.send(&t.data, t.dest).await,
                 (Transport::Tcp, _, Some(s)) => s.send(t.data, t.dest),
-                _ => warn!(dest = %t.dest, transport = ?t.transport, "no transport for outgoing message"),
+                _ => {
+                    warn!(dest = %t.dest, transport = ?t.transport, "no transport for outgoing message")
+                }
             }
         }
     }
