@@ -333,6 +333,7 @@ async fn every_refusal_has_its_code() {
             supervisors: "night".into(),
             agents: "agents".into(),
             modes: vec![bibridge_b2bua::config::Mode::Monitor],
+            notify: None,
         });
         for u in &mut c.users {
             if u.extension == "2002" {

@@ -45,6 +45,70 @@ pub struct Config {
     pub features: FeatureCodes,
     /// Which supervisor groups may use which modes on which agent groups (`[[policy]]`).
     pub policy: Vec<PolicyRule>,
+    /// Notification tones and the audit log (`[compliance]`).
+    pub compliance: ComplianceConfig,
+}
+
+/// Who hears a notification tone when a supervisor attaches (DESIGN §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Notify {
+    /// Nobody.
+    #[default]
+    None,
+    /// The agent only.
+    Agent,
+    /// Agent and customer.
+    All,
+}
+
+impl Notify {
+    pub const ALL: [(&'static str, Notify); 3] = [
+        ("none", Notify::None),
+        ("agent", Notify::Agent),
+        ("all", Notify::All),
+    ];
+}
+
+/// A notification tone: `beeps` bursts of `duration_ms` at `freq_hz`, `gap_ms` apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ToneSpec {
+    pub freq_hz: u32,
+    pub duration_ms: u32,
+    pub level_dbfs: i32,
+    pub beeps: u32,
+    pub gap_ms: u32,
+}
+
+/// `[compliance]`: notification tones and the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComplianceConfig {
+    /// Default for `[[policy]] notify`: who hears the tones.
+    pub notify: Notify,
+    /// Played when a monitor or coach session starts.
+    pub start_tone: ToneSpec,
+    /// Played when a supervisor barges in (start in barge, or a switch to barge): distinct from
+    /// the start tone by default (two beeps).
+    pub barge_tone: ToneSpec,
+    /// The append-only audit log (JSON lines, fsync'd); `None` (`audit_log = false`) disables it.
+    pub audit_log: Option<std::path::PathBuf>,
+}
+
+impl Default for ComplianceConfig {
+    fn default() -> Self {
+        let tone = ToneSpec {
+            freq_hz: 1400,
+            duration_ms: 200,
+            level_dbfs: -20,
+            beeps: 1,
+            gap_ms: 150,
+        };
+        ComplianceConfig {
+            notify: Notify::None,
+            start_tone: tone,
+            barge_tone: ToneSpec { beeps: 2, ..tone },
+            audit_log: Some("bibridge-audit.jsonl".into()),
+        }
+    }
 }
 
 /// `[sip]`: SIP transport, transaction timers and registrar limits.
@@ -403,6 +467,8 @@ pub struct PolicyRule {
     pub agents: String,
     /// Allowed modes.
     pub modes: Vec<Mode>,
+    /// Who hears notification tones for sessions under this rule (`None`: `[compliance]`'s).
+    pub notify: Option<Notify>,
 }
 
 /// Line and column (both 1-based, column counted in characters) of a problem in the file.
@@ -506,7 +572,16 @@ impl Config {
         p.check_keys(
             &root,
             &[
-                "sip", "rtp", "http", "auth", "users", "trunks", "routes", "features", "policy",
+                "sip",
+                "rtp",
+                "http",
+                "auth",
+                "users",
+                "trunks",
+                "routes",
+                "features",
+                "policy",
+                "compliance",
             ],
         );
         let sip = p.sip(root.table.get("sip"));
@@ -518,6 +593,7 @@ impl Config {
         let routes = p.routes(root.table.get("routes"), &trunks);
         let features = p.features(root.table.get("features"));
         let policy = p.policy(root.table.get("policy"), &users);
+        let compliance = p.compliance(root.table.get("compliance"));
         if !p.errors.is_empty() {
             return Err(p.into_errors(file));
         }
@@ -531,6 +607,7 @@ impl Config {
             routes,
             features,
             policy,
+            compliance,
         })
     }
 
@@ -580,6 +657,20 @@ impl Config {
         self.users
             .iter()
             .any(|u| u.password == format!("lab{}", u.extension))
+    }
+
+    /// Who hears notification tones when `supervisor` attaches to `agent` in `mode`: the first
+    /// matching rule's `notify`, else `[compliance] notify`.
+    pub fn notify_for(&self, supervisor: &User, agent: &User, mode: Mode) -> Notify {
+        self.policy
+            .iter()
+            .find(|rule| {
+                rule.modes.contains(&mode)
+                    && supervisor.in_group(&rule.supervisors)
+                    && agent.in_group(&rule.agents)
+            })
+            .and_then(|r| r.notify)
+            .unwrap_or(self.compliance.notify)
     }
 
     /// Whether `supervisor` may use `mode` on `agent` by policy: the supervisor must hold the
@@ -1459,6 +1550,73 @@ impl Parser<'_> {
         c
     }
 
+    fn compliance(&mut self, item: Option<&Item>) -> ComplianceConfig {
+        let mut c = ComplianceConfig::default();
+        let keys = [
+            "notify",
+            "tone_hz",
+            "tone_ms",
+            "tone_dbfs",
+            "barge_tone_hz",
+            "barge_tone_ms",
+            "barge_tone_dbfs",
+            "barge_tone_beeps",
+            "audit_log",
+        ];
+        let Some(t) = self.section(item, "compliance", &keys) else {
+            return c;
+        };
+        if let Some((v, _)) = self.get(
+            &t,
+            "notify",
+            &expected_one_of(&Notify::ALL),
+            one_of(&Notify::ALL),
+        ) {
+            c.notify = v;
+        }
+        let hz = "an integer frequency in Hz between 100 and 3400";
+        let ms = "an integer duration in ms between 20 and 2000";
+        let db = "an integer level in dBFS between -60 and -3";
+        let range = |lo: i64, hi: i64| {
+            move |v: &Value| int::<u32>(v).filter(|x| (lo..=hi).contains(&i64::from(*x)))
+        };
+        for (tone, prefix) in [
+            (&mut c.start_tone, "tone"),
+            (&mut c.barge_tone, "barge_tone"),
+        ] {
+            if let Some((v, _)) = self.get(&t, &format!("{prefix}_hz"), hz, range(100, 3400)) {
+                tone.freq_hz = v;
+            }
+            if let Some((v, _)) = self.get(&t, &format!("{prefix}_ms"), ms, range(20, 2000)) {
+                tone.duration_ms = v;
+            }
+            if let Some((v, _)) = self.get(&t, &format!("{prefix}_dbfs"), db, |v| {
+                int::<i32>(v).filter(|x| (-60..=-3).contains(x))
+            }) {
+                tone.level_dbfs = v;
+            }
+        }
+        if let Some((v, _)) = self.get(
+            &t,
+            "barge_tone_beeps",
+            "an integer between 1 and 5",
+            range(1, 5),
+        ) {
+            c.barge_tone.beeps = v;
+        }
+        if let Some((v, _)) = self.get(&t, "audit_log", "a file path string, or false", |v| match v
+        {
+            Value::Boolean(b) if !*b.value() => Some(None),
+            Value::String(s) if !s.value().is_empty() => {
+                Some(Some(std::path::PathBuf::from(s.value())))
+            }
+            _ => None,
+        }) {
+            c.audit_log = v;
+        }
+        c
+    }
+
     fn policy(&mut self, item: Option<&Item>, users: &[User]) -> Vec<PolicyRule> {
         let mut rules = Vec::new();
         let mut groups: Vec<&str> = users
@@ -1478,7 +1636,15 @@ impl Parser<'_> {
         };
         let group = |v: &Value| v.as_str().filter(|s| groups.contains(s)).map(str::to_owned);
         for t in self.table_list(item, "policy") {
-            self.check_keys(&t, &["supervisors", "agents", "modes"]);
+            self.check_keys(&t, &["supervisors", "agents", "modes", "notify"]);
+            let notify = self
+                .get(
+                    &t,
+                    "notify",
+                    &expected_one_of(&Notify::ALL),
+                    one_of(&Notify::ALL),
+                )
+                .map(|(n, _)| n);
             let supervisors = self.require(&t, "supervisors", &expected_group, group);
             let agents = self.require(&t, "agents", &expected_group, group);
             let expected_mode = expected_one_of(&Mode::ALL);
@@ -1512,6 +1678,7 @@ impl Parser<'_> {
                     supervisors,
                     agents,
                     modes,
+                    notify,
                 });
             }
         }

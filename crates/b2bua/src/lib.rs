@@ -9,6 +9,7 @@
 //!   SIP transmits and media commands for the server driver.
 //! - [`wire`]: composing requests from dialog state and small header-value parsers.
 
+pub mod audit;
 pub mod config;
 pub mod engine;
 pub mod sdp;

@@ -518,3 +518,52 @@ fn feature_code_and_dtmf_helpers() {
     assert!("whisper".parse::<Mode>().is_err());
     assert_eq!(Mode::Barge.to_string(), "barge");
 }
+
+#[test]
+fn compliance_defaults_and_every_bad_key_is_named() {
+    let lab = Config::lab();
+    assert_eq!(lab.compliance.notify, bibridge_b2bua::config::Notify::None);
+    assert_eq!(lab.compliance.start_tone.freq_hz, 1400);
+    assert_eq!(lab.compliance.start_tone.duration_ms, 200);
+    assert_eq!(lab.compliance.start_tone.level_dbfs, -20);
+    assert_eq!(lab.compliance.barge_tone.beeps, 2);
+    assert_eq!(
+        lab.compliance.audit_log.as_deref(),
+        Some(std::path::Path::new("bibridge-audit.jsonl"))
+    );
+    let e = errors(
+        "[compliance]\nnotify = \"everyone\"\ntone_hz = 50\nbarge_tone_beeps = 9\ntone_dbfs = 0\naudit_log = 3\n",
+    );
+    let text = e.to_string();
+    for needle in [
+        "x.toml:2:10: compliance.notify: expected one of \"none\", \"agent\", \"all\", found string \"everyone\"",
+        "compliance.tone_hz: expected an integer frequency in Hz between 100 and 3400, found integer 50",
+        "compliance.barge_tone_beeps: expected an integer between 1 and 5",
+        "compliance.tone_dbfs: expected an integer level in dBFS between -60 and -3",
+        "compliance.audit_log: expected a file path string, or false",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    let c = Config::from_toml(
+        "[compliance]\naudit_log = false\nnotify = \"all\"\n",
+        "x.toml",
+    )
+    .unwrap();
+    assert_eq!(c.compliance.audit_log, None);
+    assert_eq!(c.compliance.notify, bibridge_b2bua::config::Notify::All);
+}
+
+#[test]
+fn a_policy_rule_may_set_its_own_notification() {
+    let text = format!(
+        "{}\n[[policy]]\nsupervisors = \"sups\"\nagents = \"agents\"\nmodes = [\"monitor\"]\nnotify = \"sometimes\"\n",
+        BASE
+    );
+    let e = errors(&text);
+    assert_eq!(e.errors.len(), 1, "{e}");
+    assert!(
+        e.to_string()
+            .contains("policy[0].notify: expected one of \"none\", \"agent\", \"all\""),
+        "{e}"
+    );
+}

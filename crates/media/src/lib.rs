@@ -12,6 +12,7 @@
 //! - [`jitter`]: the adaptive jitter buffer (0–60 ms) of each mixed input.
 //! - [`mixer`]: the per-call mixer: who hears whom (DESIGN §3), relay or mix per output leg,
 //!   input level meters.
+//! - [`tone`]: notification tones (compliance beeps) the mixer plays to one leg.
 //!
 //! No sockets and no clock reads: the server's per-call media task owns the sockets and feeds
 //! packets and `now` in.
@@ -24,6 +25,7 @@ pub mod mixer;
 pub mod port_pool;
 pub mod resample;
 pub mod rtp;
+pub mod tone;
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]

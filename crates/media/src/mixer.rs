@@ -21,6 +21,18 @@
 //! Every mix runs at the highest sample rate among the legs taking part in it; inputs are
 //! resampled up to it and the sum down to the output codec's rate. Sums saturate.
 //!
+//! # Notification tones
+//! [`CallMixer::play_tone`] mixes a [`Tone`] into what one leg receives, and into nothing else:
+//! - a clocked or packet-clocked mix gets the tone added to its frames;
+//! - a relayed output becomes a packet-clocked mix for as long as the tone plays (the relayed
+//!   party is decoded into it, so it is heard throughout) and a relay again afterwards. Both
+//!   switches are the ones a mode change makes: same SSRC, continuous sequence numbers and
+//!   timestamps.
+//!
+//! While a tone plays the mixer's clock runs, so a tone is produced on its own clock when the
+//! clocking party is silent or nobody sends at all. Supervisors hear what the parties send,
+//! never their outputs, so a tone played to the agent or customer does not reach them.
+//!
 //! # Input level meter
 //! [`CallMixer::input_level`] reads the level of what a leg sends, for an operator console: the
 //! sample peak over the last 100–200 ms of its decoded audio, in dBFS (0 dBFS = a full-scale
@@ -38,8 +50,9 @@
 //! A leg whose packets are only relayed (no supervisor, same codec) is not decoded: `None`.
 //!
 //! # Buffers
-//! All PCM buffers and the transmit queue are sized when a leg is added or the routing changes;
-//! handling a packet or a tick does not allocate.
+//! All PCM buffers and the transmit queue are sized when a leg is added or the routing changes
+//! (a tone starting or ending changes the routing); handling a packet or a tick does not
+//! allocate.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -49,7 +62,10 @@ use crate::dtmf::DtmfDetector;
 use crate::jitter::{JbOut, JitterBuffer, JitterConfig};
 use crate::resample::Resampler;
 use crate::rtp::{is_rtcp, Rewrite, RtpHeader, StreamRewriter};
+use crate::tone::ToneGen;
 use crate::MediaError;
+
+pub use crate::tone::Tone;
 
 /// Identifies a leg within one [`CallMixer`] (chosen by the caller).
 pub type LegId = u32;
@@ -398,6 +414,8 @@ struct Leg {
     source: Option<LegId>,
     /// Telephone-event passed through while mixed: input event timestamp -> output one.
     dtmf_map: Option<(u32, u32)>,
+    /// Notification tone playing on this output, at its mix rate.
+    tone: Option<ToneGen>,
     stats: LegStats,
 }
 
@@ -453,6 +471,7 @@ impl Leg {
             force_marker: false,
             source: None,
             dtmf_map: None,
+            tone: None,
             stats: LegStats::default(),
             params,
         })
@@ -661,6 +680,8 @@ pub struct CallMixer {
     dtmf_consumed: u64,
     ticks: u64,
     ticks_skipped: u64,
+    /// A tone finished while producing a frame: the routing is redone once that is over.
+    tone_ended: bool,
     // Scratch buffers, reused for every packet and tick.
     s_pcm: Vec<i16>,
     s_rs: Vec<i16>,
@@ -693,6 +714,7 @@ impl CallMixer {
             dtmf_consumed: 0,
             ticks: 0,
             ticks_skipped: 0,
+            tone_ended: false,
             s_pcm: Vec::with_capacity(MAX_PCM),
             s_rs: Vec::with_capacity(big),
             s_acc: Vec::with_capacity(big),
@@ -859,15 +881,17 @@ impl CallMixer {
         for idx in 0..self.legs.len() {
             let (route, mix_rate, source) = {
                 let l = &self.legs[idx];
+                // A tone can only be added to a mix.
+                let tone_on = l.tone.is_some();
                 if Some(idx) == agent {
-                    let r = if !agent_contrib && same_codec {
+                    let r = if !agent_contrib && same_codec && !tone_on {
                         Route::Relay
                     } else {
                         Route::Mixed
                     };
                     (r, rate_a, cust_id)
                 } else if Some(idx) == cust {
-                    let r = if !customer_contrib && same_codec {
+                    let r = if !customer_contrib && same_codec && !tone_on {
                         Route::Relay
                     } else {
                         Route::Mixed
@@ -909,6 +933,13 @@ impl CallMixer {
             }
             l.route = route;
             l.mix_rate = mix_rate;
+            if route == Route::Idle {
+                // Nothing would ever play it, and it would keep the clock running.
+                l.tone = None;
+            }
+            if let Some(t) = l.tone.as_mut() {
+                t.set_rate(mix_rate);
+            }
         }
 
         // Direct (packet-clocked) converters: the source's rate -> the output's mix rate.
@@ -1030,7 +1061,9 @@ impl CallMixer {
             }
         }
 
-        self.next_tick = match (any_sup, self.next_tick) {
+        // A tone needs the clock too: it must be heard when nobody sends.
+        let clocked = any_sup || self.legs.iter().any(|l| l.tone.is_some());
+        self.next_tick = match (clocked, self.next_tick) {
             (false, _) => None,
             (true, Some(t)) => Some(t),
             (true, None) => Some(now + ptime),
@@ -1101,6 +1134,7 @@ impl CallMixer {
             Route::Mixed if is_dtmf => self.pass_dtmf(now, d, &h, packet),
             _ => self.legs[i].stats.rx_discarded += 1,
         }
+        self.finish_tones(now);
     }
 
     /// Relay a packet of leg `src` to leg `dst`: header rewritten, payload untouched.
@@ -1241,6 +1275,10 @@ impl CallMixer {
                     rw.next_generated(step);
                 }
             }
+            // The tone keeps time with the stream: the lost span's part of it is gone.
+            if let Some(t) = d.tone.as_mut() {
+                t.skip(len * missing);
+            }
             for l in &mut self.legs {
                 let side = if to_agent {
                     &mut l.side_agent
@@ -1291,6 +1329,13 @@ impl CallMixer {
     fn emit(&mut self, now: Instant, dst: usize) {
         let seed = self.next_random();
         let silence_gap = self.cfg.ptime * 3;
+        if let Some(t) = self.legs[dst].tone.as_mut() {
+            t.add_to(&mut self.s_acc);
+            if t.done() {
+                self.legs[dst].tone = None;
+                self.tone_ended = true;
+            }
+        }
         self.s_mix.clear();
         self.s_mix.extend(
             self.s_acc
@@ -1374,6 +1419,47 @@ impl CallMixer {
             self.tick(t);
             self.next_tick = Some(t + ptime);
         }
+        self.finish_tones(now);
+    }
+
+    /// Back to the routing without the tones that ended while producing frames (a relay
+    /// again, the clock stopped if nothing else needs it).
+    fn finish_tones(&mut self, now: Instant) {
+        if !std::mem::take(&mut self.tone_ended) {
+            return;
+        }
+        if let Err(e) = self.replan(now) {
+            tracing::warn!(error = %e, "mixer: replanning after a tone failed");
+        }
+    }
+
+    /// Play `tone` to `leg` from now on: mixed into what the leg receives (never into what
+    /// anybody else receives) for [`Tone::total`], then its output is as before. A relayed
+    /// output is mixed meanwhile (see the module documentation). A tone still playing on the
+    /// leg is replaced. Ignored for an unknown leg or one that receives nothing (an extra
+    /// customer or agent leg).
+    pub fn play_tone(&mut self, now: Instant, leg: LegId, tone: Tone) {
+        let Some(i) = self.find(leg) else { return };
+        let l = &mut self.legs[i];
+        if l.route == Route::Idle {
+            tracing::debug!(leg, "play_tone on a leg that receives nothing");
+            return;
+        }
+        let g = ToneGen::new(tone, l.mix_rate);
+        if g.done() {
+            // Zero length: nothing to play; a tone playing is stopped.
+            l.tone = None;
+        } else {
+            l.tone = Some(g);
+        }
+        if let Err(e) = self.replan(now) {
+            tracing::warn!(leg, error = %e, "mixer: replanning for a tone failed");
+        }
+    }
+
+    /// Whether a tone is playing on `leg`'s output.
+    pub fn tone_playing(&self, leg: LegId) -> bool {
+        self.find(leg).is_some_and(|i| self.legs[i].tone.is_some())
     }
 
     /// One tick of the mixer's clock at `t`.
@@ -1442,7 +1528,8 @@ impl CallMixer {
         }
 
         // 4. Agent / customer outputs whose clocking party is silent: the supervisors they
-        //    hear are produced on our clock, so a coach is always heard.
+        //    hear and their tone are produced on our clock, so a coach or a tone is always
+        //    heard.
         // Three packet times (the jitter buffer's 60 ms ceiling at 20 ms): a customer packet that
         // is merely late must not get a generated frame in front of it (that would add 20 ms to
         // the agent's delay each time); a held or silent customer is noticed within 60 ms.
@@ -1459,7 +1546,7 @@ impl CallMixer {
                 self.legs
                     .iter()
                     .any(|l| if to_agent { l.to_agent } else { l.to_customer });
-            if !contributors {
+            if !contributors && self.legs[d].tone.is_none() {
                 continue;
             }
             let src_idle = match src.and_then(|s| self.legs[s].last_rx) {
@@ -1489,7 +1576,7 @@ impl CallMixer {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) must be called next (`None`: nothing is
-    /// clocked, i.e. no supervisor).
+    /// clocked, i.e. no supervisor and no tone playing).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.next_tick
     }

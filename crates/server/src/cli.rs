@@ -4,6 +4,7 @@
 //! bibridge                       run with the embedded lab config (DESIGN §2)
 //! bibridge --config FILE         run with FILE
 //! bibridge check-config FILE     validate FILE: exit 0, or print every error and exit 1
+//! bibridge audit [OPTIONS]       print the audit log
 //! ```
 
 use std::path::Path;
@@ -15,8 +16,21 @@ use bibridge_b2bua::config::Config;
 pub enum Command {
     Run { config: Option<String> },
     CheckConfig { file: String },
+    Audit(AuditArgs),
     Help,
     Version,
+}
+
+/// Arguments of `bibridge audit`.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AuditArgs {
+    /// Config whose `[compliance] audit_log` names the log (default: the lab config's).
+    pub config: Option<String>,
+    /// The log file itself (overrides the config).
+    pub file: Option<String>,
+    pub since: Option<String>,
+    pub agent: Option<String>,
+    pub json: bool,
 }
 
 pub const USAGE: &str = "\
@@ -26,6 +40,8 @@ USAGE:
     bibridge                        run with the embedded lab config
     bibridge --config FILE          run with the configuration in FILE
     bibridge check-config FILE      check FILE; print every error (file:line:col: key: expected ...)
+    bibridge audit [--config FILE | --file LOG] [--since TIME] [--agent EXT] [--json]
+                                    print the audit log (TIME: 2026-11-25 or 2026-11-25T14:03, UTC)
     bibridge --help | --version
 
 Logging: RUST_LOG (default \"info\"), e.g. RUST_LOG=bibridge=debug,info
@@ -42,8 +58,30 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
         }),
         [cmd, file] if cmd == "check-config" => Ok(Command::CheckConfig { file: file.clone() }),
         [cmd] if cmd == "check-config" => Err("check-config needs a FILE".into()),
+        [cmd, rest @ ..] if cmd == "audit" => parse_audit(rest).map(Command::Audit),
         _ => Err(format!("unrecognised arguments: {}", args.join(" "))),
     }
+}
+
+fn parse_audit(args: &[String]) -> Result<AuditArgs, String> {
+    let mut a = AuditArgs::default();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = |name: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("audit: {name} needs a value"))
+        };
+        match flag.as_str() {
+            "--config" | "-c" => a.config = Some(value("--config")?),
+            "--file" => a.file = Some(value("--file")?),
+            "--since" => a.since = Some(value("--since")?),
+            "--agent" => a.agent = Some(value("--agent")?),
+            "--json" => a.json = true,
+            other => return Err(format!("audit: unrecognised argument {other}")),
+        }
+    }
+    Ok(a)
 }
 
 /// Read and validate a config file. The error text names the file, and for each problem the key
@@ -79,6 +117,24 @@ mod tests {
             }
         );
         assert!(parse(&s(&["check-config"])).is_err());
+        assert_eq!(
+            parse(&s(&[
+                "audit",
+                "--since",
+                "2026-11-25",
+                "--agent",
+                "1001",
+                "--json"
+            ]))
+            .unwrap(),
+            Command::Audit(AuditArgs {
+                since: Some("2026-11-25".into()),
+                agent: Some("1001".into()),
+                json: true,
+                ..AuditArgs::default()
+            })
+        );
+        assert!(parse(&s(&["audit", "--agent"])).is_err());
         assert!(parse(&s(&["--bogus"])).is_err());
     }
 

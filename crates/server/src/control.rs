@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bibridge_b2bua::config::Mode;
 use bibridge_b2bua::engine::{
-    AgentView, ApiRefusal, CallId, CallView, Engine, EngineStats, Notice, SessionId,
-    SessionTarget, SessionView,
+    AgentView, ApiRefusal, CallId, CallView, Engine, EngineStats, Notice, SessionId, SessionTarget,
+    SessionView,
 };
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -207,7 +207,9 @@ impl Clock {
 
 /// Format a system time as RFC 3339 UTC (`2026-11-25T14:03:07.120Z`).
 pub fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let d = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, dd) = civil_from_days(days as i64);
@@ -344,7 +346,11 @@ impl EventPublisher {
                 ..
             } => {
                 if let Some(s) = engine.session_view(*session) {
-                    self.publish("session.calling", session_json(&s), Some(supervisor.clone()));
+                    self.publish(
+                        "session.calling",
+                        session_json(&s),
+                        Some(supervisor.clone()),
+                    );
                 }
             }
             Notice::SessionStarted {

@@ -4,6 +4,7 @@
 //! - [`Server`] (this file): starts the transports and the engine task, and stops them.
 //! - [`transport`]: UDP and TCP SIP sockets; TCP framing by Content-Length.
 //! - [`media`]: one task per call owning its RTP/RTCP sockets; relays packets between legs.
+//! - [`audit`]: the durable audit log (JSON lines, fsync'd) and its reader.
 //! - [`cli`]: command line and config loading for the `bibridge` binary.
 //! - [`control`]: requests from the HTTP API into the engine task, and its events back out.
 //! - [`http`]: the HTTP API, SSE event stream, operator console assets and `/metrics`.
@@ -12,6 +13,7 @@
 //! The engine ([`bibridge_b2bua::engine::Engine`]) is sans-IO; the engine task here feeds it
 //! datagrams, timeouts and media events with `Instant::now()`, and carries out what it polls.
 
+pub mod audit;
 pub mod cli;
 pub mod control;
 pub mod http;
@@ -44,6 +46,11 @@ pub enum ServerError {
     },
     #[error("configuration has neither a UDP nor a TCP SIP listener")]
     NoListener,
+    #[error("cannot open the audit log {path}: {source} ([compliance] audit_log)")]
+    Audit {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Input for the engine task.
@@ -110,7 +117,24 @@ impl Server {
             ),
             None => None,
         };
-        let engine = Engine::new(cfg, local, seed, Instant::now());
+        let audit_log = match &cfg.compliance.audit_log {
+            Some(path) => {
+                Some(
+                    audit::JsonlAudit::open(path).map_err(|source| ServerError::Audit {
+                        path: path.clone(),
+                        source,
+                    })?,
+                )
+            }
+            None => {
+                warn!("audit log disabled ([compliance] audit_log = false)");
+                None
+            }
+        };
+        let mut engine = Engine::new(cfg, local, seed, Instant::now());
+        if let Some(log) = audit_log {
+            engine.set_audit_sink(Box::new(log));
+        }
         let task = EngineTask {
             udp,
             tcp,
@@ -344,6 +368,11 @@ impl EngineTask {
                 MediaCommand::RemoveLeg { call, leg } => {
                     if let Some(m) = calls.get(&call) {
                         m.remove_leg(leg);
+                    }
+                }
+                MediaCommand::PlayTone { call, legs, tone } => {
+                    if let Some(m) = calls.get(&call) {
+                        m.play_tone(legs, tone);
                     }
                 }
                 MediaCommand::Close { call } => {

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Audit(args) => audit(args),
         Command::Run { config } => {
             let cfg = match config {
                 None => Config::lab(),
@@ -52,6 +53,72 @@ fn main() -> ExitCode {
                 )
                 .init();
             run(cfg)
+        }
+    }
+}
+
+/// `bibridge audit`: print the records, human-readable or as JSON lines.
+fn audit(args: cli::AuditArgs) -> ExitCode {
+    use bibridge::audit;
+    let path = match (&args.file, &args.config) {
+        (Some(f), _) => std::path::PathBuf::from(f),
+        (None, config) => {
+            let cfg = match config {
+                Some(file) => match cli::load(file) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                },
+                None => Config::lab(),
+            };
+            match cfg.compliance.audit_log {
+                Some(p) => p,
+                None => {
+                    eprintln!(
+                        "bibridge: the audit log is disabled ([compliance] audit_log = false)"
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+    let since = match args.since.as_deref().map(|s| (s, audit::parse_since(s))) {
+        Some((s, None)) => {
+            eprintln!("bibridge: --since {s}: expected a UTC date or time such as 2026-11-25 or 2026-11-25T14:03");
+            return ExitCode::from(2);
+        }
+        Some((_, t)) => t,
+        None => None,
+    };
+    let q = audit::Query {
+        since,
+        agent: args.agent,
+    };
+    match audit::read(&path, &q) {
+        Ok((records, bad)) => {
+            for r in &records {
+                if args.json {
+                    println!("{r}");
+                } else {
+                    println!("{}", audit::human_line(r));
+                }
+            }
+            if bad > 0 {
+                eprintln!(
+                    "bibridge: {}: {bad} unreadable line(s) skipped (torn by a crash?)",
+                    path.display()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "bibridge: {}: cannot read the audit log: {e}",
+                path.display()
+            );
+            ExitCode::FAILURE
         }
     }
 }

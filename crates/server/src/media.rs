@@ -14,11 +14,15 @@ use std::net::{IpAddr, SocketAddr};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use bibridge_b2bua::config::Mode;
+use bibridge_b2bua::config::{Mode, ToneSpec};
 use bibridge_b2bua::engine::{CallId, LegCodec, LegId, LegSetup, MediaEvent, MediaRole};
 use bibridge_media::codec::CodecKind;
-use bibridge_media::mixer::{CallMixer, LegParams, LegRole, MixerConfig, MixerEvent, SessionMode};
-use bibridge_media::rtp::{is_rtcp, rtp_seq_ts_ssrc, InactivityTimer, Latch, LegMedia, ReceiveStats};
+use bibridge_media::mixer::{
+    CallMixer, LegParams, LegRole, MixerConfig, MixerEvent, SessionMode, Tone,
+};
+use bibridge_media::rtp::{
+    is_rtcp, rtp_seq_ts_ssrc, InactivityTimer, Latch, LegMedia, ReceiveStats,
+};
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -60,6 +64,10 @@ enum Ctl {
     },
     RemoveLeg {
         leg: LegId,
+    },
+    PlayTone {
+        legs: Vec<LegId>,
+        tone: Tone,
     },
 }
 
@@ -161,6 +169,18 @@ impl CallMedia {
         let _ = self.ctl.send(Ctl::RemoveLeg { leg });
     }
 
+    /// Mix a notification tone into what `legs` hear.
+    pub fn play_tone(&self, legs: Vec<LegId>, spec: ToneSpec) {
+        let tone = Tone {
+            freq_hz: spec.freq_hz as f32,
+            duration: Duration::from_millis(u64::from(spec.duration_ms)),
+            level_dbfs: spec.level_dbfs as f32,
+            beeps: spec.beeps.clamp(1, 255) as u8,
+            gap: Duration::from_millis(u64::from(spec.gap_ms)),
+        };
+        let _ = self.ctl.send(Ctl::PlayTone { legs, tone });
+    }
+
     pub fn close(self) {
         self.task.abort();
     }
@@ -253,13 +273,15 @@ fn sync_parties(mixer: &mut CallMixer, now: Instant, legs: &mut [LegIo], changed
     }
 }
 
-/// Send what the mixer produced; returns (relayed, mixed) packet counts.
+/// Send what the mixer produced; returns the (relayed, mixed) packets produced since the last
+/// call. The mixer counts a packet when it produces it (in `handle_rtp`/`handle_timeout`, before
+/// this drains it), so the delta is taken against the totals seen last time, kept in `counted`.
 async fn send_mixer_output(
     mixer: &mut CallMixer,
     legs: &mut [LegIo],
     outbuf: &mut [u8],
+    counted: &mut (u64, u64),
 ) -> (u64, u64) {
-    let before = mixer.counters();
     while let Some((to, n)) = mixer.poll_transmit(outbuf) {
         if let Some(leg) = legs.iter_mut().find(|l| l.id == to) {
             if let Some(dest) = leg.state.rtp_target() {
@@ -270,11 +292,13 @@ async fn send_mixer_output(
             }
         }
     }
-    let after = mixer.counters();
-    (
-        after.relayed_packets - before.relayed_packets,
-        after.mixed_frames - before.mixed_frames,
-    )
+    let c = mixer.counters();
+    let delta = (
+        c.relayed_packets.saturating_sub(counted.0),
+        c.mixed_frames.saturating_sub(counted.1),
+    );
+    *counted = (c.relayed_packets, c.mixed_frames);
+    delta
 }
 
 /// Fold this call's counters into the shared metrics (and its level meters when `levels`).
@@ -333,12 +357,15 @@ async fn run(
     }
     let mut rotate = 0usize;
     let mut tally = MediaTally::new();
+    // Mixer totals already folded into `tally` (see send_mixer_output).
+    let mut counted = (0u64, 0u64);
     let mut lost_reported = 0u64;
     let mut next_flush = start + FLUSH_EVERY;
     let mut next_levels = start + LEVELS_EVERY;
     loop {
         // Mixer output after control changes (mode switch, leg removed) goes out now.
-        let (relayed, mixed) = send_mixer_output(&mut mixer, &mut legs, &mut outbuf).await;
+        let (relayed, mixed) =
+            send_mixer_output(&mut mixer, &mut legs, &mut outbuf, &mut counted).await;
         tally.add_sent(relayed, mixed);
         while let Some(ev) = mixer.poll_event() {
             match ev {
@@ -363,7 +390,14 @@ async fn run(
                 next_flush = now + FLUSH_EVERY;
             }
             if full || legs.iter().any(|l| l.in_mixer) {
-                flush_metrics(call, &mut tally, &metrics, &legs, &mixer, &mut lost_reported);
+                flush_metrics(
+                    call,
+                    &mut tally,
+                    &metrics,
+                    &legs,
+                    &mixer,
+                    &mut lost_reported,
+                );
             }
         }
         let deadline = [
@@ -434,6 +468,12 @@ async fn run(
                         legs.retain(|l| l.id != leg);
                         debug!(leg, "leg removed");
                     }
+                    Ctl::PlayTone { legs: to, tone } => {
+                        for leg in to {
+                            mixer.play_tone(now, leg, tone);
+                        }
+                        debug!(hz = tone.freq_hz, beeps = tone.beeps, "notification tone");
+                    }
                 }
                 None
             }
@@ -441,7 +481,7 @@ async fn run(
                 let now = Instant::now();
                 if mixer.poll_timeout().is_some_and(|t| t <= now) {
                     mixer.handle_timeout(now);
-                    let (relayed, mixed) = send_mixer_output(&mut mixer, &mut legs, &mut outbuf).await;
+                    let (relayed, mixed) = send_mixer_output(&mut mixer, &mut legs, &mut outbuf, &mut counted).await;
                     tally.add_sent(relayed, mixed);
                     if mixed > 0 {
                         tally.record(Path::Mix, now.elapsed());
@@ -505,7 +545,8 @@ async fn run(
         if !direct {
             if legs[i].in_mixer {
                 mixer.handle_rtp(now, from, pkt);
-                let (relayed, mixed) = send_mixer_output(&mut mixer, &mut legs, &mut outbuf).await;
+                let (relayed, mixed) =
+                    send_mixer_output(&mut mixer, &mut legs, &mut outbuf, &mut counted).await;
                 tally.add_sent(relayed, mixed);
                 let path = if mixed > 0 { Path::Mix } else { Path::Relay };
                 if relayed + mixed > 0 {

@@ -22,6 +22,16 @@ pub struct Lab {
     pub cfg: Config,
 }
 
+/// A path in the temp dir that no other lab of any test process uses.
+pub fn unique_temp_path(what: &str, ext: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "bibridge-test-{what}-{}-{n}.{ext}",
+        std::process::id()
+    ))
+}
+
 /// A free UDP port on 127.0.0.1 (the socket is closed again; a tiny race we accept in tests).
 pub fn free_udp_addr() -> SocketAddr {
     let s = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -55,6 +65,8 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Lab {
     cfg.sip.tcp = Some("127.0.0.1:0".parse().unwrap());
     // An ephemeral HTTP port too: tests run side by side.
     cfg.http.listen = Some("127.0.0.1:0".parse().unwrap());
+    // Each lab its own audit log (the default is a file in the working directory).
+    cfg.compliance.audit_log = Some(unique_temp_path("audit", "jsonl"));
     let trunk_addr = free_udp_addr();
     for t in &mut cfg.trunks {
         if t.name == "pstn" {
@@ -353,6 +365,275 @@ impl Drop for CodecPeer {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------ HTTP client
+
+/// An HTTP answer as the tests see it.
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// A header by name (case-insensitive), the first if repeated.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    /// The `reason` of a problem document (checking that it is one).
+    pub fn reason(&self) -> String {
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{self:?}"
+        );
+        self.json()["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// Read the status line and headers of an HTTP/1.1 response.
+async fn read_head<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> (u16, Vec<(String, String)>) {
+    use tokio::io::AsyncBufReadExt;
+    let mut line = String::new();
+    r.read_line(&mut line).await.expect("status line");
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {line:?}"));
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        r.read_line(&mut line).await.expect("header line");
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        let (n, v) = l.split_once(':').expect("header has a colon");
+        headers.push((n.trim().to_string(), v.trim().to_string()));
+    }
+    (status, headers)
+}
+
+/// Read one chunk of a chunked body; `None` at the last chunk or the end of the stream.
+async fn read_chunk<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Option<Vec<u8>> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+    let mut line = String::new();
+    if r.read_line(&mut line).await.ok()? == 0 {
+        return None;
+    }
+    let size = usize::from_str_radix(line.trim().split(';').next()?, 16).ok()?;
+    let mut data = vec![0u8; size + 2];
+    r.read_exact(&mut data).await.ok()?;
+    data.truncate(size);
+    (size > 0).then_some(data)
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`); `body` is (content type,
+/// text).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<(&str, &str)>,
+) -> HttpResponse {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+    let mut s = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect HTTP");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if let Some((ct, b)) = body {
+        req.push_str(&format!(
+            "Content-Type: {ct}\r\nContent-Length: {}\r\n",
+            b.len()
+        ));
+    }
+    req.push_str("\r\n");
+    if let Some((_, b)) = body {
+        req.push_str(b);
+    }
+    s.write_all(req.as_bytes())
+        .await
+        .expect("send HTTP request");
+    let mut r = BufReader::new(s);
+    let (status, headers) = tokio::time::timeout(Duration::from_secs(10), read_head(&mut r))
+        .await
+        .expect("HTTP answer in time");
+    let chunked = headers.iter().any(|(n, v)| {
+        n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let mut raw = Vec::new();
+    if chunked {
+        while let Some(c) = read_chunk(&mut r).await {
+            raw.extend_from_slice(&c);
+        }
+    } else {
+        tokio::time::timeout(Duration::from_secs(10), r.read_to_end(&mut raw))
+            .await
+            .expect("HTTP body in time")
+            .expect("read HTTP body");
+    }
+    HttpResponse {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&raw).into_owned(),
+    }
+}
+
+/// A request with a bearer token and an optional JSON body.
+pub async fn api(
+    addr: SocketAddr,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> HttpResponse {
+    let auth = format!("Bearer {token}");
+    let text = body.map(|b| b.to_string());
+    http(
+        addr,
+        method,
+        path,
+        &[("Authorization", &auth)],
+        text.as_deref().map(|t| ("application/json", t)),
+    )
+    .await
+}
+
+/// Log in a console user; returns the token (asserting success).
+pub async fn login(addr: SocketAddr, ext: &str, password: &str) -> String {
+    let r = login_attempt(addr, ext, password).await;
+    assert_eq!(r.status, 200, "login {ext}: {r:?}");
+    r.json()["token"].as_str().expect("token").to_string()
+}
+
+pub async fn login_attempt(addr: SocketAddr, ext: &str, password: &str) -> HttpResponse {
+    let body = serde_json::json!({"extension": ext, "password": password}).to_string();
+    http(
+        addr,
+        "POST",
+        "/api/login",
+        &[],
+        Some(("application/json", &body)),
+    )
+    .await
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub name: String,
+    pub id: Option<String>,
+    pub data: serde_json::Value,
+}
+
+/// A client of `GET /api/events`, reading the chunked stream event by event.
+pub struct EventStream {
+    reader: tokio::io::BufReader<tokio::net::TcpStream>,
+    pending: String,
+    /// Every event read so far except `levels`, in order.
+    pub seen: Vec<SseEvent>,
+}
+
+impl EventStream {
+    pub async fn open(addr: SocketAddr, token: &str) -> EventStream {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(addr)
+            .await
+            .expect("connect HTTP");
+        let req = format!(
+            "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+             Authorization: Bearer {token}\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.expect("send");
+        let mut reader = tokio::io::BufReader::new(s);
+        let (status, headers) = read_head(&mut reader).await;
+        assert_eq!(status, 200, "event stream: {headers:?}");
+        assert!(
+            headers
+                .iter()
+                .any(|(n, v)| n.eq_ignore_ascii_case("content-type")
+                    && v.starts_with("text/event-stream")),
+            "{headers:?}"
+        );
+        EventStream {
+            reader,
+            pending: String::new(),
+            seen: Vec::new(),
+        }
+    }
+
+    /// The next event (comments skipped), or `None` on timeout or end of stream.
+    pub async fn next(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            while let Some(end) = self.pending.find("\n\n") {
+                let block: String = self.pending.drain(..end + 2).collect();
+                let (mut name, mut id, mut data) = (String::from("message"), None, String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        name = v.trim().to_string();
+                    } else if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a comment (keep-alive)
+                }
+                let ev = SseEvent {
+                    name,
+                    id,
+                    data: serde_json::from_str(&data).expect("event data is JSON"),
+                };
+                if ev.name != "levels" {
+                    self.seen.push(ev.clone());
+                }
+                return Some(ev);
+            }
+            let chunk = tokio::time::timeout_at(deadline, read_chunk(&mut self.reader))
+                .await
+                .ok()??;
+            self.pending.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Skip events until one named `name` whose data passes `pred` arrives.
+    pub async fn wait_for(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> SseEvent {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next(left).await {
+                Some(ev) if ev.name == name && pred(&ev.data) => return ev,
+                Some(_) => {}
+                None => panic!("no {name} event within {timeout:?}; seen {:?}", self.seen),
+            }
         }
     }
 }

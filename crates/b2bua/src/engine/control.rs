@@ -74,6 +74,8 @@ pub enum ApiRefusal {
     PhoneUnreachable,
     /// The RTP port pool is exhausted.
     NoMediaPorts,
+    /// The start could not be written to the audit log (DESIGN §5: no record, no session).
+    AuditUnavailable,
 }
 
 impl ApiRefusal {
@@ -87,6 +89,7 @@ impl ApiRefusal {
             | ApiRefusal::SessionExists
             | ApiRefusal::PhoneUnreachable => 409,
             ApiRefusal::NoMediaPorts => 503,
+            ApiRefusal::AuditUnavailable => 500,
             ApiRefusal::Policy(_) | ApiRefusal::NotYours => 403,
         }
     }
@@ -101,6 +104,7 @@ impl ApiRefusal {
             ApiRefusal::SessionExists => "session_exists",
             ApiRefusal::PhoneUnreachable => "phone_unreachable",
             ApiRefusal::NoMediaPorts => "no_media_ports",
+            ApiRefusal::AuditUnavailable => "audit_unavailable",
         }
     }
 
@@ -116,6 +120,9 @@ impl ApiRefusal {
                 "Your phone is not registered (and has no static contact)"
             }
             ApiRefusal::NoMediaPorts => "No media ports available",
+            ApiRefusal::AuditUnavailable => {
+                "The audit log cannot be written; no session without it"
+            }
         }
     }
 }
@@ -265,22 +272,27 @@ impl Engine {
     ) -> Result<SessionView, ApiRefusal> {
         let r = self.start_session_inner(now, supervisor, &target, mode);
         if let Err(refusal) = r {
-            let agent = match &target {
-                SessionTarget::Agent(a) => a.clone(),
-                SessionTarget::Call(id) => self
-                    .calls
-                    .get(id)
-                    .and_then(|c| c.agent_user.clone())
-                    .unwrap_or_default(),
+            let (agent, call) = match &target {
+                SessionTarget::Agent(a) => (a.clone(), self.active_call_of(a)),
+                SessionTarget::Call(id) => (
+                    self.calls
+                        .get(id)
+                        .and_then(|c| c.agent_user.clone())
+                        .unwrap_or_default(),
+                    self.calls.contains_key(id).then_some(*id),
+                ),
             };
             info!(%supervisor, %agent, mode = mode.as_str(), reason = refusal.key(), origin = "api", "session refused");
-            self.notices.push_back(Notice::SessionRefused {
-                supervisor: supervisor.to_string(),
-                agent,
-                mode,
-                reason: refusal.key().to_string(),
-                origin: SessionOrigin::Api,
-            });
+            if refusal != ApiRefusal::AuditUnavailable {
+                self.refuse_session(
+                    supervisor,
+                    &agent,
+                    call,
+                    mode,
+                    refusal.key(),
+                    SessionOrigin::Api,
+                );
+            }
         }
         self.process(now);
         r
@@ -321,6 +333,21 @@ impl Engine {
         let port = self.pool.allocate().map_err(|_| ApiRefusal::NoMediaPorts)?;
         let sid = self.next_session;
         self.next_session += 1;
+        // DESIGN §5: on record before the phone is even called.
+        let start = self.audit_record(
+            crate::audit::AuditEvent::Start,
+            supervisor,
+            &ext,
+            Some(call_id),
+            sid,
+            mode,
+            None,
+            SessionOrigin::Api,
+        );
+        if self.audit_write(start).is_err() {
+            self.pool.release(port);
+            return Err(ApiRefusal::AuditUnavailable);
+        }
         let media_leg = sessions::media_leg_of(sid);
         let domain = self.cfg.sip.domain.clone();
         let mut leg = Leg {
@@ -651,6 +678,7 @@ impl Engine {
             mode,
             origin: SessionOrigin::Api,
         });
+        self.play_notification(sid, mode == Mode::Barge);
     }
 
     /// Phones still ringing for a console session past `http.answer_timeout_s`: given up.

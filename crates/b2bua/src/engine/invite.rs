@@ -126,7 +126,25 @@ impl Engine {
             Some(t) => Caller::Trunk(t.name.clone()),
             None => match self.authenticate(now, &key, &req) {
                 Ok(user) => Caller::User(user),
-                Err(()) => return,
+                Err(failed) => {
+                    // Wrong credentials on a feature code: a refused session, on record.
+                    let dialled = message::uri_user(&req.uri).unwrap_or_default();
+                    if let (Some(user), Some((mode, ext))) =
+                        (failed, self.cfg.features.parse_dialled(&dialled))
+                    {
+                        let ext = ext.to_string();
+                        let call = self.active_call_of(&ext);
+                        self.refuse_session(
+                            &user,
+                            &ext,
+                            call,
+                            mode,
+                            Refusal::Unauthenticated.key(),
+                            SessionOrigin::Phone,
+                        );
+                    }
+                    return;
+                }
             },
         };
         let dialled = message::uri_user(&req.uri).unwrap_or_default();

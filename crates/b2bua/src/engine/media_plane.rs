@@ -92,6 +92,12 @@ pub enum MediaCommand {
     },
     /// A supervisor left; its port is back in the pool.
     RemoveLeg { call: CallId, leg: LegId },
+    /// Play a notification tone into what these legs hear (DESIGN §5).
+    PlayTone {
+        call: CallId,
+        legs: Vec<LegId>,
+        tone: crate::config::ToneSpec,
+    },
     /// Stop relaying and close the sockets; the engine has already returned the ports to its pool.
     Close { call: CallId },
 }

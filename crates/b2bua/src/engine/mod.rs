@@ -349,6 +349,8 @@ pub struct Engine {
     orphans: HashMap<TxKey, Orphan>,
     sessions: HashMap<SessionId, Session>,
     next_session: SessionId,
+    /// Where audit records go (DESIGN §5); `None`: not audited (tests of other things).
+    audit: Option<Box<dyn crate::audit::AuditSink>>,
     transmits: VecDeque<Transmit>,
     media: VecDeque<MediaCommand>,
     notices: VecDeque<Notice>,
@@ -416,6 +418,7 @@ impl Engine {
             relayed: HashMap::new(),
             sessions: HashMap::new(),
             next_session: 1,
+            audit: None,
             transmits: VecDeque::new(),
             media: VecDeque::new(),
             notices: VecDeque::new(),
@@ -424,6 +427,12 @@ impl Engine {
             cfg,
             local,
         }
+    }
+
+    /// Send audit records to `sink` (the server's durable log). Session starts are connected
+    /// only once their record is stored.
+    pub fn set_audit_sink(&mut self, sink: Box<dyn crate::audit::AuditSink>) {
+        self.audit = Some(sink);
     }
 
     /// The configuration the engine runs with.

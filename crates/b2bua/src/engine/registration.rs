@@ -4,13 +4,15 @@ use super::*;
 
 impl Engine {
     /// Check digest credentials. `Ok(user)` when authenticated; otherwise the 401 challenge has
-    /// been sent and `Err(())` returned.
+    /// been sent and `Err` returned, with the claimed user name when credentials were given and
+    /// were wrong (not merely missing or stale).
     pub(super) fn authenticate(
         &mut self,
         now: Instant,
         key: &TxKey,
         req: &rsip::Request,
-    ) -> Result<String, ()> {
+    ) -> Result<String, Option<String>> {
+        let mut failed_user = None;
         let method = req.method.to_string();
         let header = message::header(&req.headers, "Authorization")
             .or_else(|| message::header(&req.headers, "Proxy-Authorization"));
@@ -29,6 +31,11 @@ impl Engine {
                     AuthOutcome::Stale => true,
                     AuthOutcome::Failed { reason } => {
                         warn!(%method, reason, "digest authentication failed");
+                        failed_user = Some(
+                            bibridge_sip::auth::parse_credentials(&value)
+                                .map(|c| c.username)
+                                .unwrap_or_default(),
+                        );
                         false
                     }
                 }
@@ -53,7 +60,7 @@ impl Engine {
             .map(|c| ("WWW-Authenticate", c))
             .collect();
         self.respond_new_dialog(now, (key, req), 401, "Unauthorized", &extra);
-        Err(())
+        Err(failed_user)
     }
 
     pub(super) fn on_register(

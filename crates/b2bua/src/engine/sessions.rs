@@ -9,6 +9,8 @@
 use super::control::{SessionOrigin, SessionState};
 use super::invite::Caller;
 use super::*;
+use crate::audit::{AuditError, AuditEvent, AuditRecord};
+use crate::config::Notify;
 use crate::config::Role;
 use bibridge_media::dtmf::parse_dtmf_relay;
 
@@ -50,6 +52,10 @@ pub enum Refusal {
     NotAllowed,
     AgentNotInCall,
     NoOffer,
+    /// The agent's calls are private (CUCM Privacy): no barge.
+    Privacy,
+    /// Digest credentials were given but wrong.
+    Unauthenticated,
 }
 
 impl Refusal {
@@ -57,6 +63,7 @@ impl Refusal {
         match self {
             Refusal::NoSuchExtension => 404,
             Refusal::AgentNotInCall => 480,
+            Refusal::Unauthenticated => 401,
             Refusal::NoOffer => 488,
             _ => 403,
         }
@@ -71,6 +78,8 @@ impl Refusal {
             Refusal::NotAllowed => "Forbidden (not allowed for this agent or mode)",
             Refusal::AgentNotInCall => "Temporarily Unavailable (agent not in a call)",
             Refusal::NoOffer => "Not Acceptable Here (SDP offer required)",
+            Refusal::Privacy => "Forbidden (agent privacy: barge not allowed)",
+            Refusal::Unauthenticated => "Unauthorized",
         }
     }
 
@@ -84,6 +93,8 @@ impl Refusal {
             Refusal::NotAllowed => "not_allowed",
             Refusal::AgentNotInCall => "agent_not_in_call",
             Refusal::NoOffer => "no_offer",
+            Refusal::Privacy => "privacy",
+            Refusal::Unauthenticated => "unauthenticated",
         }
     }
 
@@ -97,6 +108,8 @@ impl Refusal {
             Refusal::NotAllowed => "Not allowed by policy",
             Refusal::AgentNotInCall => "Agent not in a call",
             Refusal::NoOffer => "SDP offer required",
+            Refusal::Privacy => "Agent privacy: barge not allowed",
+            Refusal::Unauthenticated => "Not authenticated",
         }
     }
 }
@@ -132,6 +145,9 @@ impl Engine {
         }
         if !sup.has_role(Role::Supervisor) || !self.cfg.may(sup, agent, mode) {
             return Err(Refusal::NotAllowed);
+        }
+        if mode == Mode::Barge && agent.privacy {
+            return Err(Refusal::Privacy);
         }
         match call {
             // A Join names the call itself: it must still be the agent's, connected, unpromoted.
@@ -216,13 +232,8 @@ impl Engine {
             Ok(x) => x,
             Err(refusal) => {
                 info!(supervisor = %who, agent = %ext, mode = mode.as_str(), code = refusal.code(), reason = refusal.reason(), "session refused");
-                self.notices.push_back(Notice::SessionRefused {
-                    supervisor: who,
-                    agent: ext.to_string(),
-                    mode,
-                    reason: refusal.key().to_string(),
-                    origin: SessionOrigin::Phone,
-                });
+                let target = call.or_else(|| self.active_call_of(ext));
+                self.refuse_session(&who, ext, target, mode, refusal.key(), SessionOrigin::Phone);
                 self.respond_new_dialog(now, (&key, &req), refusal.code(), refusal.reason(), &[]);
                 return;
             }
@@ -239,6 +250,28 @@ impl Engine {
         };
         let sid = self.next_session;
         self.next_session += 1;
+        // DESIGN §5: the start is on record before the supervisor hears anything.
+        let start = self.audit_record(
+            AuditEvent::Start,
+            &who,
+            ext,
+            Some(call_id),
+            sid,
+            mode,
+            None,
+            SessionOrigin::Phone,
+        );
+        if self.audit_write(start).is_err() {
+            self.pool.release(port);
+            self.respond_new_dialog(
+                now,
+                (&key, &req),
+                500,
+                "Server Internal Error (audit log unavailable)",
+                &[],
+            );
+            return;
+        }
         let media_leg = media_leg_of(sid);
         let from = message::header(&req.headers, "From").unwrap_or_default();
         let to = message::header(&req.headers, "To").unwrap_or_default();
@@ -327,6 +360,7 @@ impl Engine {
             mode,
             origin: SessionOrigin::Phone,
         });
+        self.play_notification(sid, mode == Mode::Barge);
         self.respond_sdp(
             now,
             (&key, &req),
@@ -459,13 +493,28 @@ impl Engine {
         let Some(s) = self.sessions.get(&sid) else {
             return false;
         };
-        let allowed = match (self.cfg.user(&s.supervisor), self.cfg.user(&s.agent)) {
-            (Some(sup), Some(agent)) => self.cfg.may(sup, agent, mode),
-            _ => false,
+        let refusal = match (self.cfg.user(&s.supervisor), self.cfg.user(&s.agent)) {
+            (Some(sup), Some(agent)) if !self.cfg.may(sup, agent, mode) => {
+                Some(Refusal::NotAllowed)
+            }
+            (Some(_), Some(agent)) if mode == Mode::Barge && agent.privacy => {
+                Some(Refusal::Privacy)
+            }
+            (Some(_), Some(_)) => None,
+            _ => Some(Refusal::NotAllowed),
         };
         let _e = s.span.enter();
-        if !allowed {
-            info!(mode = mode.as_str(), via, "mode change refused by policy");
+        if let Some(r) = refusal {
+            info!(
+                mode = mode.as_str(),
+                via,
+                reason = r.key(),
+                "mode change refused"
+            );
+            let (sup, agent, call, origin) =
+                (s.supervisor.clone(), s.agent.clone(), s.call, s.origin);
+            drop(_e);
+            self.refuse_session(&sup, &agent, Some(call), mode, r.key(), origin);
             return false;
         }
         if s.mode == mode {
@@ -482,6 +531,12 @@ impl Engine {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.mode = mode;
         }
+        let rec = self.session_record(AuditEvent::Mode, sid, Some(format!("via {via}")));
+        if let Some(rec) = rec {
+            // A mode change is already in effect on the phone's side: a failed write is logged
+            // (by audit_write) but does not undo it.
+            let _ = self.audit_write(rec);
+        }
         self.media.push_back(MediaCommand::SetRole {
             call,
             leg,
@@ -489,6 +544,14 @@ impl Engine {
         });
         self.notices
             .push_back(Notice::SessionMode { session: sid, mode });
+        if mode == Mode::Barge
+            && self
+                .sessions
+                .get(&sid)
+                .is_some_and(|s| s.state == SessionState::Active)
+        {
+            self.play_notification(sid, true);
+        }
         true
     }
 
@@ -507,6 +570,9 @@ impl Engine {
 
     /// Stop a session: media leg removed, port returned, BYE to the supervisor if `bye`.
     pub(super) fn end_session(&mut self, now: Instant, sid: SessionId, reason: &str, bye: bool) {
+        if let Some(rec) = self.session_record(AuditEvent::Stop, sid, Some(reason.to_string())) {
+            let _ = self.audit_write(rec);
+        }
         let Some(mut s) = self.sessions.remove(&sid) else {
             return;
         };
@@ -605,6 +671,141 @@ impl Engine {
             role: MediaRole::Agent,
         });
         true
+    }
+}
+
+/// Audit records and notification tones.
+impl Engine {
+    /// Store an audit record; `Err` (logged) when the sink cannot.
+    pub(super) fn audit_write(&mut self, rec: AuditRecord) -> Result<(), AuditError> {
+        let Some(sink) = self.audit.as_mut() else {
+            return Ok(());
+        };
+        let r = sink.append(&rec);
+        if let Err(e) = &r {
+            warn!(error = %e, event = rec.event.as_str(), supervisor = %rec.supervisor, agent = %rec.agent, "audit record not written");
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn audit_record(
+        &self,
+        event: AuditEvent,
+        supervisor: &str,
+        agent: &str,
+        call: Option<CallId>,
+        session: SessionId,
+        mode: Mode,
+        reason: Option<String>,
+        origin: SessionOrigin,
+    ) -> AuditRecord {
+        AuditRecord {
+            event,
+            supervisor: supervisor.to_string(),
+            agent: agent.to_string(),
+            call,
+            sip_call_id: call.and_then(|c| self.agent_sip_call_id(c)),
+            session: (session != 0).then_some(session),
+            mode: Some(mode),
+            reason,
+            origin,
+        }
+    }
+
+    /// The record of an existing session.
+    pub(super) fn session_record(
+        &self,
+        event: AuditEvent,
+        sid: SessionId,
+        reason: Option<String>,
+    ) -> Option<AuditRecord> {
+        let s = self.sessions.get(&sid)?;
+        Some(self.audit_record(
+            event,
+            &s.supervisor,
+            &s.agent,
+            Some(s.call),
+            sid,
+            s.mode,
+            reason,
+            s.origin,
+        ))
+    }
+
+    /// SIP Call-ID of the agent's dialog of a call (what a contact centre's records know).
+    fn agent_sip_call_id(&self, call: CallId) -> Option<String> {
+        let c = self.calls.get(&call)?;
+        Some(c.leg(c.agent_side?).call_id.clone())
+    }
+
+    /// A refused session request: audit record, notice for metrics and events.
+    pub(super) fn refuse_session(
+        &mut self,
+        supervisor: &str,
+        agent: &str,
+        call: Option<CallId>,
+        mode: Mode,
+        reason: &str,
+        origin: SessionOrigin,
+    ) {
+        let rec = self.audit_record(
+            AuditEvent::Refusal,
+            supervisor,
+            agent,
+            call,
+            0,
+            mode,
+            Some(reason.to_string()),
+            origin,
+        );
+        let _ = self.audit_write(rec);
+        self.notices.push_back(Notice::SessionRefused {
+            supervisor: supervisor.to_string(),
+            agent: agent.to_string(),
+            mode,
+            reason: reason.to_string(),
+            origin,
+        });
+    }
+
+    /// Play the policy's notification tone for a session that just attached (or barged in):
+    /// to the agent, or to agent and customer, or to nobody.
+    pub(super) fn play_notification(&mut self, sid: SessionId, barge: bool) {
+        let Some(s) = self.sessions.get(&sid) else {
+            return;
+        };
+        let (Some(sup), Some(agent)) = (self.cfg.user(&s.supervisor), self.cfg.user(&s.agent))
+        else {
+            return;
+        };
+        let notify = self.cfg.notify_for(sup, agent, s.mode);
+        let Some(call) = self.calls.get(&s.call) else {
+            return;
+        };
+        let Some(agent_side) = call.agent_side else {
+            return;
+        };
+        // After barge promotion the agent's leg is gone: only the customer is left to tell.
+        let agent_leg = call.promoted.is_none().then(|| agent_side.leg_id());
+        let customer_leg = agent_side.other().leg_id();
+        let legs: Vec<LegId> = match notify {
+            Notify::None => return,
+            Notify::Agent => agent_leg.into_iter().collect(),
+            Notify::All => agent_leg.into_iter().chain([customer_leg]).collect(),
+        };
+        let tone = if barge {
+            self.cfg.compliance.barge_tone
+        } else {
+            self.cfg.compliance.start_tone
+        };
+        let _e = s.span.enter();
+        debug!(?legs, barge, "notification tone");
+        self.media.push_back(MediaCommand::PlayTone {
+            call: s.call,
+            legs,
+            tone,
+        });
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bibridge_b2bua::config::Config;
-use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand, MediaEvent};
+use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand, MediaEvent, Notice};
 use bibridge_sip::Transport;
 
 pub const US: &str = "127.0.0.1:5060";
@@ -164,4 +164,136 @@ Content-Length: {}
     h.e.handle_media_event(h.now, MediaEvent::Opened { call });
     let out = h.out();
     find(&out, AGENT, "INVITE ").unwrap().to_string()
+}
+
+/// Customer → agent 1001, answered and ACKed; returns the call id.
+pub fn connected_call(h: &mut H) -> u64 {
+    connected_call_inv(h).0
+}
+
+/// Like [`connected_call`], also returning bibridge's INVITE to the agent.
+pub fn connected_call_inv(h: &mut H) -> (u64, String) {
+    let inv = trunk_invite(h, "cust-1", "c1", "z9hG4bKc1");
+    let body = sdp(41000, "sendrecv");
+    h.send(
+        AGENT,
+        &format!(
+            "SIP/2.0 200 OK
+Via: {}
+From: {}
+To: {};tag=ag1
+Call-ID: {}
+CSeq: {}
+Contact: <sip:1001@{AGENT}>
+Content-Type: application/sdp
+Content-Length: {}
+
+{body}",
+            header(&inv, "Via"),
+            header(&inv, "From"),
+            header(&inv, "To"),
+            header(&inv, "Call-ID"),
+            header(&inv, "CSeq"),
+            clen(&body)
+        ),
+    );
+    let out = h.out();
+    let ok = find(&out, TRUNK, "SIP/2.0 200").unwrap().to_string();
+    h.send(
+        TRUNK,
+        &format!(
+            "ACK sip:1001@{US} SIP/2.0
+Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bKc1ack;rport
+Max-Forwards: 70
+From: <sip:customer@{TRUNK}>;tag=c1
+To: {}
+Call-ID: cust-1
+CSeq: 1 ACK
+Content-Length: 0
+
+",
+            header(&ok, "To")
+        ),
+    );
+    h.out();
+    h.media();
+    notices(h);
+    (h.e.calls()[0].id, inv)
+}
+
+/// The agent hangs up its dialog with bibridge.
+pub fn agent_bye(h: &mut H, inv: &str) {
+    h.send(
+        AGENT,
+        &format!(
+            "BYE sip:bibridge@{US} SIP/2.0
+Via: SIP/2.0/UDP {AGENT};branch=z9hG4bKagbye
+Max-Forwards: 70
+From: {};tag=ag1
+To: {}
+Call-ID: {}
+CSeq: 2 BYE
+Content-Length: 0
+
+",
+            header(inv, "To"),
+            header(inv, "From"),
+            header(inv, "Call-ID"),
+        ),
+    );
+}
+
+pub fn notices(h: &mut H) -> Vec<Notice> {
+    std::iter::from_fn(|| h.e.poll_notice()).collect()
+}
+
+/// A supervisor's feature-code INVITE (`*811001` etc.) with SDP, answering the digest challenge
+/// with `password`; returns what bibridge sent back to the authenticated INVITE.
+pub fn dial_feature(
+    h: &mut H,
+    dialled: &str,
+    user: &str,
+    password: &str,
+    i: u32,
+) -> Vec<(SocketAddr, String)> {
+    let body = sdp(42000 + 2 * i as u16, "sendrecv");
+    let invite = |auth: &str, cseq: u32| {
+        format!(
+            "INVITE sip:{dialled}@{US} SIP/2.0
+Via: SIP/2.0/UDP {SUPERVISOR};branch=z9hG4bKfc{i}x{cseq};rport
+Max-Forwards: 70
+From: <sip:{user}@{US}>;tag=s{i}
+To: <sip:{dialled}@{US}>
+Call-ID: fc-{i}
+CSeq: {cseq} INVITE
+Contact: <sip:{user}@{SUPERVISOR}>
+{auth}Content-Type: application/sdp
+Content-Length: {}
+
+{body}",
+            clen(&body)
+        )
+    };
+    h.send(SUPERVISOR, &invite("", 1));
+    let out = h.out();
+    let challenge = find(&out, SUPERVISOR, "SIP/2.0 401")
+        .expect("challenged")
+        .to_string();
+    let challenges: Vec<String> = challenge
+        .lines()
+        .filter_map(|l| l.strip_prefix("WWW-Authenticate: "))
+        .map(str::to_string)
+        .collect();
+    let cred = bibridge_sip::auth::client_authorization(
+        &challenges,
+        user,
+        password,
+        "INVITE",
+        &format!("sip:{dialled}@{US}"),
+        "cn",
+        1,
+    )
+    .unwrap();
+    h.send(SUPERVISOR, &invite(&format!("Authorization: {cred}\n"), 2));
+    h.out()
 }

@@ -1,0 +1,235 @@
+//! The durable audit log: one JSON object per line, appended and fsync'd before `append`
+//! returns, so a session start is on disk before the supervisor is connected (DESIGN §5).
+//!
+//! Why JSON lines in a plain file rather than an embedded database: an append-only file opened
+//! with `O_APPEND` is exactly the access pattern (no updates, no deletes), one `write` plus
+//! `fdatasync` per record is the whole durability story, there is no C library to build, and
+//! operators can read, ship and archive it with standard tools. A crash can at most tear the
+//! last line; the reader skips a line that does not parse and says so.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use bibridge_b2bua::audit::{AuditError, AuditRecord, AuditSink};
+use serde_json::{json, Value};
+
+use crate::control::rfc3339;
+
+/// Appends records to a JSON-lines file, fsync'd per record.
+pub struct JsonlAudit {
+    file: File,
+    path: PathBuf,
+    /// Reused line buffer.
+    line: Vec<u8>,
+}
+
+impl JsonlAudit {
+    /// Open (create) the log for appending.
+    pub fn open(path: &Path) -> std::io::Result<JsonlAudit> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(JsonlAudit {
+            file,
+            path: path.to_path_buf(),
+            line: Vec::with_capacity(512),
+        })
+    }
+}
+
+/// The JSON form of a record (also what `bibridge audit --json` prints).
+pub fn record_json(r: &AuditRecord, time: SystemTime) -> Value {
+    json!({
+        "time": rfc3339(time),
+        "event": r.event.as_str(),
+        "supervisor": r.supervisor,
+        "agent": r.agent,
+        "call": r.call.map(|c| c.to_string()),
+        "call_id": r.sip_call_id,
+        "session": r.session.map(|s| s.to_string()),
+        "mode": r.mode.map(|m| m.as_str()),
+        "reason": r.reason,
+        "origin": r.origin.as_str(),
+    })
+}
+
+impl AuditSink for JsonlAudit {
+    fn append(&mut self, record: &AuditRecord) -> Result<(), AuditError> {
+        self.line.clear();
+        let v = record_json(record, SystemTime::now());
+        serde_json::to_writer(&mut self.line, &v).map_err(|e| AuditError(e.to_string()))?;
+        self.line.push(b'\n');
+        let err = |e: std::io::Error| AuditError(format!("{}: {e}", self.path.display()));
+        // One write call per record: with O_APPEND the line lands whole at the end.
+        self.file.write_all(&self.line).map_err(err)?;
+        self.file.sync_data().map_err(err)
+    }
+}
+
+/// Filters for reading the log.
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    /// Only records at or after this RFC 3339 time (compared as text: same format, UTC).
+    pub since: Option<String>,
+    pub agent: Option<String>,
+}
+
+/// Read the log: matching records in file order, and the number of unreadable lines skipped.
+pub fn read(path: &Path, q: &Query) -> std::io::Result<(Vec<Value>, usize)> {
+    let f = File::open(path)?;
+    let mut out = Vec::new();
+    let mut bad = 0;
+    for line in BufReader::new(f).lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            bad += 1;
+            continue;
+        };
+        let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+        if q.since.as_deref().is_some_and(|s| field("time") < s) {
+            continue;
+        }
+        if q.agent.as_deref().is_some_and(|a| field("agent") != a) {
+            continue;
+        }
+        out.push(v);
+    }
+    Ok((out, bad))
+}
+
+/// Normalise a `--since` argument: a full RFC 3339 UTC time, or a date (`2026-11-25`), or a
+/// date and minutes (`2026-11-25T14:03`). Returns the prefix-comparable form.
+pub fn parse_since(s: &str) -> Option<String> {
+    let s = s.trim().trim_end_matches('Z');
+    let b = s.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(u8::is_ascii_digit));
+    let date_ok = b.len() >= 10
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10);
+    if !date_ok {
+        return None;
+    }
+    let full = "0000-00-00T00:00:00.000";
+    if s.len() > full.len() {
+        return None;
+    }
+    let mut out = s.replace(' ', "T");
+    out.push_str(&full[s.len()..]);
+    out.push('Z');
+    Some(out)
+}
+
+/// One human-readable line per record.
+pub fn human_line(v: &Value) -> String {
+    let f = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+    let reason = v
+        .get("reason")
+        .and_then(Value::as_str)
+        .map(|r| format!("  ({r})"))
+        .unwrap_or_default();
+    format!(
+        "{}  {:<8} {:<7} supervisor {:<6} agent {:<6} mode {:<7} call {} {}{}",
+        f("time"),
+        f("event"),
+        f("origin"),
+        f("supervisor"),
+        f("agent"),
+        f("mode"),
+        f("call"),
+        f("call_id"),
+        reason
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use bibridge_b2bua::audit::AuditEvent;
+    use bibridge_b2bua::config::Mode;
+    use bibridge_b2bua::engine::SessionOrigin;
+
+    fn rec(event: AuditEvent, agent: &str) -> AuditRecord {
+        AuditRecord {
+            event,
+            supervisor: "2001".into(),
+            agent: agent.into(),
+            call: Some(3),
+            sip_call_id: Some("abc@127.0.0.1".into()),
+            session: Some(7),
+            mode: Some(Mode::Coach),
+            reason: None,
+            origin: SessionOrigin::Api,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_a_torn_last_line_is_skipped() {
+        let dir = std::env::temp_dir().join(format!("bibridge-audit-test-{}", std::process::id()));
+        let path = dir.join("a.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let mut log = JsonlAudit::open(&path).unwrap();
+        log.append(&rec(AuditEvent::Start, "1001")).unwrap();
+        log.append(&rec(AuditEvent::Stop, "1002")).unwrap();
+        // A crash in the middle of a write.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"time\":\"2026-")
+            .unwrap();
+        let (all, bad) = read(&path, &Query::default()).unwrap();
+        assert_eq!((all.len(), bad), (2, 1));
+        assert_eq!(all[0]["event"], "start");
+        assert_eq!(all[0]["mode"], "coach");
+        assert_eq!(all[0]["origin"], "api");
+        assert_eq!(all[0]["call_id"], "abc@127.0.0.1");
+        let (only, _) = read(
+            &path,
+            &Query {
+                agent: Some("1002".into()),
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(only.len(), 1);
+        let (none, _) = read(
+            &path,
+            &Query {
+                since: parse_since("2999-01-01"),
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        assert!(none.is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn since_accepts_dates_and_times() {
+        assert_eq!(
+            parse_since("2026-11-25").unwrap(),
+            "2026-11-25T00:00:00.000Z"
+        );
+        assert_eq!(
+            parse_since("2026-11-25T14:03").unwrap(),
+            "2026-11-25T14:03:00.000Z"
+        );
+        assert_eq!(
+            parse_since("2026-11-25T14:03:07.120Z").unwrap(),
+            "2026-11-25T14:03:07.120Z"
+        );
+        assert!(parse_since("yesterday").is_none());
+        assert!(parse_since("2026-1-5").is_none());
+    }
+}
