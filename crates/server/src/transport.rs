@@ -28,6 +28,9 @@ pub struct Udp {
     local: SocketAddr,
 }
 
+/// Receive buffer asked for on the SIP UDP socket.
+const SIP_RCVBUF: usize = 4 << 20;
+
 impl Udp {
     pub async fn bind(
         addr: SocketAddr,
@@ -45,6 +48,12 @@ impl Udp {
             addr,
             source,
         })?;
+        // A burst of INVITEs (hundreds of calls per second) overflows the default ~200 KiB
+        // receive buffer long before the engine is busy; ask for more (the kernel caps it at
+        // net.core.rmem_max, which is fine: this is best effort).
+        if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(SIP_RCVBUF) {
+            debug!(error = %e, "cannot enlarge the SIP UDP receive buffer");
+        }
         let socket = Arc::new(socket);
         let rx = socket.clone();
         tokio::spawn(async move {
