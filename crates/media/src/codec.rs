@@ -205,6 +205,19 @@ impl Decoder {
         Ok(n)
     }
 
+    /// An upper bound of the samples [`Decoder::decode`] writes for `payload`: the buffer to
+    /// offer it. Sizing that buffer per packet (instead of for the longest possible packet)
+    /// keeps the per-packet path from zeroing kilobytes it never uses.
+    pub fn max_samples(&self, payload: &[u8]) -> usize {
+        match self.kind {
+            // One byte per sample; G.722 packs two 16 kHz samples per byte.
+            CodecKind::Pcmu | CodecKind::Pcma => payload.len(),
+            CodecKind::G722 => payload.len() * 2,
+            // Up to 120 ms at 48 kHz.
+            CodecKind::Opus => 5760,
+        }
+    }
+
     /// Packet loss concealment: fill all of `out` (the length of the lost audio) and return its
     /// length.
     ///
@@ -315,6 +328,32 @@ impl Encoder {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// The buffer bound is enough for a whole packet, and exactly what G.711/G.722 produce.
+    #[test]
+    fn max_samples_bounds_what_decode_writes() {
+        for (kind, frame) in [
+            (CodecKind::Pcmu, 160),
+            (CodecKind::Pcma, 160),
+            (CodecKind::G722, 320),
+        ] {
+            let mut enc = Encoder::new(kind).unwrap();
+            let pcm: Vec<i16> = (0..frame)
+                .map(|i| ((i * 97) % 2000) as i16 - 1000)
+                .collect();
+            let mut payload = vec![0u8; 1500];
+            let n = enc.encode(&pcm, &mut payload).unwrap();
+            let mut dec = Decoder::new(kind).unwrap();
+            let bound = dec.max_samples(&payload[..n]);
+            assert_eq!(bound, frame, "{kind:?}");
+            let mut out = vec![0i16; bound];
+            assert_eq!(
+                dec.decode(&payload[..n], &mut out).unwrap(),
+                frame,
+                "{kind:?}"
+            );
+        }
+    }
 
     /// Level (RMS) of `x` at `freq` by the Goertzel algorithm, as the amplitude of a sine.
     fn goertzel_amplitude(x: &[i16], freq: f64, rate: f64) -> f64 {

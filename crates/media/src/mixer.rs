@@ -526,7 +526,7 @@ impl Leg {
             match jb.pop(t + ptime) {
                 Some(JbOut::Packet { payload, .. }) => {
                     let old = jb_pcm.len();
-                    jb_pcm.resize(old + MAX_PCM, 0);
+                    jb_pcm.resize(old + dec_jb.max_samples(payload).min(MAX_PCM), 0);
                     match dec_jb.decode(payload, &mut jb_pcm[old..]) {
                         Ok(n) => jb_pcm.truncate(old + n),
                         Err(_) => {
@@ -1237,7 +1237,8 @@ impl CallMixer {
             }
         }
         self.s_pcm.clear();
-        self.s_pcm.resize(MAX_PCM, 0);
+        let bound = s.dec_direct.max_samples(h.payload(packet)).min(MAX_PCM);
+        self.s_pcm.resize(bound, 0);
         let n = match s.dec_direct.decode(h.payload(packet), &mut self.s_pcm) {
             Ok(n) => n,
             Err(_) => {
