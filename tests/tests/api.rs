@@ -264,7 +264,7 @@ async fn login_accepts_supervisors_only_and_tokens_authorize() {
         );
         assert_eq!(
             r.header("content-security-policy"),
-            Some("default-src 'self'")
+            Some("default-src 'self'; img-src 'self' data:")
         );
         assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
         assert!(r.header("access-control-allow-origin").is_none());

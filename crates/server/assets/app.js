@@ -44,6 +44,7 @@
     meCheck: null,
     endedTimer: null,
     statusTimer: null,
+    callingToast: null, // the "Calling your phone…" toast, dropped once the phone answers
     loginTimer: null,
     tickTimer: null,
     focusAgents: false,
@@ -120,9 +121,19 @@
   // ---- status area ---------------------------------------------------------------------------
   function status(msg, kind) {
     const box = $("status");
-    box.replaceChildren(el("div", { class: "toast toast-" + (kind || "info") }, msg));
+    const toast = el("div", { class: "toast toast-" + (kind || "info") }, msg);
+    box.replaceChildren(toast);
     clearTimeout(S.statusTimer);
     S.statusTimer = setTimeout(() => box.replaceChildren(), kind === "error" ? 9000 : 5000);
+    return toast;
+  }
+
+  // Removes `toast` if it is still the one shown (a newer message stays).
+  function dropStatus(toast) {
+    if (toast && toast.isConnected) {
+      clearTimeout(S.statusTimer);
+      toast.remove();
+    }
   }
 
   // ---- activity log (newest first, bounded) --------------------------------------------------
@@ -462,6 +473,8 @@
     if (mine) {
       clearEnded();
       setMySession(s, c);
+      // The phone answered: "Calling your phone…" would now contradict the Active pane.
+      if (s.state === "active") dropStatus(S.callingToast);
     }
     renderAll();
   }
@@ -879,7 +892,10 @@
         S.mySession = null;
         setMySession({ id: s.id, call: s.call || callId, agent: s.agent, mode: s.mode || mode, state: s.state || "calling" });
       }
-      status(`Calling your phone for ${MODE_VERB[mode]}…`, "info");
+      // A quick auto-answer can beat this response: then there is nothing to wait for.
+      if (S.mySession && S.mySession.state !== "active") {
+        S.callingToast = status(`Calling your phone for ${MODE_VERB[mode]}…`, "info");
+      }
     });
   }
 

@@ -254,7 +254,11 @@ mod tests {
         assert_eq!(relay.buckets[0], (5e-6, 3));
         assert_eq!(relay.buckets[3].1, 4);
         // 2 significant digits: within 1 %.
-        assert!((relay.quantiles_us[3] - 40.0).abs() <= 0.4, "{:?}", relay.quantiles_us);
+        assert!(
+            (relay.quantiles_us[3] - 40.0).abs() <= 0.4,
+            "{:?}",
+            relay.quantiles_us
+        );
         assert_eq!(m.rtp_relayed.load(Ordering::Relaxed), 4);
         assert_eq!(m.rtp_lost.load(Ordering::Relaxed), 2);
         assert_eq!(m.level(7, 0), Some(-20.0));

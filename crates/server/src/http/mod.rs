@@ -113,13 +113,14 @@ fn router(state: St) -> Router {
         .with_state(state)
 }
 
-/// Headers on every answer: the console loads only its own files, nothing is sniffed or framed;
-/// API answers are not cached. No CORS headers: the API is same-origin only.
+/// Headers on every answer: the console loads only its own files (plus `data:` images: its
+/// favicon is an inline `data:` URL, which stops the browser asking for /favicon.ico), nothing
+/// is sniffed or framed; API answers are not cached. No CORS headers: the API is same-origin only.
 async fn security_headers(mut res: Response) -> Response {
     let h = res.headers_mut();
     h.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'self'"),
+        HeaderValue::from_static("default-src 'self'; img-src 'self' data:"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
