@@ -330,25 +330,7 @@ fn api_sessions_are_audited_and_toned_when_the_phone_answers() {
     let body = sdp(42000, "sendrecv");
     h.send(
         SUPERVISOR,
-        &format!(
-            "SIP/2.0 200 OK
-Via: {}
-From: {}
-To: {};tag=p1
-Call-ID: {}
-CSeq: {}
-Contact: <sip:2001@{SUPERVISOR}>
-Content-Type: application/sdp
-Content-Length: {}
-
-{body}",
-            header(&inv, "Via"),
-            header(&inv, "From"),
-            header(&inv, "To"),
-            header(&inv, "Call-ID"),
-            header(&inv, "CSeq"),
-            clen(&body)
-        ),
+        &phone_response(&inv, "200 OK", "p1", Some(&body)),
     );
     assert_eq!(tones(&mut h), vec![(vec![1], 1)]);
     let now = h.now;
@@ -366,4 +348,42 @@ Content-Length: {}
             ..
         }
     )));
+}
+
+#[test]
+fn policy_allows_per_mode_and_a_switch_to_a_forbidden_mode_is_refused() {
+    // Supervisors may only monitor (and coach) agents; barge is not in their rule.
+    let (mut h, sink) = lab_with(|cfg| {
+        for r in &mut cfg.policy {
+            r.modes = vec![Mode::Monitor, Mode::Coach];
+        }
+    });
+    connected_call(&mut h);
+    let out = dial_feature(&mut h, "*831001", "2001", "lab2001", 1);
+    assert_eq!(
+        status(&out),
+        "SIP/2.0 403 Forbidden (not allowed for this agent or mode)"
+    );
+    let r = sink.records().pop().unwrap();
+    assert_eq!(
+        (r.event, r.mode, r.reason.as_deref()),
+        (AuditEvent::Refusal, Some(Mode::Barge), Some("not_allowed"))
+    );
+    let out = dial_feature(&mut h, "*821001", "2001", "lab2001", 2);
+    assert_eq!(status(&out), "SIP/2.0 200 OK");
+    let sid = h.e.calls()[0].sessions[0].id;
+    assert!(!h.e.switch_mode(sid, Mode::Barge, "RFC 4733"));
+    assert!(h.e.switch_mode(sid, Mode::Monitor, "RFC 4733"));
+    let now = h.now;
+    h.e.stop_session(now, "2001", sid).unwrap();
+    assert_eq!(
+        h.e.start_session(
+            now,
+            "2001",
+            SessionTarget::Agent("1001".into()),
+            Mode::Barge
+        )
+        .unwrap_err(),
+        ApiRefusal::Policy(Refusal::NotAllowed)
+    );
 }

@@ -22,32 +22,6 @@ fn lab() -> H {
     })
 }
 
-/// A response from the supervisor's phone to bibridge's INVITE.
-fn phone_response(inv: &str, status: &str, tag: &str, body: Option<&str>) -> String {
-    let (ctype, b) = match body {
-        Some(b) => ("Content-Type: application/sdp\n", b),
-        None => ("", ""),
-    };
-    format!(
-        "SIP/2.0 {status}
-Via: {}
-From: {}
-To: {};tag={tag}
-Call-ID: {}
-CSeq: {}
-Contact: <sip:2001@{SUPERVISOR}>
-{ctype}Content-Length: {}
-
-{b}",
-        header(inv, "Via"),
-        header(inv, "From"),
-        header(inv, "To"),
-        header(inv, "Call-ID"),
-        header(inv, "CSeq"),
-        clen(b)
-    )
-}
-
 /// Start a monitor session for 2001 on 1001's call; returns (session id, bibridge's INVITE).
 fn start(h: &mut H, mode: Mode) -> (u64, String) {
     let now = h.now;

@@ -189,22 +189,11 @@ pub struct MixerCounters {
 /// What [`CallMixer::input_level`] reads for silence, dBFS: about one LSB of 16-bit audio.
 pub const LEVEL_FLOOR_DBFS: f32 = -90.0;
 
-/// Counters of the whole mixer, see [`CallMixer::stats`].
+/// Counters of the whole mixer and of each leg, see [`CallMixer::stats`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MixerStats {
-    /// Packets relayed (all legs).
-    pub relayed_packets: u64,
-    /// Mixed frames sent (all legs).
-    pub mixed_frames: u64,
-    /// Supervisor digits consumed.
-    pub dtmf_consumed: u64,
-    /// Ticks of the mixer's clock.
-    pub ticks: u64,
-    /// Ticks skipped because `handle_timeout` came too late.
-    pub ticks_skipped: u64,
-    /// Packets dropped because the transmit queue was full or `poll_transmit`'s buffer too
-    /// small.
-    pub tx_dropped: u64,
+    /// The mixer-wide counters (also cheaply available from [`CallMixer::counters`]).
+    pub counters: MixerCounters,
     /// Per-leg counters, in the order the legs were added.
     pub legs: Vec<(LegId, LegStats)>,
 }
@@ -1566,7 +1555,7 @@ impl CallMixer {
     }
 
     /// The next packet to send: copied into `buf`, returns the leg to send it on and its
-    /// length. A packet larger than `buf` is dropped (counted in [`MixerStats::tx_dropped`]).
+    /// length. A packet larger than `buf` is dropped (counted in [`MixerCounters::tx_dropped`]).
     pub fn poll_transmit(&mut self, buf: &mut [u8]) -> Option<(LegId, usize)> {
         self.tx.pop_into(buf)
     }
@@ -1605,12 +1594,7 @@ impl CallMixer {
     /// Counters (allocates the per-leg list; see [`counters`](Self::counters)).
     pub fn stats(&self) -> MixerStats {
         MixerStats {
-            relayed_packets: self.relayed,
-            mixed_frames: self.mixed,
-            dtmf_consumed: self.dtmf_consumed,
-            ticks: self.ticks,
-            ticks_skipped: self.ticks_skipped,
-            tx_dropped: self.tx.dropped,
+            counters: self.counters(),
             legs: self.legs.iter().map(|l| (l.id, l.stats)).collect(),
         }
     }

@@ -397,17 +397,15 @@ impl Engine {
         let key = self.txl.send_request(now, req.clone(), peer, transport);
         self.client
             .insert(key.clone(), (call_id, ClientPurpose::SessionInvite(sid)));
-        self.dialogs.insert(
-            (leg.call_id.clone(), leg.local_tag.clone()),
-            DialogRef::Session(sid),
-        );
+
         let call_span = self
             .calls
             .get(&call_id)
             .map(|c| c.span.clone())
             .unwrap_or_else(tracing::Span::none);
         let span = info_span!(parent: &call_span, "session", id = sid, supervisor = %supervisor, agent = %ext, origin = "api");
-        self.sessions.insert(
+        // The ports are bound now; the leg joins the mixer once the answer names its codec.
+        self.insert_session(
             sid,
             Session {
                 call: call_id,
@@ -424,21 +422,14 @@ impl Engine {
                 ack: None,
                 ring_deadline: Some(now + Duration::from_secs(self.cfg.http.answer_timeout_s)),
             },
-        );
-        if let Some(c) = self.calls.get_mut(&call_id) {
-            c.sessions.push(sid);
-        }
-        // The ports are bound now; the leg joins the mixer once the answer names its codec.
-        self.media.push_back(MediaCommand::AddLeg {
-            call: call_id,
-            setup: LegSetup {
+            LegSetup {
                 leg: media_leg,
                 port,
                 remote: None,
                 role: MediaRole::Supervisor(mode),
                 codec: None,
             },
-        });
+        );
         {
             let _e = span.enter();
             info!(

@@ -278,7 +278,7 @@ impl Engine {
         let contact = message::header(&req.headers, "Contact").unwrap_or_default();
         let sip_call_id = message::call_id(&req.headers).unwrap_or_default();
         let leg = Leg {
-            call_id: sip_call_id.clone(),
+            call_id: sip_call_id,
             local_tag: self.ids.tag(),
             remote_tag: message::from_tag(&req.headers),
             local_uri: requests::strip_tag(&to),
@@ -312,12 +312,10 @@ impl Engine {
         leg.last_sdp_sent = Some(body.clone());
         leg.remote_media = info.clone();
         let local_tag = leg.local_tag.clone();
-        self.dialogs
-            .insert((sip_call_id, local_tag.clone()), DialogRef::Session(sid));
         self.server_invites
             .insert(key.clone(), DialogRef::Session(sid));
         let remote = info.as_ref().and_then(|i| i.rtp_addr);
-        self.sessions.insert(
+        self.insert_session(
             sid,
             Session {
                 call: call_id,
@@ -334,20 +332,14 @@ impl Engine {
                 ack: None,
                 ring_deadline: None,
             },
-        );
-        if let Some(c) = self.calls.get_mut(&call_id) {
-            c.sessions.push(sid);
-        }
-        self.media.push_back(MediaCommand::AddLeg {
-            call: call_id,
-            setup: LegSetup {
+            LegSetup {
                 leg: media_leg,
                 port,
                 remote,
                 role: role_of(mode),
                 codec,
             },
-        });
+        );
         {
             let _s = span.enter();
             info!(mode = mode.as_str(), call = call_id, "session started");
@@ -676,6 +668,21 @@ impl Engine {
 
 /// Audit records and notification tones.
 impl Engine {
+    /// Register a new session: its dialog, its place in the call and its media leg (bound now;
+    /// mixed once `setup` has a codec).
+    pub(super) fn insert_session(&mut self, sid: SessionId, s: Session, setup: LegSetup) {
+        let call = s.call;
+        self.dialogs.insert(
+            (s.leg.call_id.clone(), s.leg.local_tag.clone()),
+            DialogRef::Session(sid),
+        );
+        self.sessions.insert(sid, s);
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.sessions.push(sid);
+        }
+        self.media.push_back(MediaCommand::AddLeg { call, setup });
+    }
+
     /// Store an audit record; `Err` (logged) when the sink cannot.
     pub(super) fn audit_write(&mut self, rec: AuditRecord) -> Result<(), AuditError> {
         let Some(sink) = self.audit.as_mut() else {

@@ -297,3 +297,29 @@ Content-Length: {}
     h.send(SUPERVISOR, &invite(&format!("Authorization: {cred}\n"), 2));
     h.out()
 }
+
+/// A response from the supervisor's phone to bibridge's INVITE.
+pub fn phone_response(inv: &str, status: &str, tag: &str, body: Option<&str>) -> String {
+    let (ctype, b) = match body {
+        Some(b) => ("Content-Type: application/sdp\n", b),
+        None => ("", ""),
+    };
+    format!(
+        "SIP/2.0 {status}
+Via: {}
+From: {}
+To: {};tag={tag}
+Call-ID: {}
+CSeq: {}
+Contact: <sip:2001@{SUPERVISOR}>
+{ctype}Content-Length: {}
+
+{b}",
+        header(inv, "Via"),
+        header(inv, "From"),
+        header(inv, "To"),
+        header(inv, "Call-ID"),
+        header(inv, "CSeq"),
+        clen(b)
+    )
+}
