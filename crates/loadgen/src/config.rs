@@ -55,6 +55,17 @@ pub fn generate(o: &GenOptions) -> String {
     ));
     // No control API: a load run needs none, and several runs must not fight over its port.
     s.push_str("[http]\nlisten = false\n\n");
+    // Sessions are audited as in production (one fsync per start/stop), into the temp dir
+    // rather than wherever the run happens to be started.
+    let audit = std::env::temp_dir().join(format!("bibridge-load-audit-{}.jsonl", o.sip.port()));
+    s.push_str(&format!(
+        "[compliance]\naudit_log = \"{}\"\n\n",
+        audit
+            .display()
+            .to_string()
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+    ));
     s.push_str(&format!(
         "[auth]\nmd5_only_user_agents = [\"{USER_AGENT}\"]\n\n"
     ));

@@ -119,12 +119,12 @@ impl Server {
         };
         let audit_log = match &cfg.compliance.audit_log {
             Some(path) => {
-                Some(
-                    audit::JsonlAudit::open(path).map_err(|source| ServerError::Audit {
-                        path: path.clone(),
-                        source,
-                    })?,
-                )
+                let log = audit::JsonlAudit::open(path).map_err(|source| ServerError::Audit {
+                    path: path.clone(),
+                    source,
+                })?;
+                info!(path = %path.display(), "audit log");
+                Some(log)
             }
             None => {
                 warn!("audit log disabled ([compliance] audit_log = false)");
