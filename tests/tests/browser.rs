@@ -3,6 +3,8 @@
 //! switch to Coaching, stop through the call's context menu. The supervisor's phone is a TestUa
 //! whose audio is checked by tones at each step (DESIGN §3), exactly as tests/api.rs does through
 //! the API; a screenshot of each state goes to `<target>/browser/NN-name.png`.
+//! A second test restarts bibridge under a logged-in console: the page shows that the connection
+//! is lost, and once bibridge is back (its tokens, kept in memory, gone) asks to log in again.
 //!
 //! Without `/usr/bin/chromedriver` the test is skipped locally (a notice is printed) but fails in
 //! CI (`CI` set), where `scripts/test` installs `chromium` and `chromium-driver`.
@@ -39,6 +41,44 @@ fn shot_dir() -> PathBuf {
     target.join("browser")
 }
 
+/// Whether chromedriver is there; without it a test is skipped locally (with a notice) but fails
+/// in CI.
+fn have_chromedriver() -> bool {
+    if Path::new(CHROMEDRIVER).exists() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{CHROMEDRIVER} is missing: the browser test needs Debian's chromium and \
+             chromium-driver (scripts/test installs them with apt)"
+        );
+    }
+    println!("skipped: no chromedriver ({CHROMEDRIVER}); apt-get install chromium chromium-driver");
+    false
+}
+
+/// The screenshot directory, cleared of what an earlier run of the test `tag` left there: its
+/// screenshots (names starting with `prefix`), its failure shot and chromedriver log. The tests
+/// run side by side (nextest: as processes) and share the directory, so each owns its own names.
+fn prepare_shots(tag: &str, prefix: &str) -> PathBuf {
+    let dir = shot_dir();
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let own = |name: &str| {
+        name.starts_with(prefix) && name.ends_with(".png")
+            || name == format!("failure-{tag}.png")
+            || name == format!("chromedriver-{tag}.log")
+    };
+    for entry in std::fs::read_dir(&dir)
+        .expect("read screenshot dir")
+        .flatten()
+    {
+        if own(&entry.file_name().to_string_lossy()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    dir
+}
+
 /// chromedriver and the browsers it starts, plus the browser profile: all gone when this is
 /// dropped, also when the test panics half-way.
 struct Driver {
@@ -62,8 +102,9 @@ impl Drop for Driver {
     }
 }
 
-/// Start chromedriver on a free port and open a headless chromium session on it.
-async fn launch(dir: &Path) -> (Driver, Client, SocketAddr) {
+/// Start chromedriver on a free port (logging to `chromedriver-<tag>.log`) and open a headless
+/// chromium session on it.
+async fn launch(dir: &Path, tag: &str) -> (Driver, Client, SocketAddr) {
     use std::os::unix::process::CommandExt as _;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -71,7 +112,8 @@ async fn launch(dir: &Path) -> (Driver, Client, SocketAddr) {
         .port();
     let profile = unique_temp_path("chromium-profile", "d");
     std::fs::create_dir_all(&profile).expect("profile dir");
-    let log = std::fs::File::create(dir.join("chromedriver.log")).expect("chromedriver log");
+    let log_path = dir.join(format!("chromedriver-{tag}.log"));
+    let log = std::fs::File::create(&log_path).expect("chromedriver log");
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
         .stdin(Stdio::null())
@@ -89,7 +131,7 @@ async fn launch(dir: &Path) -> (Driver, Client, SocketAddr) {
         assert!(
             tokio::time::Instant::now() < deadline,
             "chromedriver did not listen on {addr} within {T:?} (see {})",
-            dir.join("chromedriver.log").display()
+            log_path.display()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -195,10 +237,24 @@ async fn console_log(client: &Client, driver: SocketAddr) -> Vec<Value> {
         .unwrap_or_else(|| panic!("no log entries in {v}"))
 }
 
-/// The page under test plus where its screenshots go.
+/// The browser console's errors (level SEVERE) except those `expected` accepts.
+async fn page_errors(
+    client: &Client,
+    driver: SocketAddr,
+    expected: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    console_log(client, driver)
+        .await
+        .into_iter()
+        .filter(|e| e["level"] == "SEVERE" && !expected(e))
+        .collect()
+}
+
+/// The page under test plus where its screenshots go (`tag` names the test's failure shot).
 struct Page {
     c: Client,
     dir: PathBuf,
+    tag: &'static str,
 }
 
 impl Page {
@@ -216,10 +272,16 @@ impl Page {
             .unwrap_or_else(|e| panic!("script {expr:?}: {e}"))
     }
 
-    /// Poll `expr` until it is truthy; on timeout save `failure.png` and panic with what the
-    /// console shows (operator state, status toasts, ribbon hint).
+    /// Poll `expr` until it is truthy, for up to [`T`].
     async fn wait(&self, what: &str, expr: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + T;
+        self.wait_up_to(what, expr, T).await
+    }
+
+    /// Poll `expr` until it is truthy; after `limit` save `failure-<tag>.png` and panic with what
+    /// the console shows (operator state, status toasts, ribbon hint, connection banner, login
+    /// message).
+    async fn wait_up_to(&self, what: &str, expr: &str, limit: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
             let v = self.js(expr).await;
             let truthy = match &v {
@@ -233,21 +295,70 @@ impl Page {
                 return v;
             }
             if tokio::time::Instant::now() >= deadline {
-                let path = self.shot("failure").await;
+                let path = self.shot(&format!("failure-{}", self.tag)).await;
                 let seen = self
                     .js("[document.getElementById('operator').dataset.state, \
                           document.getElementById('operator').dataset.mode, \
                           document.getElementById('status').innerText, \
                           document.getElementById('ribbon-hint').innerText, \
-                          document.getElementById('activity').innerText]")
+                          document.getElementById('activity').innerText, \
+                          document.getElementById('conn').hidden, \
+                          document.getElementById('login-msg').innerText]")
                     .await;
                 panic!(
-                    "{what}: `{expr}` not true within {T:?}; page shows {seen} (screenshot {})",
+                    "{what}: `{expr}` not true within {limit:?}; page shows {seen} (screenshot {})",
                     path.display()
                 );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Open the console and wait for the login form.
+    async fn open_console(&self, http_addr: SocketAddr) {
+        self.c
+            .goto(&format!("http://{http_addr}/"))
+            .await
+            .expect("open the console");
+        self.wait(
+            "login form shown",
+            "!document.getElementById('login-view').hidden",
+        )
+        .await;
+    }
+
+    /// Log in through the form and wait for the agents list (with agent 1001). The fields are
+    /// emptied first: after a logout or an expired session the form keeps the extension typed.
+    async fn log_in(&self, extension: &str, password: &str) {
+        for (css, text) in [
+            ("#login-extension", extension),
+            ("#login-password", password),
+        ] {
+            let field = self
+                .c
+                .find(Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("find {css}: {e}"));
+            field
+                .clear()
+                .await
+                .unwrap_or_else(|e| panic!("clear {css}: {e}"));
+            field
+                .send_keys(text)
+                .await
+                .unwrap_or_else(|e| panic!("type into {css}: {e}"));
+        }
+        self.click("#login-submit").await;
+        self.wait(
+            "console shown after login",
+            "!document.getElementById('app').hidden",
+        )
+        .await;
+        self.wait(
+            "agent 1001 listed",
+            "document.querySelector('#agents tr[data-ext=\"1001\"]')",
+        )
+        .await;
     }
 
     async fn click(&self, css: &str) {
@@ -297,71 +408,29 @@ const METERS_UP: &str = "['meter-customer', 'meter-agent', 'meter-you'].map((id)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_a_real_browser_monitor_coach_stop() {
-    if !Path::new(CHROMEDRIVER).exists() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "{CHROMEDRIVER} is missing: the browser test needs Debian's chromium and \
-                 chromium-driver (scripts/test installs them with apt)"
-            );
-        }
-        println!(
-            "skipped: no chromedriver ({CHROMEDRIVER}); apt-get install chromium chromium-driver"
-        );
+    if !have_chromedriver() {
         return;
     }
-    let dir = shot_dir();
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    let dir = prepare_shots("monitor", "0");
 
     let lab = start(|_| {}).await;
     let http_addr = lab.server.http_addr().expect("HTTP enabled");
     // The supervisor's desk phone, registered before anything happens in the console.
     let mut phone_ua = lab.registered("2001").await;
 
-    let (driver, client, driver_addr) = launch(&dir).await;
+    let (driver, client, driver_addr) = launch(&dir, "monitor").await;
     let page = Page {
         c: client.clone(),
         dir: dir.clone(),
+        tag: "monitor",
     };
 
     // 1. The login page.
-    page.c
-        .goto(&format!("http://{http_addr}/"))
-        .await
-        .expect("open the console");
-    page.wait(
-        "login form shown",
-        "!document.getElementById('login-view').hidden",
-    )
-    .await;
+    page.open_console(http_addr).await;
     page.shot("01-login").await;
 
     // 2. Logged in: the agents list, 1001 not in a call.
-    page.c
-        .find(Locator::Css("#login-extension"))
-        .await
-        .expect("extension field")
-        .send_keys("2001")
-        .await
-        .expect("type extension");
-    page.c
-        .find(Locator::Css("#login-password"))
-        .await
-        .expect("password field")
-        .send_keys("lab2001")
-        .await
-        .expect("type password");
-    page.click("#login-submit").await;
-    page.wait(
-        "console shown after login",
-        "!document.getElementById('app').hidden",
-    )
-    .await;
-    page.wait(
-        "agent 1001 listed",
-        "document.querySelector('#agents tr[data-ext=\"1001\"]')",
-    )
-    .await;
+    page.log_in("2001", "lab2001").await;
     let in_call = page
         .js("document.querySelector('#agents tr[data-ext=\"1001\"] .incall').textContent")
         .await;
@@ -573,21 +642,117 @@ async fn console_in_a_real_browser_monitor_coach_stop() {
     page.shot("08-stopped").await;
 
     // Nothing went wrong on the page itself: no script error, no CSP violation.
-    let errors: Vec<Value> = console_log(&client, driver_addr)
-        .await
-        .into_iter()
-        .filter(|e| e["level"] == "SEVERE")
-        // Before the login the console asks /api/me whether a session cookie is still valid;
-        // its 401 is the expected "no", which Chrome logs like any failed request.
-        .filter(|e| {
-            let m = e["message"].as_str().unwrap_or_default();
-            !(e["source"] == "network" && m.contains("/api/me ") && m.contains("401"))
-        })
-        .collect();
+    // Before the login the console asks /api/me whether a session cookie is still valid; its
+    // 401 is the expected "no", which Chrome logs like any failed request.
+    let errors = page_errors(&client, driver_addr, |e| {
+        let m = e["message"].as_str().unwrap_or_default();
+        e["source"] == "network" && m.contains("/api/me ") && m.contains("401")
+    })
+    .await;
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
 
     let _ = tokio::time::timeout(T, client.close()).await;
     drop(driver);
     drop(call);
+    lab.server.shutdown().await;
+}
+
+/// The console survives a restart of bibridge: while bibridge is down it says the connection is
+/// lost and keeps trying; once bibridge is back its tokens (kept in memory) are gone, so the
+/// console returns to the login form with "Session expired", and logging in again works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_survives_a_restart_of_bibridge() {
+    if !have_chromedriver() {
+        return;
+    }
+    let dir = prepare_shots("restart", "1");
+    let lab = start(|_| {}).await;
+    let http_addr = lab.server.http_addr().expect("HTTP enabled");
+    let (driver, client, driver_addr) = launch(&dir, "restart").await;
+    let page = Page {
+        c: client.clone(),
+        dir: dir.clone(),
+        tag: "restart",
+    };
+    page.open_console(http_addr).await;
+    page.log_in("2001", "lab2001").await;
+    assert_eq!(
+        page.js("document.getElementById('conn').hidden").await,
+        true,
+        "no connection banner while bibridge runs"
+    );
+    page.js("window.bibridgeTestMark = 'no reload'").await;
+
+    // bibridge goes away: the event stream ends (it notices the stopped engine within 5 s).
+    let stopped = lab.stop().await;
+    page.wait(
+        "connection-lost banner",
+        "!document.getElementById('conn').hidden",
+    )
+    .await;
+    assert_eq!(
+        page.js("document.getElementById('conn-text').textContent")
+            .await,
+        "Connection lost. Reconnecting…"
+    );
+    page.shot("10-connection-lost").await;
+    // An unreachable server is no reason to drop the session: a few failed attempts later the
+    // console is still there, still trying.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        page.js("[document.getElementById('app').hidden, document.getElementById('conn').hidden]")
+            .await,
+        json!([false, false]),
+        "console and banner stay while bibridge is down"
+    );
+
+    // bibridge is back on the same address, without the old token. The next reconnect attempt
+    // (EventSource's own, or the console's backoff of 1, 2, 4… s while the server is down) meets
+    // a 401 and the console asks to log in again. 20 s covers either.
+    let lab = stopped.restart().await;
+    assert_eq!(lab.server.http_addr(), Some(http_addr), "same HTTP address");
+    page.wait_up_to(
+        "login form with the session-expired message",
+        "!document.getElementById('login-view').hidden && \
+         document.getElementById('app').hidden && \
+         document.getElementById('login-msg').textContent === \
+           'Session expired, please log in again'",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(
+        page.js("[sessionStorage.getItem('bibridge.token'), window.bibridgeTestMark]")
+            .await,
+        json!([null, "no reload"]),
+        "the stale token is forgotten, without reloading the page"
+    );
+    assert_eq!(
+        page.js("document.getElementById('conn').hidden").await,
+        true,
+        "no connection banner on the login form"
+    );
+    page.shot("11-session-expired").await;
+
+    // Logging in again: the console works with the new server.
+    page.log_in("2001", "lab2001").await;
+    assert_eq!(
+        page.js("document.getElementById('me-ext').textContent")
+            .await,
+        "Ext. 2001"
+    );
+    page.wait(
+        "banner gone after the new login",
+        "document.getElementById('conn').hidden",
+    )
+    .await;
+    page.shot("12-relogin").await;
+
+    // Failed requests while bibridge was down or had forgotten the token are expected (Chrome
+    // logs them as network errors); anything else, a script error say, is not.
+    let errors = page_errors(&client, driver_addr, |e| e["source"] == "network").await;
+    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+
+    let _ = tokio::time::timeout(T, client.close()).await;
+    drop(driver);
     lab.server.shutdown().await;
 }

@@ -502,3 +502,34 @@ async fn garbage_closes_only_its_connection() {
     assert_eq!(r.status_code.code(), 200);
     lab.server.shutdown().await;
 }
+
+/// A stopped server holds no SIP socket: its UDP and TCP ports (with a TCP connection still open
+/// from a phone) can be bound again at once, as a restart in the same process needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_releases_the_sip_ports() {
+    let lab = start(|_| {}).await;
+    let udp = lab.server.udp_addr().unwrap();
+    let tcp = lab.server.tcp_addr().unwrap();
+    let mut phone = tokio::net::TcpStream::connect(tcp).await.unwrap();
+    // The connection is accepted and served before the shutdown.
+    use tokio::io::AsyncWriteExt;
+    phone.write_all(b"\r\n\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lab.server.shutdown().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let (u, t) = (
+            std::net::UdpSocket::bind(udp).is_ok(),
+            std::net::TcpListener::bind(tcp).is_ok(),
+        );
+        if u && t {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after shutdown: UDP {udp} free {u}, TCP {tcp} free {t}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(phone);
+}

@@ -23,9 +23,43 @@ use crate::{Input, ServerError};
 /// 64 KiB covers every datagram and bounds TCP buffering.
 const MAX_MESSAGE: usize = 65_535;
 
+/// Tasks a transport spawned; aborted when the transport is dropped (the engine task ends), so
+/// a stopped server holds no socket: its ports can be bound again at once.
+#[derive(Clone, Default)]
+struct Tasks(Arc<Mutex<Vec<tokio::task::AbortHandle>>>);
+
+impl Tasks {
+    fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let h = tokio::spawn(fut).abort_handle();
+        if let Ok(mut v) = self.0.lock() {
+            // Finished connections leave: the list stays as long as the live ones.
+            v.retain(|t| !t.is_finished());
+            v.push(h);
+        }
+    }
+
+    fn abort_all(&self) {
+        if let Ok(v) = self.0.lock() {
+            for t in v.iter() {
+                t.abort();
+            }
+        }
+    }
+}
+
 pub struct Udp {
     socket: Arc<UdpSocket>,
     local: SocketAddr,
+    tasks: Tasks,
+}
+
+impl Drop for Udp {
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+    }
 }
 
 /// Receive buffer asked for on the SIP UDP socket.
@@ -56,7 +90,8 @@ impl Udp {
         }
         let socket = Arc::new(socket);
         let rx = socket.clone();
-        tokio::spawn(async move {
+        let tasks = Tasks::default();
+        tasks.spawn(async move {
             let mut buf = vec![0u8; MAX_MESSAGE];
             loop {
                 match rx.recv_from(&mut buf).await {
@@ -80,7 +115,11 @@ impl Udp {
                 }
             }
         });
-        Ok(Udp { socket, local })
+        Ok(Udp {
+            socket,
+            local,
+            tasks,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -101,6 +140,13 @@ pub struct Tcp {
     local: SocketAddr,
     conns: Conns,
     to_engine: mpsc::Sender<Input>,
+    tasks: Tasks,
+}
+
+impl Drop for Tcp {
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+    }
 }
 
 impl Tcp {
@@ -121,13 +167,14 @@ impl Tcp {
             source,
         })?;
         let conns: Conns = Arc::default();
-        let (c, tx) = (conns.clone(), to_engine.clone());
-        tokio::spawn(async move {
+        let tasks = Tasks::default();
+        let (c, tx, t) = (conns.clone(), to_engine.clone(), tasks.clone());
+        tasks.spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, peer)) => {
                         debug!(%peer, "SIP/TCP connection accepted");
-                        spawn_connection(stream, peer, c.clone(), tx.clone());
+                        spawn_connection(stream, peer, c.clone(), tx.clone(), &t);
                     }
                     Err(e) => warn!(error = %e, "SIP/TCP accept failed"),
                 }
@@ -137,6 +184,7 @@ impl Tcp {
             local,
             conns,
             to_engine,
+            tasks,
         })
     }
 
@@ -178,12 +226,16 @@ impl Tcp {
         let _ = tx.send(data);
         conns.insert(dest, tx.clone());
         drop(conns);
-        let (conns, to_engine) = (self.conns.clone(), self.to_engine.clone());
-        tokio::spawn(async move {
+        let (conns, to_engine, tasks) = (
+            self.conns.clone(),
+            self.to_engine.clone(),
+            self.tasks.clone(),
+        );
+        self.tasks.spawn(async move {
             match TcpStream::connect(dest).await {
                 Ok(stream) => {
                     debug!(%dest, "SIP/TCP connection opened");
-                    run_connection(stream, dest, tx, rx, conns, to_engine);
+                    run_connection(stream, dest, tx, rx, conns, to_engine, &tasks);
                 }
                 Err(e) => {
                     debug!(%dest, error = %e, "SIP/TCP connect failed");
@@ -209,12 +261,13 @@ fn spawn_connection(
     peer: SocketAddr,
     conns: Conns,
     to_engine: mpsc::Sender<Input>,
+    tasks: &Tasks,
 ) {
     let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
     if let Ok(mut m) = conns.lock() {
         m.insert(peer, tx.clone());
     }
-    run_connection(stream, peer, tx, rx, conns, to_engine);
+    run_connection(stream, peer, tx, rx, conns, to_engine, tasks);
 }
 
 /// The writer (messages from `rx`, keep-alive pongs) and reader tasks of one connection, which is
@@ -226,16 +279,17 @@ fn run_connection(
     mut rx: mpsc::UnboundedReceiver<Bytes>,
     conns: Conns,
     to_engine: mpsc::Sender<Input>,
+    tasks: &Tasks,
 ) {
     let (mut rd, mut wr) = stream.into_split();
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         while let Some(data) = rx.recv().await {
             if wr.write_all(&data).await.is_err() {
                 break;
             }
         }
     });
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut buf = BytesMut::with_capacity(4096);
         'conn: loop {
             match rd.read_buf(&mut buf).await {

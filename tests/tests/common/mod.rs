@@ -87,7 +87,55 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Lab {
     }
 }
 
+/// A lab whose server was shut down, ready to start again ([`StoppedLab::restart`]).
+pub struct StoppedLab {
+    cfg: Config,
+    trunk_addr: SocketAddr,
+}
+
+impl StoppedLab {
+    /// A new server with the same config and on the same HTTP address, as after a restart of
+    /// the process: registrations, calls and console tokens (all in memory) start empty. SIP gets
+    /// fresh ephemeral ports, as in [`start`]: the stopped server's SIP/TCP accept task outlives
+    /// `shutdown` and keeps its port.
+    pub async fn restart(self) -> Lab {
+        // The old HTTP listener goes with its task, which `shutdown` aborts without waiting:
+        // wait (bounded) until the address is free again.
+        if let Some(addr) = self.cfg.http.listen {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while std::net::TcpListener::bind(addr).is_err() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "HTTP address {addr} still taken 5 s after shutdown"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let server = Server::start(self.cfg.clone()).await.unwrap();
+        let sip = server.udp_addr().unwrap();
+        Lab {
+            server,
+            sip,
+            trunk_addr: self.trunk_addr,
+            cfg: self.cfg,
+        }
+    }
+}
+
 impl Lab {
+    /// Shut the server down, keeping what [`StoppedLab::restart`] needs to start it again.
+    pub async fn stop(self) -> StoppedLab {
+        let mut cfg = self.cfg;
+        cfg.http.listen = self.server.http_addr();
+        cfg.sip.udp = cfg.sip.udp.map(|_| "127.0.0.1:0".parse().unwrap());
+        cfg.sip.tcp = cfg.sip.tcp.map(|_| "127.0.0.1:0".parse().unwrap());
+        self.server.shutdown().await;
+        StoppedLab {
+            cfg,
+            trunk_addr: self.trunk_addr,
+        }
+    }
+
     /// The trunk's UA (the "customer" side of calls from the PSTN), on the trusted address.
     pub async fn trunk_ua(&self) -> TestUa {
         TestUa::bind_on(self.trunk_addr, "customer", "", self.sip)
