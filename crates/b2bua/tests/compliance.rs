@@ -170,8 +170,13 @@ fn privacy_refuses_barge_but_not_monitoring() {
         (last.event, last.reason.as_deref()),
         (AuditEvent::Refusal, Some("privacy"))
     );
-    // The API too.
+    // The API says why too.
     let now = h.now;
+    assert_eq!(
+        h.e.api_switch_mode(now, "2001", sid, Mode::Barge)
+            .unwrap_err(),
+        ApiRefusal::Policy(Refusal::Privacy)
+    );
     h.e.stop_session(now, "2001", sid).unwrap();
     assert_eq!(
         h.e.start_session(
@@ -386,4 +391,29 @@ fn policy_allows_per_mode_and_a_switch_to_a_forbidden_mode_is_refused() {
         .unwrap_err(),
         ApiRefusal::Policy(Refusal::NotAllowed)
     );
+}
+
+#[test]
+fn a_feature_code_refused_for_lack_of_media_ports_is_audited() {
+    // Two port pairs: both taken by the call's own legs.
+    let (mut h, sink) = lab_with(|cfg| {
+        cfg.rtp.port_min = 20000;
+        cfg.rtp.port_max = 20003;
+    });
+    connected_call(&mut h);
+    notices(&mut h);
+    let out = dial_feature(&mut h, "*811001", "2001", "lab2001", 1);
+    assert!(status(&out).starts_with("SIP/2.0 503"), "{out:?}");
+    let r = sink.records().pop().expect("a refusal record");
+    assert_eq!(
+        (r.event, r.reason.as_deref(), r.origin),
+        (
+            AuditEvent::Refusal,
+            Some("no_media_ports"),
+            SessionOrigin::Phone
+        )
+    );
+    assert!(notices(&mut h)
+        .iter()
+        .any(|n| matches!(n, Notice::SessionRefused { reason, .. } if reason == "no_media_ports")));
 }

@@ -347,3 +347,108 @@ fn builtin_bridge_off_refuses_and_views_show_no_modes() {
     );
     assert!(c.connected && c.connected_at.is_some());
 }
+
+#[test]
+fn an_agent_hanging_up_while_a_barge_phone_still_rings_is_no_barge_promotion() {
+    // Barge promotion hands the customer to a supervisor who is *in* the call; one whose phone
+    // still rings would leave the customer alone with nobody (and nobody to end the call).
+    let mut h = lab();
+    let (call, agent_inv) = connected_call_inv(&mut h);
+    let (sid, inv) = start(&mut h, Mode::Barge);
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "180 Ringing", "sup1", None),
+    );
+    h.out();
+    notices(&mut h);
+    agent_bye(&mut h, &agent_inv);
+    let out = h.out();
+    assert!(
+        find(&out, TRUNK, "BYE ").is_some(),
+        "customer hung up: {out:?}"
+    );
+    assert!(find(&out, SUPERVISOR, "CANCEL ").is_some(), "{out:?}");
+    assert!(h.e.session_view(sid).is_none());
+    assert!(h.e.call_view(call).is_none());
+}
+
+#[test]
+fn a_refused_mode_switch_from_the_api_is_one_refusal() {
+    let mut h = H::with(|cfg| {
+        for u in &mut cfg.users {
+            if u.extension == "2001" {
+                u.contact = Some(format!("sip:2001@{SUPERVISOR}"));
+            }
+        }
+        for r in &mut cfg.policy {
+            r.modes = vec![Mode::Monitor, Mode::Coach];
+        }
+    });
+    connected_call(&mut h);
+    let (sid, _) = start(&mut h, Mode::Monitor);
+    notices(&mut h);
+    let now = h.now;
+    assert_eq!(
+        h.e.api_switch_mode(now, "2001", sid, Mode::Barge),
+        Err(ApiRefusal::Policy(Refusal::NotAllowed))
+    );
+    let refusals = notices(&mut h)
+        .into_iter()
+        .filter(|n| matches!(n, Notice::SessionRefused { .. }))
+        .count();
+    assert_eq!(refusals, 1, "counted once in the metrics");
+}
+
+#[test]
+fn a_2xx_retransmitted_after_the_operator_stopped_the_session_is_still_acked() {
+    let mut h = lab();
+    connected_call(&mut h);
+    let (sid, inv) = start(&mut h, Mode::Monitor);
+    let answer = sdp(42000, "sendrecv");
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "200 OK", "sup1", Some(&answer)),
+    );
+    h.out();
+    let now = h.now;
+    h.e.stop_session(now, "2001", sid).unwrap();
+    let out = h.out();
+    assert!(find(&out, SUPERVISOR, "BYE ").is_some(), "{out:?}");
+    // Our ACK was lost: the phone retransmits its 200 and must get the ACK (RFC 3261 §13.2.2.4),
+    // but no second BYE.
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "200 OK", "sup1", Some(&answer)),
+    );
+    let out = h.out();
+    let ack = find(&out, SUPERVISOR, "ACK ").expect("retransmitted 2xx ACKed");
+    assert!(header(ack, "To").contains("tag=sup1"), "{ack}");
+    assert_eq!(
+        header(ack, "CSeq"),
+        header(&inv, "CSeq").replace("INVITE", "ACK")
+    );
+    assert!(find(&out, SUPERVISOR, "BYE ").is_none(), "{out:?}");
+}
+
+#[test]
+fn an_answer_without_a_usable_codec_is_acked_and_hung_up() {
+    let mut h = lab();
+    connected_call(&mut h);
+    let (sid, inv) = start(&mut h, Mode::Monitor);
+    notices(&mut h);
+    // G.729 only: nothing bibridge offered.
+    let answer = "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 42000 RTP/AVP 18\na=rtpmap:18 G729/8000\na=sendrecv\n";
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "200 OK", "sup1", Some(answer)),
+    );
+    let out = h.out();
+    assert!(find(&out, SUPERVISOR, "ACK ").is_some(), "{out:?}");
+    let bye = find(&out, SUPERVISOR, "BYE sip:2001@").expect("the answered phone is hung up");
+    assert!(header(bye, "To").contains("tag=sup1"), "{bye}");
+    assert!(h.e.session_view(sid).is_none());
+    assert!(notices(&mut h).iter().any(|n| matches!(
+        n,
+        Notice::SessionEnded { reason, .. } if reason == "no usable SDP answer from the phone"
+    )));
+}

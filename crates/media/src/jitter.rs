@@ -467,6 +467,11 @@ impl JitterBuffer {
         s
     }
 
+    /// Heap memory the buffer holds, bytes: its payload arena (allocated by [`new`](Self::new)).
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.len()
+    }
+
     /// Forgets the stream, the estimates and the counters, as after [`new`](Self::new).
     /// Keeps the allocated memory.
     pub fn reset(&mut self) {

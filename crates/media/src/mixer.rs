@@ -50,9 +50,16 @@
 //! A leg whose packets are only relayed (no supervisor, same codec) is not decoded: `None`.
 //!
 //! # Buffers
-//! All PCM buffers and the transmit queue are sized when a leg is added or the routing changes
-//! (a tone starting or ending changes the routing); handling a packet or a tick does not
-//! allocate.
+//! A call that is only relayed holds what relaying needs and no more: its legs, their
+//! rewriters and a small transmit queue. The mixing state — decoders and encoders, jitter
+//! buffers, PCM and scratch buffers, resamplers, the full transmit queue — is created when
+//! the routing first needs it (a supervisor joins, a tone plays, the codecs differ), per
+//! leg and per part (a codec mismatch alone needs no jitter buffer), and kept afterwards: a
+//! supervisor who leaves and comes back costs nothing more. [`CallMixer::heap_bytes`]
+//! estimates what a mixer holds.
+//!
+//! All of it is sized when a leg is added or the routing changes (a tone starting or ending
+//! changes the routing); handling a packet or a tick does not allocate.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -200,12 +207,18 @@ pub struct MixerStats {
 
 /// The longest audio one packet may carry on a packet-clocked path: 120 ms.
 const MAX_PACKET_MS: u32 = 120;
+/// The highest sample rate of any codec, and so of any mix.
+const MAX_RATE: u32 = 48_000;
 /// Samples of [`MAX_PACKET_MS`] at 48 kHz, the highest rate: decode buffer size.
-const MAX_PCM: usize = 48 * MAX_PACKET_MS as usize;
+const MAX_PCM: usize = (MAX_RATE / 1000 * MAX_PACKET_MS) as usize;
 /// Largest encoded payload we produce (Opus' maximum for 120 ms is below this).
 const MAX_ENCODED: usize = 4000;
-/// Packets the transmit queue holds before the oldest is dropped.
+/// Packets the transmit queue holds before the oldest is dropped, once anything is mixed.
 const TX_SLOTS: usize = 64;
+/// The same while the call is only relayed: a relay sends at most one packet per packet
+/// received, and the owner drains the queue after each; the spare slots cover an owner that
+/// handles a few packets before draining.
+const TX_SLOTS_RELAY: usize = 4;
 /// Initial capacity of a transmit slot (grows once for larger relayed datagrams).
 const TX_SLOT_BYTES: usize = 1500;
 /// Events queued before the oldest is dropped (the owner polls after every call).
@@ -289,17 +302,26 @@ struct Conv {
 
 impl Conv {
     fn new(from: u32, to: u32) -> Result<Self, MediaError> {
-        let rs = if from == to {
-            None
+        let (rs, carry) = if from == to {
+            // A plain copy: nothing is carried over.
+            (None, Vec::new())
         } else {
-            Some(Resampler::new(from, to)?)
+            (
+                Some(Resampler::new(from, to)?),
+                Vec::with_capacity(MAX_PCM * 2),
+            )
         };
         Ok(Self {
             from,
             to,
             rs,
-            carry: Vec::with_capacity(MAX_PCM * 2),
+            carry,
         })
+    }
+
+    /// Heap held (the resampler's filter tables, under 1 KiB, are not counted).
+    fn heap_bytes(&self) -> usize {
+        vec_bytes(&self.carry)
     }
 
     /// Append `input` converted to `to` Hz onto `out`.
@@ -347,6 +369,58 @@ struct LastTx {
     generated: bool,
 }
 
+/// The jitter-buffered input path of a leg that feeds a clocked mix. Boxed and created on
+/// first use: the buffer alone holds about 96 KiB, which a relayed leg never needs.
+struct JbPath {
+    jb: JitterBuffer,
+    /// Decoder of this path (its own state: it sees a different sequence than the
+    /// packet-clocked path).
+    dec: Decoder,
+    /// Decoded output not yet taken into a tick frame (native rate).
+    pcm: Vec<i16>,
+}
+
+impl JbPath {
+    fn new(cfg: &MixerConfig, kind: CodecKind) -> Result<Self, MediaError> {
+        let frame_len = samples_in(cfg.ptime, kind.sample_rate());
+        Ok(Self {
+            dec: Decoder::new(kind)?,
+            jb: JitterBuffer::new(jitter_config(cfg, kind)),
+            pcm: Vec::with_capacity(frame_len * 4 + MAX_PCM * 2),
+        })
+    }
+}
+
+/// Heap a codec's decoder holds: the concealment history of codec.rs (1920 samples) and the
+/// boxed G.722 state. libopus' own state is not counted.
+fn decoder_heap(kind: CodecKind) -> usize {
+    let g722 = match kind {
+        CodecKind::G722 => std::mem::size_of::<crate::codec::g722::G722Decoder>(),
+        _ => 0,
+    };
+    1920 * std::mem::size_of::<i16>() + g722
+}
+
+/// Heap a codec's encoder holds: the boxed G.722 state (libopus' own is not counted).
+fn encoder_heap(kind: CodecKind) -> usize {
+    match kind {
+        CodecKind::G722 => std::mem::size_of::<crate::codec::g722::G722Encoder>(),
+        _ => 0,
+    }
+}
+
+/// Bytes of a vector's capacity.
+fn vec_bytes<T>(v: &Vec<T>) -> usize {
+    v.capacity() * std::mem::size_of::<T>()
+}
+
+/// Make `v` hold at least `cap` elements without growing later.
+fn ensure_capacity<T>(v: &mut Vec<T>, cap: usize) {
+    if v.capacity() < cap {
+        v.reserve(cap - v.len());
+    }
+}
+
 struct Leg {
     id: LegId,
     params: LegParams,
@@ -356,15 +430,15 @@ struct Leg {
     rtp_clock: u32,
 
     // ---- input side ----
-    /// Decoder of the packet-clocked path (packets in arrival order).
-    dec_direct: Decoder,
-    /// Decoder of the jitter-buffered path (its own state: it sees a different sequence).
-    dec_jb: Decoder,
-    jb: JitterBuffer,
+    // The codec state and buffers below are created by `replan` when the routing first
+    // needs them, and kept (see the module documentation).
+    /// Decoder of the packet-clocked path (packets in arrival order): while this leg clocks a
+    /// mixed output.
+    dec_direct: Option<Decoder>,
+    /// Jitter-buffered path: while this leg feeds a clocked mix.
+    jbp: Option<Box<JbPath>>,
     /// Whether this input feeds a clocked mix (its jitter buffer is fed and drained).
     jb_active: bool,
-    /// Decoded jitter-buffer output not yet taken into a tick frame (native rate).
-    jb_pcm: Vec<i16>,
     /// This tick's frame at the native rate.
     frame: Vec<i16>,
     /// This tick's frame at the other rates that mixes need.
@@ -394,7 +468,8 @@ struct Leg {
     mix_rate: u32,
     /// Mix rate -> codec rate.
     out_conv: Option<Conv>,
-    encoder: Encoder,
+    /// While this output is mixed.
+    encoder: Option<Encoder>,
     rewriter: Option<StreamRewriter>,
     last_tx: Option<LastTx>,
     /// The next generated packet starts a talkspurt.
@@ -425,20 +500,21 @@ fn jitter_config(cfg: &MixerConfig, kind: CodecKind) -> JitterConfig {
 }
 
 impl Leg {
-    fn new(cfg: &MixerConfig, id: LegId, params: LegParams) -> Result<Self, MediaError> {
+    fn new(id: LegId, params: LegParams) -> Result<Self, MediaError> {
         let kind = params.codec;
+        // Its codec state is made later, when needed: find out now whether it can be.
+        if !kind.is_available() {
+            return Err(MediaError::CodecUnavailable(kind));
+        }
         let rate = kind.sample_rate();
-        let frame_len = samples_in(cfg.ptime, rate);
         Ok(Self {
             id,
             rate,
             rtp_clock: kind.rtp_clock_rate(),
-            dec_direct: Decoder::new(kind)?,
-            dec_jb: Decoder::new(kind)?,
-            jb: JitterBuffer::new(jitter_config(cfg, kind)),
+            dec_direct: None,
+            jbp: None,
             jb_active: false,
-            jb_pcm: Vec::with_capacity(frame_len * 4 + MAX_PCM * 2),
-            frame: Vec::with_capacity(frame_len),
+            frame: Vec::new(),
             views: Vec::new(),
             dtmf: DtmfDetector::new(),
             meter: PeakMeter::default(),
@@ -454,7 +530,7 @@ impl Leg {
             route: Route::Idle,
             mix_rate: rate,
             out_conv: None,
-            encoder: Encoder::new(kind)?,
+            encoder: None,
             rewriter: None,
             last_tx: None,
             force_marker: false,
@@ -468,6 +544,32 @@ impl Leg {
 
     fn is_supervisor(&self) -> bool {
         matches!(self.params.role, LegRole::Supervisor(_))
+    }
+
+    /// Heap held by this leg's state (not counting the `Leg` itself).
+    fn heap_bytes(&self) -> usize {
+        let kind = self.params.codec;
+        let views: usize = self
+            .views
+            .iter()
+            .map(|v| vec_bytes(&v.buf) + v.conv.heap_bytes())
+            .sum();
+        let jbp = self.jbp.as_ref().map_or(0, |p| {
+            std::mem::size_of::<JbPath>()
+                + p.jb.heap_bytes()
+                + decoder_heap(kind)
+                + vec_bytes(&p.pcm)
+        });
+        vec_bytes(&self.frame)
+            + vec_bytes(&self.views)
+            + views
+            + vec_bytes(&self.side_agent)
+            + vec_bytes(&self.side_customer)
+            + self.direct_conv.as_ref().map_or(0, Conv::heap_bytes)
+            + self.out_conv.as_ref().map_or(0, Conv::heap_bytes)
+            + self.dec_direct.as_ref().map_or(0, |_| decoder_heap(kind))
+            + self.encoder.as_ref().map_or(0, |_| encoder_heap(kind))
+            + jbp
     }
 
     /// This tick's frame at `rate`, if this input has one at that rate.
@@ -495,9 +597,7 @@ impl Leg {
         talking_within: Duration,
     ) {
         let Leg {
-            jb,
-            dec_jb,
-            jb_pcm,
+            jbp,
             frame,
             stats,
             rate,
@@ -506,6 +606,17 @@ impl Leg {
             meter,
             ..
         } = self;
+        let Some(p) = jbp.as_deref_mut() else {
+            // Not reached: `replan` gives every clocked input its path.
+            frame.clear();
+            frame.resize(frame_len, 0);
+            return;
+        };
+        let JbPath {
+            jb,
+            dec: dec_jb,
+            pcm: jb_pcm,
+        } = p;
         // A frame may need several packets (10 ms ptime); bounded in case of a storm of
         // tiny packets.
         for _ in 0..16 {
@@ -558,7 +669,8 @@ impl Leg {
     }
 }
 
-/// A fixed ring of transmit slots.
+/// A ring of transmit slots: [`TX_SLOTS_RELAY`] while the call is relayed, [`TX_SLOTS`] once
+/// anything is mixed (grown by `replan`, never shrunk).
 struct TxQueue {
     slots: Vec<(LegId, bool, Vec<u8>)>,
     head: usize,
@@ -568,14 +680,31 @@ struct TxQueue {
 
 impl TxQueue {
     fn new() -> Self {
-        Self {
-            slots: (0..TX_SLOTS)
-                .map(|_| (0, false, Vec::with_capacity(TX_SLOT_BYTES)))
-                .collect(),
+        let mut q = Self {
+            slots: Vec::new(),
             head: 0,
             len: 0,
             dropped: 0,
+        };
+        q.grow(TX_SLOTS_RELAY);
+        q
+    }
+
+    /// Hold at least `slots` packets; the queued ones stay queued, in order.
+    fn grow(&mut self, slots: usize) {
+        if self.slots.len() >= slots {
+            return;
         }
+        // Unwrap the ring so the new slots land after its last packet.
+        self.slots.rotate_left(self.head);
+        self.head = 0;
+        self.slots.reserve_exact(slots - self.slots.len());
+        self.slots
+            .resize_with(slots, || (0, false, Vec::with_capacity(TX_SLOT_BYTES)));
+    }
+
+    fn heap_bytes(&self) -> usize {
+        vec_bytes(&self.slots) + self.slots.iter().map(|s| s.2.capacity()).sum::<usize>()
     }
 
     /// The buffer of the next slot, emptied; the packet is queued by [`commit`](Self::commit).
@@ -687,7 +816,6 @@ impl CallMixer {
     pub fn new(cfg: MixerConfig, ssrc_seed: u64) -> Self {
         let gain = 10f64.powf(f64::from(cfg.coach_gain_db) / 20.0);
         let gain_q16 = (gain * 65536.0).round().clamp(0.0, 65536.0 * 64.0) as i64;
-        let big = MAX_PCM * 6;
         Self {
             cfg,
             gain_q16,
@@ -697,20 +825,58 @@ impl CallMixer {
             agent: None,
             next_tick: None,
             tx: TxQueue::new(),
-            events: VecDeque::with_capacity(MAX_EVENTS),
+            // Only supervisors raise events: sized when the first one joins.
+            events: VecDeque::new(),
             relayed: 0,
             mixed: 0,
             dtmf_consumed: 0,
             ticks: 0,
             ticks_skipped: 0,
             tone_ended: false,
-            s_pcm: Vec::with_capacity(MAX_PCM),
-            s_rs: Vec::with_capacity(big),
-            s_acc: Vec::with_capacity(big),
-            s_mix: Vec::with_capacity(big),
-            s_out: Vec::with_capacity(big),
-            s_enc: vec![0; MAX_ENCODED],
+            // Sized by `replan` when something is first mixed.
+            s_pcm: Vec::new(),
+            s_rs: Vec::new(),
+            s_acc: Vec::new(),
+            s_mix: Vec::new(),
+            s_out: Vec::new(),
+            s_enc: Vec::new(),
         }
+    }
+
+    /// An estimate of the heap memory this mixer holds, bytes: the capacity of every buffer
+    /// it owns (legs, jitter buffers, PCM and scratch buffers, transmit queue, events) and
+    /// the boxed state of G.711/G.722 codecs. Not counted: libopus' codec state and the
+    /// resamplers' filter tables (under 1 KiB each).
+    pub fn heap_bytes(&self) -> usize {
+        let scratch = vec_bytes(&self.s_pcm)
+            + vec_bytes(&self.s_rs)
+            + vec_bytes(&self.s_acc)
+            + vec_bytes(&self.s_mix)
+            + vec_bytes(&self.s_out)
+            + vec_bytes(&self.s_enc);
+        vec_bytes(&self.legs)
+            + self.legs.iter().map(Leg::heap_bytes).sum::<usize>()
+            + self.tx.heap_bytes()
+            + self.events.capacity() * std::mem::size_of::<MixerEvent>()
+            + scratch
+    }
+
+    /// Size the scratch buffers and the transmit queue for mixing (once; they are kept).
+    ///
+    /// A packet-clocked frame is at most [`MAX_PACKET_MS`] of audio (longer packets are
+    /// discarded) at a mix rate of at most [`MAX_RATE`]; a clocked frame is one ptime at that
+    /// rate. Every scratch buffer holds one such frame at most.
+    fn reserve_for_mixing(&mut self) {
+        let cap = MAX_PCM.max(samples_in(self.cfg.ptime, MAX_RATE));
+        ensure_capacity(&mut self.s_pcm, MAX_PCM);
+        ensure_capacity(&mut self.s_rs, cap);
+        ensure_capacity(&mut self.s_acc, cap);
+        ensure_capacity(&mut self.s_mix, cap);
+        ensure_capacity(&mut self.s_out, cap);
+        if self.s_enc.len() < MAX_ENCODED {
+            self.s_enc.resize(MAX_ENCODED, 0);
+        }
+        self.tx.grow(TX_SLOTS);
     }
 
     fn next_random(&mut self) -> u64 {
@@ -736,7 +902,9 @@ impl CallMixer {
         if self.find(id).is_some() {
             return Err(MediaError::Mixer("leg id already in use"));
         }
-        let leg = Leg::new(&self.cfg, id, params)?;
+        let leg = Leg::new(id, params)?;
+        // Legs come one at a time and are few: no spare room.
+        self.legs.reserve_exact(1);
         self.legs.push(leg);
         if let Err(e) = self.replan(now) {
             self.legs.pop();
@@ -757,21 +925,20 @@ impl CallMixer {
         params: LegParams,
     ) -> Result<(), MediaError> {
         let i = self.find(id).ok_or(MediaError::Mixer("no such leg"))?;
-        let cfg = self.cfg.clone();
         let leg = &mut self.legs[i];
         if leg.params.codec != params.codec {
             let kind = params.codec;
-            // Build everything first so a failure leaves the leg as it was.
-            let dec_direct = Decoder::new(kind)?;
-            let dec_jb = Decoder::new(kind)?;
-            let encoder = Encoder::new(kind)?;
-            leg.dec_direct = dec_direct;
-            leg.dec_jb = dec_jb;
-            leg.encoder = encoder;
-            leg.jb = JitterBuffer::new(jitter_config(&cfg, kind));
+            // Checked first so a failure leaves the leg as it was.
+            if !kind.is_available() {
+                return Err(MediaError::CodecUnavailable(kind));
+            }
+            // The codec state of the new codec is made by `replan`, as far as the routing
+            // needs it.
+            leg.dec_direct = None;
+            leg.jbp = None;
+            leg.encoder = None;
             leg.rate = kind.sample_rate();
             leg.rtp_clock = kind.rtp_clock_rate();
-            leg.jb_pcm.clear();
             leg.frame.clear();
             leg.views.clear();
             leg.direct_conv = None;
@@ -906,6 +1073,9 @@ impl CallMixer {
                 if l.out_conv.as_ref().map(|c| (c.from, c.to)) != Some((mix_rate, l.rate)) {
                     l.out_conv = Some(Conv::new(mix_rate, l.rate)?);
                 }
+                if l.encoder.is_none() {
+                    l.encoder = Some(Encoder::new(l.params.codec)?);
+                }
             } else {
                 l.out_conv = None;
             }
@@ -950,6 +1120,9 @@ impl CallMixer {
                     if l.direct_conv.as_ref().map(|c| (c.from, c.to)) != Some((l.rate, to)) {
                         l.direct_conv = Some(Conv::new(l.rate, to)?);
                     }
+                    if l.dec_direct.is_none() {
+                        l.dec_direct = Some(Decoder::new(l.params.codec)?);
+                    }
                 }
                 None => l.direct_conv = None,
             }
@@ -962,8 +1135,13 @@ impl CallMixer {
             let is_party = Some(idx) == cust || Some(idx) == agent;
             let jb_active = l.is_supervisor() || (is_party && any_sup);
             if !jb_active && l.jb_active {
-                l.jb.reset();
-                l.jb_pcm.clear();
+                if let Some(p) = l.jbp.as_deref_mut() {
+                    p.jb.reset();
+                    p.pcm.clear();
+                }
+            }
+            if jb_active && l.jbp.is_none() {
+                l.jbp = Some(Box::new(JbPath::new(&self.cfg, l.params.codec)?));
             }
             l.jb_active = jb_active;
 
@@ -1041,13 +1219,25 @@ impl CallMixer {
                     v.conv.run(frame, side);
                 }
             }
-            let fl = frame_at(l.rate);
-            l.frame.reserve(fl);
+            if l.jb_active {
+                ensure_capacity(&mut l.frame, frame_at(l.rate));
+            }
             // Back to plain relay: nothing decodes this leg any more, and a frozen reading
             // would look live.
             if !l.jb_active && l.direct_conv.is_none() {
                 l.meter = PeakMeter::default();
             }
+        }
+
+        if any_sup && self.events.capacity() < MAX_EVENTS {
+            self.events.reserve(MAX_EVENTS - self.events.len());
+        }
+        if self
+            .legs
+            .iter()
+            .any(|l| matches!(l.route, Route::Mixed | Route::Clocked))
+        {
+            self.reserve_for_mixing();
         }
 
         // A tone needs the clock too: it must be heard when nobody sends.
@@ -1092,8 +1282,9 @@ impl CallMixer {
                     self.events.push_back(MixerEvent::Dtmf { leg: from, digit });
                 }
             } else if is_audio {
-                leg.jb
-                    .push(now, h.seq, h.timestamp, h.ssrc, h.marker, payload);
+                if let Some(p) = leg.jbp.as_deref_mut() {
+                    p.jb.push(now, h.seq, h.timestamp, h.ssrc, h.marker, payload);
+                }
                 leg.last_rx = Some(now);
             } else {
                 leg.stats.rx_discarded += 1;
@@ -1110,9 +1301,8 @@ impl CallMixer {
             return;
         };
         if is_audio {
-            if leg.jb_active {
-                leg.jb
-                    .push(now, h.seq, h.timestamp, h.ssrc, h.marker, payload);
+            if let (true, Some(p)) = (leg.jb_active, leg.jbp.as_deref_mut()) {
+                p.jb.push(now, h.seq, h.timestamp, h.ssrc, h.marker, payload);
             }
             leg.last_rx = Some(now);
         }
@@ -1225,10 +1415,15 @@ impl CallMixer {
                 missing = (d - 1) as usize;
             }
         }
+        let Some(dec) = s.dec_direct.as_mut() else {
+            // Not reached: `replan` gives the source of every mixed output its decoder.
+            s.stats.rx_discarded += 1;
+            return;
+        };
         self.s_pcm.clear();
-        let bound = s.dec_direct.max_samples(h.payload(packet)).min(MAX_PCM);
+        let bound = dec.max_samples(h.payload(packet)).min(MAX_PCM);
         self.s_pcm.resize(bound, 0);
-        let n = match s.dec_direct.decode(h.payload(packet), &mut self.s_pcm) {
+        let n = match dec.decode(h.payload(packet), &mut self.s_pcm) {
             Ok(n) => n,
             Err(_) => {
                 s.stats.decode_errors += 1;
@@ -1355,7 +1550,12 @@ impl CallMixer {
             }
             let pcm = self.s_out.get(off..off + len).unwrap_or(&[]);
             off += len;
-            let n = match d.encoder.encode(pcm, &mut self.s_enc) {
+            let encoded = match d.encoder.as_mut() {
+                Some(enc) => enc.encode(pcm, &mut self.s_enc),
+                // Not reached: `replan` gives every mixed output its encoder.
+                None => Err(MediaError::Mixer("no encoder")),
+            };
+            let n = match encoded {
                 Ok(n) => n,
                 Err(_) => {
                     d.stats.encode_errors += 1;

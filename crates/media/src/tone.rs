@@ -1,6 +1,6 @@
 //! Notification tones (compliance beeps) generated inside the mixer.
 //!
-//! A [`Tone`] is one or more sine bursts separated by silent gaps. [`ToneGen`] renders it into
+//! A [`Tone`] is one or more sine bursts separated by silent gaps. `ToneGen` renders it into
 //! a mix accumulator block by block: a phase accumulator and a position counter, nothing
 //! precomputed, so producing a frame neither allocates nor depends on the frame size.
 

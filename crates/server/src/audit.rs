@@ -31,13 +31,35 @@ impl JsonlAudit {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)?;
+        // A crash may have torn the last line: end it, or the next record would be glued to it
+        // and be unreadable too.
+        if !ends_with_newline(&mut file)? {
+            file.write_all(b"\n")?;
+            file.sync_data()?;
+        }
         Ok(JsonlAudit {
             file,
             path: path.to_path_buf(),
             line: Vec::with_capacity(512),
         })
     }
+}
+
+/// Whether a file is empty or its last byte is a newline.
+fn ends_with_newline(file: &mut File) -> std::io::Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    if file.metadata()?.len() == 0 {
+        return Ok(true);
+    }
+    file.seek(SeekFrom::End(-1))?;
+    let mut last = [0u8; 1];
+    file.read_exact(&mut last)?;
+    Ok(last[0] == b'\n')
 }
 
 /// The JSON form of a record (also what `bibridge audit --json` prints).
@@ -82,12 +104,14 @@ pub fn read(path: &Path, q: &Query) -> std::io::Result<(Vec<Value>, usize)> {
     let f = File::open(path)?;
     let mut out = Vec::new();
     let mut bad = 0;
-    for line in BufReader::new(f).lines() {
+    // Lines as bytes: a torn line may end inside a UTF-8 sequence; it is skipped like any
+    // other unreadable line rather than failing the whole read.
+    for line in BufReader::new(f).split(b'\n') {
         let line = line?;
-        if line.trim().is_empty() {
+        if line.trim_ascii().is_empty() {
             continue;
         }
-        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+        let Ok(v) = serde_json::from_slice::<Value>(&line) else {
             bad += 1;
             continue;
         };
@@ -124,7 +148,19 @@ pub fn parse_since(s: &str) -> Option<String> {
         return None;
     }
     let mut out = s.replace(' ', "T");
-    out.push_str(&full[s.len()..]);
+    // Every character as the template has it (a digit where it has one), cut after a whole
+    // field: `2026-11-25T1` is not 10 o'clock, `2026-11-25Xabc` is no time at all.
+    let shaped = out.bytes().zip(full.bytes()).all(|(c, t)| {
+        if t == b'0' {
+            c.is_ascii_digit()
+        } else {
+            c == t
+        }
+    });
+    if !shaped || !matches!(out.len(), 10 | 13 | 16 | 19 | 21..=23) {
+        return None;
+    }
+    out.push_str(&full[out.len()..]);
     out.push('Z');
     Some(out)
 }
@@ -216,6 +252,31 @@ mod tests {
     }
 
     #[test]
+    fn a_record_after_a_torn_line_survives_a_restart() {
+        let dir = std::env::temp_dir().join(format!("bibridge-audit-torn-{}", std::process::id()));
+        let path = dir.join("a.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let mut log = JsonlAudit::open(&path).unwrap();
+        log.append(&rec(AuditEvent::Start, "1001")).unwrap();
+        drop(log);
+        // The process died in the middle of a line (here with a split UTF-8 sequence).
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"time\":\"2026-\xc3")
+            .unwrap();
+        // Restarted: the next record must be a line of its own, not glued to the torn one.
+        let mut log = JsonlAudit::open(&path).unwrap();
+        log.append(&rec(AuditEvent::Start, "1002")).unwrap();
+        let (all, bad) = read(&path, &Query::default()).unwrap();
+        assert_eq!(bad, 1);
+        let agents: Vec<&str> = all.iter().map(|v| v["agent"].as_str().unwrap()).collect();
+        assert_eq!(agents, ["1001", "1002"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn since_accepts_dates_and_times() {
         assert_eq!(
             parse_since("2026-11-25").unwrap(),
@@ -230,6 +291,13 @@ mod tests {
             "2026-11-25T14:03:07.120Z"
         );
         assert!(parse_since("yesterday").is_none());
+        assert!(parse_since("2026-11-25Xabc").is_none());
+        assert!(parse_since("2026-11-25T1").is_none());
+        assert!(parse_since("2026-11-25T14:0x").is_none());
+        assert_eq!(
+            parse_since("2026-11-25 14").unwrap(),
+            "2026-11-25T14:00:00.000Z"
+        );
         assert!(parse_since("2026-1-5").is_none());
     }
 }

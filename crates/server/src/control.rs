@@ -1,5 +1,5 @@
 //! The control plane's door into the engine task: requests from the HTTP API (snapshots, session
-//! start/switch/stop) travel as [`Input::Control`] messages with a reply channel, so the engine
+//! start/switch/stop) travel as `Input::Control` messages with a reply channel, so the engine
 //! stays owned by one task; lifecycle notices come back as numbered [`Event`]s on a broadcast
 //! channel for the SSE stream.
 //!

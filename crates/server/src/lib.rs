@@ -2,8 +2,8 @@
 //!
 //! # Layout
 //! - [`Server`] (this file): starts the transports and the engine task, and stops them.
-//! - [`transport`]: UDP and TCP SIP sockets; TCP framing by Content-Length.
-//! - [`media`]: one task per call owning its RTP/RTCP sockets; relays packets between legs.
+//! - `transport`: UDP and TCP SIP sockets; TCP framing by Content-Length.
+//! - `media`: one task per call owning its RTP/RTCP sockets; relays packets between legs.
 //! - [`audit`]: the durable audit log (JSON lines, fsync'd) and its reader.
 //! - [`cli`]: command line and config loading for the `bibridge` binary.
 //! - [`control`]: requests from the HTTP API into the engine task, and its events back out.

@@ -1,6 +1,6 @@
 //! Process-wide media counters, processing-time histograms and live levels.
 //!
-//! The packet path never takes a lock: each call's media task keeps its own [`MediaTally`]
+//! The packet path never takes a lock: each call's media task keeps its own `MediaTally`
 //! (plain integers and two `hdrhistogram`s, no allocation per record) and folds it into the
 //! shared [`Metrics`] once a second and when the call ends. Readers (`/metrics`, the periodic log
 //! line, the SSE level meters) only ever see those folded values.

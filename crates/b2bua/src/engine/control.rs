@@ -460,21 +460,10 @@ impl Engine {
         if s.supervisor != supervisor {
             return Err(ApiRefusal::NotYours);
         }
-        let agent = s.agent.clone();
-        let ok = self.switch_mode(sid, mode, "API");
-        if !ok {
-            self.notices.push_back(Notice::SessionRefused {
-                supervisor: supervisor.to_string(),
-                agent,
-                mode,
-                reason: Refusal::NotAllowed.key().to_string(),
-                origin: SessionOrigin::Api,
-            });
-        }
+        // A refusal is recorded (audit, notice) by switch_mode itself.
+        let r = self.try_switch_mode(sid, mode, "API");
         self.process(now);
-        if !ok {
-            return Err(ApiRefusal::Policy(Refusal::NotAllowed));
-        }
+        r.map_err(ApiRefusal::Policy)?;
         self.session_view(sid).ok_or(ApiRefusal::NoSuchSession)
     }
 
@@ -625,6 +614,8 @@ impl Engine {
         }
         s.invite = None;
         s.ring_deadline = None;
+        // The dialog is confirmed from here on: whatever ends the session now ends it with a BYE.
+        s.state = SessionState::Active;
         // The answer: restricted to what we offered; without a usable one the phone gets a BYE.
         let offered = s
             .leg
@@ -645,7 +636,6 @@ impl Engine {
         let Some(s) = self.sessions.get_mut(&sid) else {
             return;
         };
-        s.state = SessionState::Active;
         let remote = answer.as_ref().and_then(|i| i.rtp_addr);
         s.leg.remote_media = answer;
         let (call, leg, mode) = (s.call, s.media_leg, s.mode);
@@ -696,6 +686,31 @@ impl Engine {
             s.invite = None;
         }
         self.end_session(now, sid, "no answer", false);
+    }
+
+    /// An answered API session ends while its INVITE's client transaction still runs: a
+    /// retransmitted 2xx (our ACK lost) must still be ACKed (RFC 3261 §13.2.2.4), without a
+    /// second BYE, so the transaction becomes an orphan that has been hung up already.
+    pub(super) fn keep_acking_session_invite(&mut self, sid: SessionId, s: &Session) {
+        if s.origin != SessionOrigin::Api {
+            return;
+        }
+        let key = self
+            .client
+            .iter()
+            .find(|(_, (_, p))| *p == ClientPurpose::SessionInvite(sid))
+            .map(|(k, _)| k.clone());
+        if let Some(key) = key {
+            self.orphans.insert(
+                key,
+                Orphan {
+                    peer: s.leg.peer,
+                    transport: s.leg.transport,
+                    cancel: None,
+                    hung_up: true,
+                },
+            );
+        }
     }
 
     /// A session that is still calling ends: CANCEL the INVITE (after a provisional response,

@@ -239,6 +239,15 @@ impl Engine {
             }
         };
         let Ok(port) = self.pool.allocate() else {
+            info!(supervisor = %who, agent = %ext, mode = mode.as_str(), reason = "no_media_ports", "session refused");
+            self.refuse_session(
+                &who,
+                ext,
+                Some(call_id),
+                mode,
+                "no_media_ports",
+                SessionOrigin::Phone,
+            );
             self.respond_new_dialog(
                 now,
                 (&key, &req),
@@ -482,8 +491,18 @@ impl Engine {
 
     /// Change a session's mode (DTMF, later the operator console).
     pub fn switch_mode(&mut self, sid: SessionId, mode: Mode, via: &str) -> bool {
+        self.try_switch_mode(sid, mode, via).is_ok()
+    }
+
+    /// [`Engine::switch_mode`], saying why a switch was refused.
+    pub(super) fn try_switch_mode(
+        &mut self,
+        sid: SessionId,
+        mode: Mode,
+        via: &str,
+    ) -> Result<(), Refusal> {
         let Some(s) = self.sessions.get(&sid) else {
-            return false;
+            return Err(Refusal::NotAllowed);
         };
         let refusal = match (self.cfg.user(&s.supervisor), self.cfg.user(&s.agent)) {
             (Some(sup), Some(agent)) if !self.cfg.may(sup, agent, mode) => {
@@ -507,10 +526,10 @@ impl Engine {
                 (s.supervisor.clone(), s.agent.clone(), s.call, s.origin);
             drop(_e);
             self.refuse_session(&sup, &agent, Some(call), mode, r.key(), origin);
-            return false;
+            return Err(r);
         }
         if s.mode == mode {
-            return true;
+            return Ok(());
         }
         info!(
             from = s.mode.as_str(),
@@ -544,7 +563,7 @@ impl Engine {
         {
             self.play_notification(sid, true);
         }
-        true
+        Ok(())
     }
 
     /// A DTMF digit the mixer took from a supervisor's RTP.
@@ -572,6 +591,7 @@ impl Engine {
             // No dialog yet: the phone is still ringing (or never answered).
             self.abandon_session_invite(now, &s);
         } else if bye {
+            self.keep_acking_session_invite(sid, &s);
             if let Some((req, peer, transport)) = request_on_leg(
                 &mut self.ids,
                 &self.cfg.sip.user_agent,
@@ -629,10 +649,12 @@ impl Engine {
         if call.agent_side != Some(side) || call.promoted.is_some() {
             return false;
         }
+        // Only a supervisor already in the call: a phone still ringing for a console session
+        // could not take the customer over (and might never answer).
         let barger = call.sessions.iter().copied().find(|sid| {
             self.sessions
                 .get(sid)
-                .is_some_and(|s| s.mode == Mode::Barge)
+                .is_some_and(|s| s.mode == Mode::Barge && s.state == SessionState::Active)
         });
         let Some(sid) = barger else { return false };
         let Some(s) = self.sessions.get(&sid) else {

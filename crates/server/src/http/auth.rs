@@ -133,7 +133,7 @@ impl Auth {
         let user = cfg.user(extension);
         // Throttling by extension only for configured users: random names must not grow the map.
         let ext_key = user.map(|u| Key::Extension(u.extension.clone()));
-        let ip_key = Key::Address(from);
+        let ip_key = Key::Address(throttle_address(from));
         {
             let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
             let mut wait = None;
@@ -203,6 +203,20 @@ impl Auth {
 
     pub fn logout(&self, token: &str) {
         self.tokens.remove(token);
+    }
+}
+
+/// The address a client's failures count against: an IPv4 client seen on a dual-stack socket
+/// (`::ffff:a.b.c.d`) is its IPv4 address, and an IPv6 client its /64, since any host can pick
+/// fresh addresses within its /64 at will and would otherwise never be throttled.
+fn throttle_address(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::from(o)
+        }
+        v4 => v4,
     }
 }
 
@@ -330,6 +344,40 @@ mod tests {
         // After the window the burst is forgotten.
         now += WINDOW + Duration::from_secs(301);
         assert!(a.login(&cfg, "2001", "lab2001", ip(), now).is_ok());
+    }
+
+    #[test]
+    fn fresh_ipv6_addresses_of_one_prefix_and_mapped_ipv4_are_one_address() {
+        let cfg = Config::lab();
+        let a = Auth::new(Duration::from_secs(60));
+        let now = Instant::now();
+        // Unknown extensions: only the address counts.
+        for i in 0..5u16 {
+            let from = IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, i + 1]);
+            assert_eq!(
+                a.login(&cfg, "9999", "x", from, now),
+                Err(LoginError::Invalid)
+            );
+        }
+        let next = IpAddr::from([0x2001, 0xdb8, 0, 1, 0xdead, 0, 0, 99]);
+        assert!(matches!(
+            a.login(&cfg, "9999", "x", next, now),
+            Err(LoginError::Throttled(_))
+        ));
+        // Another /64 is another client.
+        let other = IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]);
+        assert_eq!(
+            a.login(&cfg, "9999", "x", other, now),
+            Err(LoginError::Invalid)
+        );
+        for _ in 0..5 {
+            let _ = a.login(&cfg, "9999", "x", ip(), now);
+        }
+        let mapped = IpAddr::from(std::net::Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped());
+        assert!(matches!(
+            a.login(&cfg, "2001", "lab2001", mapped, now),
+            Err(LoginError::Throttled(_))
+        ));
     }
 
     #[test]

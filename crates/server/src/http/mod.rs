@@ -3,9 +3,9 @@
 //! # Layout
 //! - this file: the router, shared state, the JSON endpoints (login, agents, calls, sessions),
 //!   problem documents, the static console and the security headers every answer carries.
-//! - [`auth`]: password check, tokens, throttling of failed logins.
-//! - [`sse`]: `GET /api/events` (snapshot, lifecycle events, level meters).
-//! - [`prom`]: `GET /metrics` in the Prometheus/OpenMetrics text format.
+//! - `auth`: password check, tokens, throttling of failed logins.
+//! - `sse`: `GET /api/events` (snapshot, lifecycle events, level meters).
+//! - `prom`: `GET /metrics` in the Prometheus/OpenMetrics text format.
 //!
 //! Every engine request goes through [`ControlHandle`]; handlers never touch engine state. Input
 //! is never trusted: bodies are size-limited and parsed by hand into problem documents, so no
