@@ -478,16 +478,7 @@ impl Engine {
         if s.supervisor != supervisor {
             return Err(ApiRefusal::NotYours);
         }
-        let call = s.call;
-        let promoted = self
-            .calls
-            .get(&call)
-            .is_some_and(|c| c.promoted == Some(sid));
-        self.end_session(now, sid, "stopped by the operator", true);
-        if promoted {
-            // The supervisor had taken the agent's place: nobody is left for the customer.
-            self.end_call(now, call, "promoted supervisor stopped");
-        }
+        self.end_session_and_promoted_call(now, sid, "stopped by the operator", true);
         self.process(now);
         Ok(())
     }

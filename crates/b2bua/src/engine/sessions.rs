@@ -388,21 +388,10 @@ impl Engine {
             self.respond_out_of_order(now, (&key, &req));
             return;
         }
-        let call = s.call;
         match method.as_str() {
             "BYE" => {
                 self.respond(now, (&key, &req), 200, "OK", None, &[]);
-                let promoted = self
-                    .calls
-                    .get(&call)
-                    .is_some_and(|c| c.promoted == Some(sid));
-                if promoted {
-                    // The supervisor took the agent's place: hanging up ends the customer's call.
-                    self.end_session(now, sid, "supervisor hung up", false);
-                    self.end_call(now, call, "promoted supervisor hung up");
-                } else {
-                    self.end_session(now, sid, "supervisor hung up", false);
-                }
+                self.end_session_and_promoted_call(now, sid, "supervisor hung up", false);
             }
             "INFO" => {
                 let ctype = message::header(&req.headers, "Content-Type")
@@ -627,6 +616,18 @@ impl Engine {
     /// The supervisor never ACKed our 2xx (RFC 3261 §13.3.1.4): its dialog ends with a BYE. Only
     /// a promoted supervisor, who took the agent's place, takes the customer's call with it.
     pub(super) fn end_session_no_ack(&mut self, now: Instant, sid: SessionId) {
+        self.end_session_and_promoted_call(now, sid, "no ACK for 2xx", true);
+    }
+
+    /// End a session; if its supervisor had taken the agent's place (barge promotion), nobody is
+    /// left for the customer, so the customer's call ends with it (`reason` for both).
+    pub(super) fn end_session_and_promoted_call(
+        &mut self,
+        now: Instant,
+        sid: SessionId,
+        reason: &str,
+        bye: bool,
+    ) {
         let Some(call) = self.sessions.get(&sid).map(|s| s.call) else {
             return;
         };
@@ -634,9 +635,9 @@ impl Engine {
             .calls
             .get(&call)
             .is_some_and(|c| c.promoted == Some(sid));
-        self.end_session(now, sid, "no ACK for 2xx", true);
+        self.end_session(now, sid, reason, bye);
         if promoted {
-            self.end_call(now, call, "promoted supervisor sent no ACK");
+            self.end_call(now, call, &format!("promoted supervisor: {reason}"));
         }
     }
 
