@@ -15,8 +15,22 @@
 //!   its timing is kept — the supervisors' audio for the same span is added from their FIFOs,
 //!   and the result is encoded and sent at once. When that party has sent nothing for more than
 //!   3 ptime (hold, DTX), the mixer's own clock produces the frames (supervisors only).
-//! - **Clocked mix** (every supervisor's output): on each tick of the mixer's own clock (one
-//!   ptime), one frame of every input is taken from its jitter buffer, decoded and mixed.
+//! - **Supervisor mix** (every supervisor's output: customer + agent + the other supervisors
+//!   the agent hears): clocked by the customer's packets too, so the customer reaches a
+//!   supervisor with no added delay. Each customer packet is decoded on arrival (the same
+//!   decoding as for the agent's packet-clocked mix: once per packet, whoever needs it), and
+//!   the rest of the mix for the same span is added from the supervisor's FIFO: on each tick
+//!   of the mixer's own clock (one ptime), one frame of the agent and of every supervisor
+//!   heard by the agent is taken from its jitter buffer, summed at the supervisor's mix rate
+//!   and queued there (at most 3 frames, as for the agent's mix). When the customer has sent
+//!   nothing for more than 3 ptime (hold, DTX, no customer leg), the tick sends that frame
+//!   itself; when the customer's packets resume they clock the output again. Both switches
+//!   keep one stream (one SSRC, sequence numbers continuous, timestamps advancing by each
+//!   packet's length), exactly like the agent's output. As there, the packets follow the
+//!   customer's packet time (10 or 30 ms customer packets make 10 or 30 ms supervisor
+//!   packets; Opus outputs split spans it has no frame size for), a customer packet lost in
+//!   sequence is passed on as the same gap, and the customer's telephone-events reach no
+//!   supervisor. The customer's jitter buffer feeds only its level meter.
 //!
 //! Every mix runs at the highest sample rate among the legs taking part in it; inputs are
 //! resampled up to it and the sum down to the output codec's rate. Sums saturate.
@@ -358,7 +372,8 @@ enum Route {
     Relay,
     /// Packet-clocked mix (see the module documentation).
     Mixed,
-    /// Clocked mix (supervisors).
+    /// Supervisor mix: clocked by the customer's packets, by the mixer's clock while the
+    /// customer is silent (see the module documentation).
     Clocked,
 }
 
@@ -461,6 +476,13 @@ struct Leg {
     side_agent_rate: u32,
     side_customer: Vec<i16>,
     side_customer_rate: u32,
+    /// Supervisor output: the sum of the agent and the supervisors the agent hears, at this
+    /// output's mix rate, waiting for the customer's next packet (or the hold tick). Kept as
+    /// a sum so it saturates once, when mixed with the customer.
+    others: Vec<i32>,
+    others_rate: u32,
+    /// Supervisor output: the customer's rate -> this output's mix rate.
+    cust_conv: Option<Conv>,
 
     // ---- output side ----
     route: Route,
@@ -527,6 +549,9 @@ impl Leg {
             side_agent_rate: 0,
             side_customer: Vec::new(),
             side_customer_rate: 0,
+            others: Vec::new(),
+            others_rate: 0,
+            cust_conv: None,
             route: Route::Idle,
             mix_rate: rate,
             out_conv: None,
@@ -565,6 +590,8 @@ impl Leg {
             + views
             + vec_bytes(&self.side_agent)
             + vec_bytes(&self.side_customer)
+            + vec_bytes(&self.others)
+            + self.cust_conv.as_ref().map_or(0, Conv::heap_bytes)
             + self.direct_conv.as_ref().map_or(0, Conv::heap_bytes)
             + self.out_conv.as_ref().map_or(0, Conv::heap_bytes)
             + self.dec_direct.as_ref().map_or(0, |_| decoder_heap(kind))
@@ -948,6 +975,9 @@ impl CallMixer {
             leg.side_customer.clear();
             leg.side_agent_rate = 0;
             leg.side_customer_rate = 0;
+            leg.others.clear();
+            leg.others_rate = 0;
+            leg.cust_conv = None;
             leg.meter = PeakMeter::default();
         }
         if leg.params.role != params.role {
@@ -1031,6 +1061,7 @@ impl CallMixer {
         let cust_id = cust.map(|i| legs[i].id);
         let agent_id = agent.map(|i| legs[i].id);
         let base_rate = rate_of(cust, legs).max(rate_of(agent, legs));
+        let cust_rate = rate_of(cust, legs);
 
         // Routes, mix rates and sources of every output.
         let mut sup_rates: Vec<(LegId, u32)> = Vec::new();
@@ -1079,6 +1110,15 @@ impl CallMixer {
             } else {
                 l.out_conv = None;
             }
+            // A supervisor's output is clocked by the customer's packets: their audio is
+            // converted to its mix rate on arrival.
+            if route == Route::Clocked && cust.is_some() {
+                if l.cust_conv.as_ref().map(|c| (c.from, c.to)) != Some((cust_rate, mix_rate)) {
+                    l.cust_conv = Some(Conv::new(cust_rate, mix_rate)?);
+                }
+            } else {
+                l.cust_conv = None;
+            }
             if l.source != source {
                 if let Some(rw) = l.rewriter.as_mut() {
                     rw.note_source_switch();
@@ -1102,14 +1142,18 @@ impl CallMixer {
         }
 
         // Direct (packet-clocked) converters: the source's rate -> the output's mix rate.
-        for (src, dst) in [(cust, agent), (agent, cust)] {
+        // The customer's packets are decoded on arrival for the supervisors' mixes too.
+        for (src, dst, clocks_sups) in [(cust, agent, any_sup), (agent, cust, false)] {
             let Some(s) = src else { continue };
             let want = match dst {
                 Some(d) if self.legs[d].route == Route::Mixed => Some(self.legs[d].mix_rate),
                 _ => None,
             };
             let l = &mut self.legs[s];
-            if want.is_none() {
+            if clocks_sups && l.dec_direct.is_none() {
+                l.dec_direct = Some(Decoder::new(l.params.codec)?);
+            }
+            if want.is_none() && !clocks_sups {
                 // Not mixing: packets of this source go by relay (or nowhere), so the last
                 // sequence number seen by the packet-clocked path goes stale; kept, the next
                 // mixed period would take the relayed packets for lost ones.
@@ -1146,7 +1190,9 @@ impl CallMixer {
             l.jb_active = jb_active;
 
             let mut needed: Vec<u32> = Vec::new();
-            if is_party {
+            // The customer reaches the supervisors' mixes by the packet-clocked path: its tick
+            // frame only feeds its meter, no views.
+            if Some(idx) == agent {
                 needed.extend(sup_rates.iter().map(|&(_, r)| r));
             } else if l.is_supervisor() {
                 if l.to_agent {
@@ -1217,6 +1263,20 @@ impl CallMixer {
                     side.extend_from_slice(frame);
                 } else if let Some(v) = views.iter_mut().find(|v| v.conv.to == want) {
                     v.conv.run(frame, side);
+                }
+            }
+            // A supervisor output's FIFO of the rest of its mix.
+            let others_want = if l.route == Route::Clocked {
+                l.mix_rate
+            } else {
+                0
+            };
+            if l.others_rate != others_want {
+                l.others.clear();
+                l.others_rate = others_want;
+                if others_want != 0 {
+                    // A tick appends one frame before trimming to SIDE_MAX_FRAMES.
+                    ensure_capacity(&mut l.others, frame_at(others_want) * (SIDE_MAX_FRAMES + 1));
                 }
             }
             if l.jb_active {
@@ -1292,7 +1352,8 @@ impl CallMixer {
             return;
         }
 
-        let dst = if Some(i) == self.customer {
+        let is_customer = Some(i) == self.customer;
+        let dst = if is_customer {
             self.agent
         } else if Some(i) == self.agent {
             self.customer
@@ -1306,12 +1367,31 @@ impl CallMixer {
             }
             leg.last_rx = Some(now);
         }
-        let Some(d) = dst else { return };
-        match self.legs[d].route {
-            Route::Relay => self.relay(now, i, d, &h, packet, is_audio, is_dtmf),
-            Route::Mixed if is_audio => self.direct_mix(now, i, d, &h, packet),
-            Route::Mixed if is_dtmf => self.pass_dtmf(now, d, &h, packet),
-            _ => self.legs[i].stats.rx_discarded += 1,
+        // The customer's audio clocks every supervisor's output.
+        let to_sups =
+            is_audio && is_customer && self.legs.iter().any(|l| l.route == Route::Clocked);
+        let dst = dst.map(|d| (d, self.legs[d].route));
+        match dst {
+            Some((d, Route::Relay)) => self.relay(now, i, d, &h, packet, is_audio, is_dtmf),
+            Some((d, Route::Mixed)) if is_dtmf => self.pass_dtmf(now, d, &h, packet),
+            Some((_, Route::Mixed)) if is_audio => {}
+            Some(_) if !to_sups => self.legs[i].stats.rx_discarded += 1,
+            _ => {}
+        }
+        let to_dst = match dst {
+            Some((d, Route::Mixed)) if is_audio => Some(d),
+            _ => None,
+        };
+        if to_dst.is_some() || to_sups {
+            // Decoded once, for the opposite party's mix and the supervisors' alike.
+            if let Some(missing) = self.decode_direct(i, &h, packet) {
+                if let Some(d) = to_dst {
+                    self.direct_mix(now, i, d, missing);
+                }
+                if to_sups {
+                    self.supervisor_mix(now, missing);
+                }
+            }
         }
         self.finish_tones(now);
     }
@@ -1399,8 +1479,10 @@ impl CallMixer {
         });
     }
 
-    /// Packet-clocked mix: an audio packet of `src` makes one frame for `dst`.
-    fn direct_mix(&mut self, now: Instant, src: usize, dst: usize, h: &RtpHeader, packet: &[u8]) {
+    /// Decode an audio packet of `src` on the packet-clocked path into `s_pcm` (native rate).
+    /// Returns the number of packets of `src` lost just before it (passed on as a gap), or
+    /// `None` if it is not to be mixed (late, duplicate, undecodable, implausibly long).
+    fn decode_direct(&mut self, src: usize, h: &RtpHeader, packet: &[u8]) -> Option<usize> {
         let max_samples = |rate: u32| (rate * MAX_PACKET_MS / 1000) as usize;
         let s = &mut self.legs[src];
         let mut missing = 0usize;
@@ -1409,7 +1491,7 @@ impl CallMixer {
             if d <= 0 && d > -100 {
                 // Late or duplicate: its place in the output has passed (no buffering here).
                 s.stats.rx_discarded += 1;
-                return;
+                return None;
             }
             if (2..=MAX_GAP_PASSED + 1).contains(&d) {
                 missing = (d - 1) as usize;
@@ -1418,7 +1500,7 @@ impl CallMixer {
         let Some(dec) = s.dec_direct.as_mut() else {
             // Not reached: `replan` gives the source of every mixed output its decoder.
             s.stats.rx_discarded += 1;
-            return;
+            return None;
         };
         self.s_pcm.clear();
         let bound = dec.max_samples(h.payload(packet)).min(MAX_PCM);
@@ -1427,13 +1509,13 @@ impl CallMixer {
             Ok(n) => n,
             Err(_) => {
                 s.stats.decode_errors += 1;
-                return;
+                return None;
             }
         };
         if n == 0 || n > max_samples(s.rate) {
             // Longer than any sane packet time: not sent on (it would stall the mix).
             s.stats.rx_discarded += 1;
-            return;
+            return None;
         }
         s.last_direct_seq = Some(h.seq);
         self.s_pcm.truncate(n);
@@ -1442,6 +1524,13 @@ impl CallMixer {
             // meter (the same audio; fed twice it would fill the window twice as fast).
             s.meter.feed(&self.s_pcm, s.rate);
         }
+        Some(missing)
+    }
+
+    /// Packet-clocked mix: the audio packet of `src` decoded into `s_pcm` makes one frame for
+    /// `dst`; `missing` packets of `src` were lost just before it.
+    fn direct_mix(&mut self, now: Instant, src: usize, dst: usize, missing: usize) {
+        let s = &mut self.legs[src];
         self.s_rs.clear();
         match s.direct_conv.as_mut() {
             Some(c) => c.run(&self.s_pcm, &mut self.s_rs),
@@ -1479,6 +1568,49 @@ impl CallMixer {
         self.s_acc.extend(self.s_rs.iter().map(|&x| i32::from(x)));
         self.add_sides(to_agent, len);
         self.emit(now, dst);
+    }
+
+    /// The customer's audio packet decoded into `s_pcm` makes one frame for every supervisor:
+    /// the customer as received, plus the same span of the supervisor's FIFO (agent and
+    /// the supervisors the agent hears); `missing` customer packets were lost just before it.
+    fn supervisor_mix(&mut self, now: Instant, missing: usize) {
+        for s in 0..self.legs.len() {
+            let l = &mut self.legs[s];
+            if l.route != Route::Clocked {
+                continue;
+            }
+            let Some(conv) = l.cust_conv.as_mut() else {
+                // Not reached: `replan` gives every supervisor output a converter while
+                // there is a customer.
+                continue;
+            };
+            self.s_rs.clear();
+            conv.run(&self.s_pcm, &mut self.s_rs);
+            let len = self.s_rs.len();
+            if missing > 0 {
+                // As for the agent's mix: the gap is passed on and the rest of the mix for
+                // that span goes with it.
+                if let Some(rw) = l.rewriter.as_mut() {
+                    let step = (len as u64 * u64::from(l.rtp_clock) / u64::from(l.mix_rate)) as u32;
+                    for _ in 0..missing {
+                        rw.next_generated(step);
+                    }
+                }
+                if let Some(t) = l.tone.as_mut() {
+                    t.skip(len * missing);
+                }
+                let k = (len * missing).min(l.others.len());
+                l.others.drain(..k);
+            }
+            self.s_acc.clear();
+            self.s_acc.extend(self.s_rs.iter().map(|&x| i32::from(x)));
+            let k = len.min(l.others.len());
+            for (a, &x) in self.s_acc.iter_mut().zip(&l.others[..k]) {
+                *a += x;
+            }
+            l.others.drain(..k);
+            self.emit(now, s);
+        }
     }
 
     /// Add `len` samples of every contributing supervisor's FIFO (agent's or customer's mix)
@@ -1694,7 +1826,19 @@ impl CallMixer {
             }
         }
 
-        // 3. Every supervisor's mix: customer + agent + other supervisors heard by the agent.
+        // Three packet times (the jitter buffer's 60 ms ceiling at 20 ms): a customer packet that
+        // is merely late must not get a generated frame in front of it (that would add 20 ms to
+        // the agent's delay each time); a held or silent customer is noticed within 60 ms.
+        let hold_after = ptime * 3;
+        let idle = |legs: &[Leg], src: Option<usize>| match src.and_then(|s| legs[s].last_rx) {
+            None => true,
+            Some(at) => t.saturating_duration_since(at) > hold_after,
+        };
+
+        // 3. Every supervisor's mix but the customer (who clocks it): agent + the other
+        //    supervisors heard by the agent, queued for the customer's next packet; sent on
+        //    our clock while the customer is silent.
+        let customer_idle = idle(&self.legs, self.customer);
         for s in 0..self.legs.len() {
             if self.legs[s].route != Route::Clocked {
                 continue;
@@ -1704,7 +1848,7 @@ impl CallMixer {
             self.s_acc.clear();
             self.s_acc.resize(fl, 0);
             for (i, l) in self.legs.iter().enumerate() {
-                let heard = Some(i) == self.customer || Some(i) == self.agent || l.to_agent;
+                let heard = Some(i) == self.agent || l.to_agent;
                 if i == s || !heard || !l.jb_active {
                     continue;
                 }
@@ -1714,16 +1858,29 @@ impl CallMixer {
                     }
                 }
             }
+            let others = &mut self.legs[s].others;
+            others.extend_from_slice(&self.s_acc);
+            let max = fl * SIDE_MAX_FRAMES;
+            if others.len() > max {
+                // The customer's clock is slower than ours: the excess goes rather than
+                // becoming delay (as for the agent's mix).
+                let excess = others.len() - max;
+                others.drain(..excess);
+            }
+            if !customer_idle {
+                continue;
+            }
+            let k = fl.min(others.len());
+            for (a, x) in self.s_acc.iter_mut().zip(others.drain(..k)) {
+                *a = x;
+            }
+            self.s_acc[k..].fill(0);
             self.emit(t, s);
         }
 
         // 4. Agent / customer outputs whose clocking party is silent: the supervisors they
         //    hear and their tone are produced on our clock, so a coach or a tone is always
         //    heard.
-        // Three packet times (the jitter buffer's 60 ms ceiling at 20 ms): a customer packet that
-        // is merely late must not get a generated frame in front of it (that would add 20 ms to
-        // the agent's delay each time); a held or silent customer is noticed within 60 ms.
-        let hold_after = ptime * 3;
         for (dst, src, to_agent) in [
             (self.agent, self.customer, true),
             (self.customer, self.agent, false),
@@ -1739,11 +1896,7 @@ impl CallMixer {
             if !contributors && self.legs[d].tone.is_none() {
                 continue;
             }
-            let src_idle = match src.and_then(|s| self.legs[s].last_rx) {
-                None => true,
-                Some(at) => t.saturating_duration_since(at) > hold_after,
-            };
-            if !src_idle {
+            if !idle(&self.legs, src) {
                 continue;
             }
             let fl = samples_in(ptime, self.legs[d].mix_rate);
