@@ -877,3 +877,48 @@ async fn two_supervisors_on_one_call() {
     drop(call);
     lab.server.shutdown().await;
 }
+
+/// One login holds at most 8 event streams; a closed one frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_per_login_are_bounded() {
+    let lab = start(|_| {}).await;
+    let addr = http_addr(&lab);
+    let token = login(addr, "2001", "lab2001").await;
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        let mut s = EventStream::open(addr, &token).await;
+        assert!(s.next(Duration::from_secs(5)).await.is_some(), "snapshot");
+        open.push(s);
+    }
+    let r = tokio::time::timeout(
+        Duration::from_secs(5),
+        api(addr, &token, "GET", "/api/events", None),
+    )
+    .await
+    .expect("a 9th stream is refused at once, not opened");
+    assert_eq!(r.status, 429, "{r:?}");
+    assert_eq!(r.reason(), "too_many_streams");
+    // Another login is not affected.
+    let other = login(addr, "2002", "lab2002").await;
+    let mut s = EventStream::open(addr, &other).await;
+    assert!(s.next(Duration::from_secs(5)).await.is_some());
+    // Closing one stream frees its place (the server notices at its next write: an event or the
+    // 15 s keep-alive).
+    drop(open.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(25);
+    loop {
+        // 429 comes back at once; an accepted stream never ends, so a timeout means "accepted".
+        match tokio::time::timeout(
+            Duration::from_secs(2),
+            api(addr, &token, "GET", "/api/events", None),
+        )
+        .await
+        {
+            Err(_) => break,
+            Ok(r) => assert_eq!(r.status, 429, "{r:?}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "place not freed");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    lab.server.shutdown().await;
+}

@@ -452,3 +452,46 @@ fn an_answer_without_a_usable_codec_is_acked_and_hung_up() {
         Notice::SessionEnded { reason, .. } if reason == "no usable SDP answer from the phone"
     )));
 }
+
+/// A re-INVITE whose Contact cannot be used (`<>`) must not empty the dialog's remote target:
+/// the BYE afterwards still goes to the phone's URI.
+#[test]
+fn an_unusable_contact_in_a_reinvite_keeps_the_remote_target() {
+    let mut h = lab();
+    connected_call(&mut h);
+    let (sid, inv) = start(&mut h, Mode::Monitor);
+    h.send(
+        SUPERVISOR,
+        &phone_response(&inv, "200 OK", "sup1", Some(&sdp(42000, "sendrecv"))),
+    );
+    h.out();
+    h.send(
+        SUPERVISOR,
+        &format!(
+            "INVITE sip:bibridge@{US} SIP/2.0
+Via: SIP/2.0/UDP {SUPERVISOR};branch=z9hG4bKreinv1;rport
+Max-Forwards: 70
+From: {};tag=sup1
+To: {}
+Call-ID: {}
+CSeq: 7 INVITE
+Contact: <>
+Content-Length: 0
+
+",
+            header(&inv, "To"),
+            header(&inv, "From"),
+            header(&inv, "Call-ID"),
+        ),
+    );
+    let out = h.out();
+    assert!(find(&out, SUPERVISOR, "SIP/2.0 200").is_some(), "{out:?}");
+    let now = h.now;
+    h.e.stop_session(now, "2001", sid).unwrap();
+    let out = h.out();
+    let bye = find(&out, SUPERVISOR, "BYE ").expect("BYE to the phone");
+    assert!(
+        bye.starts_with(&format!("BYE sip:2001@{SUPERVISOR} SIP/2.0")),
+        "{bye}"
+    );
+}

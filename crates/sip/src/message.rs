@@ -317,7 +317,8 @@ pub fn addr_uri(value: &str) -> Option<String> {
     if let Some(start) = value.find('<') {
         let rest = value.get(start + 1..)?;
         let end = rest.find('>')?;
-        return Some(rest[..end].trim().to_string());
+        let inner = rest[..end].trim();
+        return (!inner.is_empty()).then(|| inner.to_string());
     }
     let uri = value.split(';').next()?.trim();
     (!uri.is_empty()).then(|| uri.to_string())

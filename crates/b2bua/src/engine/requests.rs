@@ -130,8 +130,12 @@ impl Engine {
         }
         // A refresh of the remote target (RFC 3261 §12.2.2, target refresh requests).
         if method == "INVITE" || method == "UPDATE" {
-            if let Some(c) = message::header(&req.headers, "Contact") {
-                leg.remote_target = message::addr_uri(&c).unwrap_or_default();
+            // An unparsable Contact keeps the target we have: an empty one would break every
+            // later request on the dialog.
+            if let Some(uri) =
+                message::header(&req.headers, "Contact").and_then(|c| message::addr_uri(&c))
+            {
+                leg.remote_target = uri;
             }
         }
         let span = call.span.clone();

@@ -162,8 +162,10 @@ impl Engine {
             return;
         }
         call.b.remote_tag = to_tag;
-        if let Some(c) = message::header(&resp.headers, "Contact") {
-            call.b.remote_target = message::addr_uri(&c).unwrap_or_default();
+        if let Some(uri) =
+            message::header(&resp.headers, "Contact").and_then(|c| message::addr_uri(&c))
+        {
+            call.b.remote_target = uri;
         }
         let mut rr = message::headers_all(&resp.headers, "Record-Route");
         rr.reverse();

@@ -423,8 +423,10 @@ impl Engine {
                     self.server_invites
                         .insert(key.clone(), DialogRef::Session(sid));
                 }
-                if let Some(contact) = message::header(&req.headers, "Contact") {
-                    s.leg.remote_target = message::addr_uri(&contact).unwrap_or_default();
+                if let Some(uri) =
+                    message::header(&req.headers, "Contact").and_then(|c| message::addr_uri(&c))
+                {
+                    s.leg.remote_target = uri;
                 }
                 let mut body = s.leg.last_sdp_sent.clone();
                 if !req.body.is_empty() {

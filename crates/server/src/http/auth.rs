@@ -134,22 +134,21 @@ impl Auth {
         // Throttling by extension only for configured users: random names must not grow the map.
         let ext_key = user.map(|u| Key::Extension(u.extension.clone()));
         let ip_key = Key::Address(throttle_address(from));
-        {
-            let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
-            let mut wait = None;
-            for k in [Some(&ip_key), ext_key.as_ref()].into_iter().flatten() {
-                if let Some(f) = t.get_mut(k) {
-                    f.prune(now);
-                    let w = f.blocked_until.filter(|b| *b > now).map(|b| b - now);
-                    wait = wait.max(w);
-                }
-            }
-            if let Some(w) = wait {
-                return Err(LoginError::Throttled(w));
+        // One critical section for check, verify and record: parallel guesses cannot all pass the
+        // check before the first failure is recorded. The password check is one SHA-256: short.
+        let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
+        let mut wait = None;
+        for k in [Some(&ip_key), ext_key.as_ref()].into_iter().flatten() {
+            if let Some(f) = t.get_mut(k) {
+                f.prune(now);
+                let w = f.blocked_until.filter(|b| *b > now).map(|b| b - now);
+                wait = wait.max(w);
             }
         }
+        if let Some(w) = wait {
+            return Err(LoginError::Throttled(w));
+        }
         if !self.password_ok(user, password) {
-            let mut t = self.throttle.lock().unwrap_or_else(|e| e.into_inner());
             if t.len() >= MAX_THROTTLE_ENTRIES {
                 t.retain(|_, f| {
                     f.prune(now);
@@ -162,11 +161,9 @@ impl Auth {
             return Err(LoginError::Invalid);
         }
         if let Some(k) = ext_key {
-            self.throttle
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&k);
+            t.remove(&k);
         }
+        drop(t);
         self.tokens.retain(|_, l| l.expires > now);
         let token = hex::encode(rand::random::<[u8; 32]>());
         let login = Login {

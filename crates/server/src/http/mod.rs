@@ -53,6 +53,8 @@ pub(crate) struct AppState {
     control: ControlHandle,
     metrics: Arc<Metrics>,
     auth: Auth,
+    /// Open event streams per login token (bounded: each one is a task and a subscription).
+    streams: dashmap::DashMap<String, usize>,
 }
 
 type St = Arc<AppState>;
@@ -77,6 +79,7 @@ pub async fn start(
         cfg,
         control,
         metrics,
+        streams: dashmap::DashMap::new(),
     });
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     info!(http = %local, "HTTP API, console and metrics listening");

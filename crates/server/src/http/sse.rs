@@ -43,7 +43,48 @@ struct Held {
     supervisor: LegId,
 }
 
+/// Open event streams one login may hold (a console tab needs one; a few tabs are fine).
+const MAX_STREAMS_PER_TOKEN: usize = 8;
+
+/// Counts an open stream of a token; the count goes down when the stream's feed task ends.
+struct StreamSlot {
+    st: St,
+    token: String,
+}
+
+impl StreamSlot {
+    fn take(st: &St, token: &str) -> Option<StreamSlot> {
+        let mut n = st.streams.entry(token.to_string()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_TOKEN {
+            return None;
+        }
+        *n += 1;
+        drop(n);
+        Some(StreamSlot {
+            st: st.clone(),
+            token: token.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.st.streams.remove_if_mut(&self.token, |_, n| {
+            *n = n.saturating_sub(1);
+            *n == 0
+        });
+    }
+}
+
 pub(super) async fn events(State(st): State<St>, sup: Supervisor) -> Result<Response, Problem> {
+    let Some(slot) = StreamSlot::take(&st, &sup.token) else {
+        return Err(Problem::new(
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            "Too many event streams",
+            format!("at most {MAX_STREAMS_PER_TOKEN} open event streams per login"),
+        ));
+    };
     let rx = st.control.subscribe();
     let snap = st
         .control
@@ -51,7 +92,10 @@ pub(super) async fn events(State(st): State<St>, sup: Supervisor) -> Result<Resp
         .await
         .map_err(Problem::engine)?;
     let (tx, out) = mpsc::channel::<SseEvent>(64);
-    tokio::spawn(feed(st, sup, rx, snap, tx));
+    tokio::spawn(async move {
+        feed(st, sup, rx, snap, tx).await;
+        drop(slot);
+    });
     let stream = futures_util::stream::unfold(out, |mut out| async move {
         out.recv().await.map(|e| (Ok::<_, Infallible>(e), out))
     });
