@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bibridge_b2bua::config::Mode;
 use bibridge_b2bua::engine::{
-    AgentView, ApiRefusal, CallId, CallView, Engine, EngineStats, Notice, SessionId, SessionTarget,
+    AgentView, ApiRefusal, CallView, Engine, EngineStats, Notice, SessionId, SessionTarget,
     SessionView,
 };
 use serde_json::{json, Value};
@@ -237,10 +237,6 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-pub fn mode_str(m: Mode) -> &'static str {
-    m.as_str()
-}
-
 /// JSON of an agent (docs/api.md).
 pub fn agent_json(a: &AgentView) -> Value {
     json!({
@@ -428,11 +424,6 @@ pub(crate) fn handle(engine: &mut Engine, seq: u64, req: ControlRequest) {
             let _ = reply.send(engine.stats());
         }
     }
-}
-
-/// Unused-call guard for ids in JSON (`CallId` is a number inside, a string outside).
-pub fn call_id_str(id: CallId) -> String {
-    id.to_string()
 }
 
 #[cfg(test)]
