@@ -75,6 +75,11 @@ fn the_phone_is_called_with_auto_answer_and_the_session_attaches_when_it_answers
         "{media:?}"
     );
     assert_eq!(h.e.session_view(sid).unwrap().state, SessionState::Active);
+    assert_eq!(
+        h.e.stats().ringing_sessions,
+        0,
+        "answered: no ring deadline left"
+    );
     assert!(matches!(
         &notices(&mut h)[..],
         [Notice::SessionStarted {
@@ -137,6 +142,7 @@ fn a_busy_phone_ends_the_session_with_reason_busy_and_frees_its_port() {
         [Notice::SessionEnded { reason, .. }] if reason == "busy"
     ));
     assert_eq!(h.e.stats().ports_in_use, ports);
+    assert_eq!(h.e.stats().ringing_sessions, 0);
     // The supervisor may try again at once.
     start(&mut h, Mode::Coach);
 }
@@ -168,6 +174,7 @@ fn a_phone_that_keeps_ringing_is_cancelled_after_the_answer_timeout() {
     );
     h.out();
     notices(&mut h);
+    assert_eq!(h.e.stats().ringing_sessions, 1);
     h.advance(Duration::from_secs(29));
     assert!(h.e.session_view(sid).is_some());
     assert!(h.out().iter().all(|(_, m)| !m.starts_with("CANCEL")));
@@ -176,6 +183,7 @@ fn a_phone_that_keeps_ringing_is_cancelled_after_the_answer_timeout() {
     let cancel = find(&out, SUPERVISOR, "CANCEL ").expect("CANCEL after 30 s");
     assert_eq!(header(cancel, "Call-ID"), header(&inv, "Call-ID"));
     assert!(h.e.session_view(sid).is_none());
+    assert_eq!(h.e.stats().ringing_sessions, 0);
     assert!(matches!(
         &notices(&mut h)[..],
         [Notice::SessionEnded { reason, .. }] if reason == "no answer"

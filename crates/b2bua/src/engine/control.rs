@@ -404,6 +404,8 @@ impl Engine {
             .map(|c| c.span.clone())
             .unwrap_or_else(tracing::Span::none);
         let span = info_span!(parent: &call_span, "session", id = sid, supervisor = %supervisor, agent = %ext, origin = "api");
+        let ring_deadline = now + Duration::from_secs(self.cfg.http.answer_timeout_s);
+        self.ring_deadlines.insert((ring_deadline, sid));
         // The ports are bound now; the leg joins the mixer once the answer names its codec.
         self.insert_session(
             sid,
@@ -420,7 +422,7 @@ impl Engine {
                 invite: Some((key, req)),
                 provisional_seen: false,
                 ack: None,
-                ring_deadline: Some(now + Duration::from_secs(self.cfg.http.answer_timeout_s)),
+                ring_deadline: Some(ring_deadline),
             },
             LegSetup {
                 leg: media_leg,
@@ -604,7 +606,7 @@ impl Engine {
             s.ack = Some(ack);
         }
         s.invite = None;
-        s.ring_deadline = None;
+        let ring = s.ring_deadline.take();
         // The dialog is confirmed from here on: whatever ends the session now ends it with a BYE.
         s.state = SessionState::Active;
         // The answer: restricted to what we offered; without a usable one the phone gets a BYE.
@@ -620,6 +622,10 @@ impl Engine {
             sdp::audio_info(&a).ok()
         });
         let codec = answer.as_ref().and_then(LegCodec::from_info);
+        // Answered: no longer given up for ringing.
+        if let Some(at) = ring {
+            self.ring_deadlines.remove(&(at, sid));
+        }
         let Some(codec) = codec else {
             self.end_session(now, sid, "no usable SDP answer from the phone", true);
             return;
@@ -655,20 +661,19 @@ impl Engine {
 
     /// Phones still ringing for a console session past `http.answer_timeout_s`: given up.
     pub(super) fn expire_ringing_sessions(&mut self, now: Instant) {
-        let due: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.ring_deadline.is_some_and(|d| d <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for sid in due {
+        while let Some(&(at, sid)) = self.ring_deadlines.first() {
+            if at > now {
+                break;
+            }
+            // end_session takes the entry out of the set.
+            self.ring_deadlines.remove(&(at, sid));
             self.end_session(now, sid, "no answer", true);
         }
     }
 
     /// The earliest ring deadline of a console session.
     pub(super) fn next_ring_deadline(&self) -> Option<Instant> {
-        self.sessions.values().filter_map(|s| s.ring_deadline).min()
+        self.ring_deadlines.first().map(|(at, _)| *at)
     }
 
     /// The INVITE to a supervisor's phone timed out (Timer B).

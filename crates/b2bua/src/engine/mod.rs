@@ -266,6 +266,8 @@ pub struct EngineStats {
     pub ended_dialogs: usize,
     /// RTP port pairs allocated.
     pub ports_in_use: usize,
+    /// Console sessions whose phone is still ringing (with a give-up deadline).
+    pub ringing_sessions: usize,
 }
 
 /// A lifecycle notice for observers (logs today; events API later).
@@ -357,6 +359,8 @@ pub struct Engine {
     next_housekeeping: Instant,
     /// Calls still ringing, by the time they are given up (`sip.no_answer_timeout_s`).
     answer_deadlines: std::collections::BTreeSet<(Instant, CallId)>,
+    /// When a console session's still-ringing phone is given up (`http.answer_timeout_s`).
+    ring_deadlines: std::collections::BTreeSet<(Instant, SessionId)>,
 }
 
 /// A B-leg INVITE whose call is gone but whose client transaction still runs.
@@ -424,6 +428,7 @@ impl Engine {
             notices: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING,
             answer_deadlines: std::collections::BTreeSet::new(),
+            ring_deadlines: std::collections::BTreeSet::new(),
             cfg,
             local,
         }
@@ -458,6 +463,7 @@ impl Engine {
             relayed: self.relayed.len(),
             ended_dialogs: self.ended_dialogs.len(),
             ports_in_use: self.pool.in_use(),
+            ringing_sessions: self.ring_deadlines.len(),
         }
     }
 

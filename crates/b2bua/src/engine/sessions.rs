@@ -578,6 +578,9 @@ impl Engine {
         let Some(mut s) = self.sessions.remove(&sid) else {
             return;
         };
+        if let Some(at) = s.ring_deadline {
+            self.ring_deadlines.remove(&(at, sid));
+        }
         if s.state == SessionState::Calling {
             // No dialog yet: the phone is still ringing (or never answered).
             self.abandon_session_invite(now, &s);
