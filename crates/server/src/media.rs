@@ -301,31 +301,29 @@ async fn send_mixer_output(
     delta
 }
 
-/// Fold this call's counters into the shared metrics (and its level meters when `levels`).
+/// Fold this call's counters into the shared metrics.
 fn flush_metrics(
     call: CallId,
     tally: &mut MediaTally,
     metrics: &Metrics,
     legs: &[LegIo],
-    mixer: &CallMixer,
     lost_reported: &mut u64,
 ) {
     let lost: u64 = legs.iter().map(|l| l.rx.lost()).sum();
     let jitter = legs.iter().map(|l| l.rx.jitter_ms()).fold(0.0, f64::max);
+    tally.flush(metrics, call, lost.saturating_sub(*lost_reported), jitter);
+    *lost_reported = lost.max(*lost_reported);
+}
+
+/// Publish the legs' level meters (only decoded legs have one; the others are cleared).
+fn publish_levels(call: CallId, metrics: &Metrics, legs: &[LegIo], mixer: &CallMixer) {
     // At most a handful of legs: a small stack array, no allocation.
     let mut levels = [(0 as LegId, None); 8];
     let n = legs.len().min(levels.len());
     for (slot, l) in levels.iter_mut().zip(legs) {
         *slot = (l.id, mixer.input_level(l.id));
     }
-    tally.flush(
-        metrics,
-        call,
-        lost.saturating_sub(*lost_reported),
-        jitter,
-        &levels[..n],
-    );
-    *lost_reported = lost.max(*lost_reported);
+    metrics.publish_levels(call, &levels[..n]);
 }
 
 async fn run(
@@ -382,28 +380,27 @@ async fn run(
                 }
             }
         }
+        // Counters and histograms once a second (with the meters, which clears those of legs no
+        // longer decoded); meters five times a second only while something is decoded: a
+        // relay-only call has none and need not wake up for them.
         let now = Instant::now();
-        if now >= next_levels {
+        let mixing = legs.iter().any(|l| l.in_mixer);
+        if now >= next_flush {
+            next_flush = now + FLUSH_EVERY;
             next_levels = now + LEVELS_EVERY;
-            let full = now >= next_flush;
-            if full {
-                next_flush = now + FLUSH_EVERY;
-            }
-            if full || legs.iter().any(|l| l.in_mixer) {
-                flush_metrics(
-                    call,
-                    &mut tally,
-                    &metrics,
-                    &legs,
-                    &mixer,
-                    &mut lost_reported,
-                );
+            flush_metrics(call, &mut tally, &metrics, &legs, &mut lost_reported);
+            publish_levels(call, &metrics, &legs, &mixer);
+        } else if now >= next_levels {
+            next_levels = now + LEVELS_EVERY;
+            if mixing {
+                publish_levels(call, &metrics, &legs, &mixer);
             }
         }
         let deadline = [
             mixer.poll_timeout(),
             timer.as_ref().and_then(|t| t.poll_timeout()),
-            Some(next_levels),
+            Some(next_flush),
+            mixing.then_some(next_levels),
         ]
         .into_iter()
         .flatten()
@@ -428,7 +425,7 @@ async fn run(
             r = received => r.ok(),
             c = ctl.recv() => {
                 let Some(c) = c else {
-                    flush_metrics(call, &mut tally, &metrics, &legs, &mixer, &mut lost_reported);
+                    flush_metrics(call, &mut tally, &metrics, &legs, &mut lost_reported);
                     return;
                 };
                 let now = Instant::now();

@@ -132,6 +132,21 @@ impl Metrics {
         self.levels.get(&(call, leg)).map(|v| *v)
     }
 
+    /// Publish a call's leg levels (more often than the counters: the console's meters move
+    /// about five times a second). `None`: the leg is not decoded; its meter is cleared.
+    pub(crate) fn publish_levels(&self, call: CallId, levels: &[(LegId, Option<f32>)]) {
+        for (leg, level) in levels {
+            match level {
+                Some(l) => {
+                    self.levels.insert((call, *leg), *l);
+                }
+                None => {
+                    self.levels.remove(&(call, *leg));
+                }
+            }
+        }
+    }
+
     pub fn count_session_start(&self, mode: &str, origin: &str) {
         let mut m = self
             .session_starts
@@ -197,14 +212,7 @@ impl MediaTally {
     }
 
     /// Fold into the shared metrics and start over.
-    pub(crate) fn flush(
-        &mut self,
-        m: &Metrics,
-        call: CallId,
-        lost_delta: u64,
-        jitter_ms: f64,
-        levels: &[(LegId, Option<f32>)],
-    ) {
+    pub(crate) fn flush(&mut self, m: &Metrics, call: CallId, lost_delta: u64, jitter_ms: f64) {
         m.rtp_received.fetch_add(self.received, Ordering::Relaxed);
         m.rtp_relayed.fetch_add(self.relayed, Ordering::Relaxed);
         m.rtp_mixed.fetch_add(self.mixed, Ordering::Relaxed);
@@ -220,16 +228,6 @@ impl MediaTally {
             self.mix.reset();
         }
         m.jitter.insert(call, jitter_ms);
-        for (leg, level) in levels {
-            match level {
-                Some(l) => {
-                    m.levels.insert((call, *leg), *l);
-                }
-                None => {
-                    m.levels.remove(&(call, *leg));
-                }
-            }
-        }
     }
 }
 
@@ -247,7 +245,8 @@ mod tests {
         }
         t.record(Path::Mix, Duration::from_micros(300));
         t.add_sent(4, 1);
-        t.flush(&m, 7, 2, 1.5, &[(0, Some(-20.0)), (1, None)]);
+        t.flush(&m, 7, 2, 1.5);
+        m.publish_levels(7, &[(0, Some(-20.0)), (1, None)]);
         let (relay, mix) = m.histograms();
         assert_eq!((relay.count, mix.count), (4, 1));
         // 3 of 4 relay samples are ≤ 5 µs; all ≤ 50 µs.
@@ -265,7 +264,7 @@ mod tests {
         assert_eq!(m.level(7, 1), None);
         assert!((m.jitter_max_ms() - 1.5).abs() < 1e-9);
         // A second flush starts from zero: nothing is counted twice.
-        t.flush(&m, 7, 0, 0.5, &[]);
+        t.flush(&m, 7, 0, 0.5);
         assert_eq!(m.histograms().0.count, 4);
         m.forget_call(7);
         assert_eq!(m.level(7, 0), None);
