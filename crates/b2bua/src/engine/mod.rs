@@ -12,7 +12,9 @@
 //! Files: this one holds the state, the driver-facing API and the call lifecycle (end, cancel,
 //! remove); `requests` dispatches incoming requests and handles in-dialog ones; `invite` routes
 //! new calls; `registration` does REGISTER and digest checks; `responses` handles responses to
-//! what we sent; `sessions` the supervisor sessions; `media_plane` the media commands/events.
+//! what we sent; `sessions` the supervisor sessions; `control` the operator API's sessions and
+//! views; `compliance` audit records and notification tones; `media_plane` the media
+//! commands/events.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -31,6 +33,7 @@ use crate::config::{Config, Mode, RouteTarget};
 use crate::sdp::{self, AudioInfo, Origin};
 use crate::wire::{self, OutRequest};
 
+mod compliance;
 mod control;
 mod invite;
 mod media_plane;
