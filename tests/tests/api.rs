@@ -64,7 +64,7 @@ fn call_id_of(calls: &Value, agent: &str) -> String {
         .to_string()
 }
 
-/// Check a leg's audio against a row of DESIGN §3 (wanted ±2 dB, the others silent).
+/// Check a leg's audio against a row of docs/design.md §3 (wanted ±2 dB, the others silent).
 fn row(who: &str, peer: &RtpPeer, wanted: &[f64], unwanted: &[f64]) {
     assert_hears(who, &peer.received_audio(), wanted, unwanted, 2.0);
 }
@@ -404,7 +404,7 @@ async fn console_session_monitor_coach_stop() {
     let me = api(addr, &token, "GET", "/api/me", None).await.json();
     assert_eq!(me["session"], sid.as_str());
 
-    // DESIGN §3, monitor row: the supervisor hears both, nobody hears the supervisor.
+    // docs/design.md §3, monitor row: the supervisor hears both, nobody hears the supervisor.
     listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &phone.rtp], 1200).await;
     row(
         "supervisor",

@@ -1,5 +1,5 @@
 //! Built-In-Bridge end to end: supervisors attach to a live customer ↔ agent call with feature
-//! codes; every leg's audio is checked by tone detection against the DESIGN §3 table.
+//! codes; every leg's audio is checked by tone detection against the docs/design.md §3 table.
 //! Customer 440 Hz, agent 1000 Hz, supervisor A 2000 Hz, supervisor B 2600 Hz, all at −20 dBFS.
 #![allow(clippy::unwrap_used)]
 

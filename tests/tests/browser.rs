@@ -1,8 +1,8 @@
 //! The operator console in a real browser (Debian `chromium` driven through `chromedriver`):
 //! log in as 2001, see agent 1001's call appear live, start Monitoring (with the legal notice),
 //! switch to Coaching, stop through the call's context menu. The supervisor's phone is a TestUa
-//! whose audio is checked by tones at each step (DESIGN §3), exactly as tests/api.rs does through
-//! the API; a screenshot of each state goes to `<target>/browser/NN-name.png`.
+//! whose audio is checked by tones at each step (docs/design.md §3), exactly as tests/api.rs
+//! does through the API; a screenshot of each state goes to `<target>/browser/NN-name.png`.
 //! A second test restarts bibridge under a logged-in console: the page shows that the connection
 //! is lost, and once bibridge is back (its tokens, kept in memory, gone) asks to log in again.
 //!
@@ -398,7 +398,8 @@ impl Page {
     }
 }
 
-/// Check one leg against a row of DESIGN §3 (wanted at −20 dBFS ±2 dB, the others silent).
+/// Check one leg against a row of docs/design.md §3 (wanted at −20 dBFS ±2 dB, the others
+/// silent).
 fn row(who: &str, peer: &RtpPeer, wanted: &[f64], unwanted: &[f64]) {
     assert_hears(who, &peer.received_audio(), wanted, unwanted, 2.0);
 }
@@ -529,7 +530,7 @@ async fn console_in_a_real_browser_monitor_coach_stop() {
             .await,
         "true"
     );
-    // DESIGN §3, monitor row: the supervisor hears both, nobody hears the supervisor.
+    // docs/design.md §3, monitor row: the supervisor hears both, nobody hears the supervisor.
     listen_fresh(&[&call.customer_rtp, &call.agent_rtp, &phone_rtp], 1200).await;
     row(
         "supervisor",

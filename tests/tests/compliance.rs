@@ -1,5 +1,5 @@
-//! Compliance end to end (DESIGN §5) on 127.0.0.1: notification tones measured on every leg by
-//! frequency analysis, and audit records written by a running server.
+//! Compliance end to end (docs/design.md §5) on 127.0.0.1: notification tones measured on every
+//! leg by frequency analysis, and audit records written by a running server.
 //!
 //! Parties talk with their own tones (customer 440 Hz, agent 1000 Hz, supervisor 2000 Hz); the
 //! notification tone is 1400 Hz. A packet "carries the tone" when 1400 Hz in it is above −30 dBFS

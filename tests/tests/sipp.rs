@@ -433,7 +433,7 @@ fn assert_no_dtmf_forwarded(call: &ConnectedCall) {
 }
 
 /// Run one single-mode scenario against a talking customer ↔ agent call and check both phones
-/// during SIPp's session against the DESIGN §3 table.
+/// during SIPp's session against the docs/design.md §3 table.
 async fn sipp_supervisor_mode(scenario: &str, agent_hears: bool, customer_hears: bool) {
     let lab = start(|_| {}).await;
     let logs = LogDir::new(scenario.trim_end_matches(".xml"));

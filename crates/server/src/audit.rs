@@ -1,5 +1,5 @@
 //! The durable audit log: one JSON object per line, appended and fsync'd before `append`
-//! returns, so a session start is on disk before the supervisor is connected (DESIGN §5).
+//! returns, so a session start is on disk before the supervisor is connected (docs/design.md §5).
 //!
 //! Why JSON lines in a plain file rather than an embedded database: an append-only file opened
 //! with `O_APPEND` is exactly the access pattern (no updates, no deletes), one `write` plus

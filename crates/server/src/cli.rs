@@ -1,7 +1,7 @@
 //! The `bibridge` command line.
 //!
 //! ```text
-//! bibridge                       run with the embedded lab config (DESIGN §2)
+//! bibridge                       run with the embedded lab config (docs/design.md §2)
 //! bibridge --config FILE         run with FILE
 //! bibridge check-config FILE     validate FILE: exit 0, or print every error and exit 1
 //! bibridge audit [OPTIONS]       print the audit log

@@ -1,7 +1,7 @@
 //! Per-call media tasks. Each call's task owns its legs' RTP and RTCP sockets and its
 //! [`CallMixer`]: the only state touched per packet, owned by one task, so no locks on the media
 //! path. The mixer decides, per output leg, whether to relay packets untouched (no supervisor
-//! needs that direction mixed) or to decode, mix and encode (DESIGN §3).
+//! needs that direction mixed) or to decode, mix and encode (docs/design.md §3).
 //!
 //! Symmetric RTP: a leg's packets are sent to where that leg's packets come from once the first
 //! one arrived (phones behind NAT), else to the address from its SDP. The sans-IO rules for

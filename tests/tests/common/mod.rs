@@ -1,5 +1,5 @@
 //! Shared harness for end-to-end tests: a bibridge started in-process on ephemeral ports, with the
-//! lab config (DESIGN §2) adjusted only where a test needs it (trunk port, RTP range).
+//! lab config (docs/design.md §2) adjusted only where a test needs it (trunk port, RTP range).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::net::{SocketAddr, UdpSocket};

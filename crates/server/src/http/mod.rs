@@ -44,8 +44,26 @@ use auth::{Auth, LoginError};
 const BODY_LIMIT: usize = 16 * 1024;
 
 const INDEX_HTML: &str = include_str!("../../assets/index.html");
+/// The console's entry module; it imports the modules of [`JS_MODULES`] (no build step).
 const APP_JS: &str = include_str!("../../assets/app.js");
 const STYLE_CSS: &str = include_str!("../../assets/style.css");
+
+/// The console's ES modules, served under `/js/<name>` (same origin, so the CSP's
+/// `default-src 'self'` admits them). A file added to `assets/js/` is listed here.
+const JS_MODULES: &[(&str, &str)] = &[
+    ("api.js", include_str!("../../assets/js/api.js")),
+    ("dom.js", include_str!("../../assets/js/dom.js")),
+    ("feedback.js", include_str!("../../assets/js/feedback.js")),
+    ("grid.js", include_str!("../../assets/js/grid.js")),
+    ("legal.js", include_str!("../../assets/js/legal.js")),
+    ("login.js", include_str!("../../assets/js/login.js")),
+    ("menu.js", include_str!("../../assets/js/menu.js")),
+    ("render.js", include_str!("../../assets/js/render.js")),
+    ("ribbon.js", include_str!("../../assets/js/ribbon.js")),
+    ("session.js", include_str!("../../assets/js/session.js")),
+    ("state.js", include_str!("../../assets/js/state.js")),
+    ("stream.js", include_str!("../../assets/js/stream.js")),
+];
 
 /// What every handler shares.
 pub(crate) struct AppState {
@@ -96,6 +114,7 @@ fn router(state: St) -> Router {
         .route("/", get(index))
         .route("/index.html", get(index))
         .route("/app.js", get(app_js))
+        .route("/js/{name}", get(js_module))
         .route("/style.css", get(style_css))
         .route("/metrics", get(prom::metrics))
         .route("/api/login", post(login))
@@ -425,6 +444,14 @@ async fn app_js() -> Response {
     static_file("text/javascript; charset=utf-8", APP_JS)
 }
 
+/// One of the console's modules, or 404 for a name not in [`JS_MODULES`].
+async fn js_module(Path(name): Path<String>) -> Response {
+    match JS_MODULES.iter().find(|(n, _)| *n == name) {
+        Some((_, body)) => static_file("text/javascript; charset=utf-8", body),
+        None => not_found().await.into_response(),
+    }
+}
+
 async fn style_css() -> Response {
     static_file("text/css; charset=utf-8", STYLE_CSS)
 }
@@ -694,5 +721,22 @@ async fn delete_session(
             };
             Err(Problem::refusal(refusal, &ctx))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every file in `assets/js/` is served (a module missing from the table would be a 404 in
+    /// the browser, and the console would not start).
+    #[test]
+    fn every_console_module_is_served() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/js");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .expect("assets/js")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        on_disk.sort();
+        let served: Vec<&str> = super::JS_MODULES.iter().map(|(n, _)| *n).collect();
+        assert_eq!(on_disk, served);
     }
 }
