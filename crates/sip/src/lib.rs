@@ -11,6 +11,7 @@
 //! bytes come in and go out as values. The tokio driver lives in the `bibridge` server crate.
 
 pub mod auth;
+pub mod ids;
 pub mod message;
 pub mod registrar;
 pub mod transaction;
