@@ -10,6 +10,8 @@
 //! Nothing here reads the clock, sleeps or touches a socket: time comes in as `now: Instant`,
 //! bytes come in and go out as values. The tokio driver lives in the `bibridge` server crate.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod auth;
 pub mod ids;
 pub mod message;
@@ -24,7 +26,9 @@ pub use rsip;
 /// The transport a message came in on or must go out on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
+    /// UDP (unreliable: the transaction layer retransmits).
     Udp,
+    /// TCP (reliable: no retransmissions).
     Tcp,
 }
 
@@ -46,8 +50,11 @@ impl Transport {
 /// Bytes to put on the wire, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
+    /// The transport to send on.
     pub transport: Transport,
+    /// The destination address.
     pub dest: SocketAddr,
+    /// The serialised message.
     pub data: bytes::Bytes,
 }
 
@@ -74,11 +81,20 @@ impl Default for TimerConfig {
 
 /// Errors of this crate. Protocol outcomes (timeouts, error responses) are events, not errors.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SipError {
-    #[error("malformed SIP message: {0}")]
-    Malformed(String),
-    #[error("missing or invalid header {0}")]
-    MissingHeader(&'static str),
+    /// A response's status code is outside 100–699.
+    #[error("malformed SIP message: status code {0}")]
+    InvalidStatusCode(u16),
+    /// The transaction's state does not allow this response (e.g. a second final response).
+    #[error("malformed SIP message: cannot send {code} in transaction state {state:?}")]
+    ResponseNotAllowed {
+        /// The status code the TU tried to send.
+        code: u16,
+        /// The state the transaction was in.
+        state: transaction::TxState,
+    },
+    /// The key names no live server transaction.
     #[error("unknown transaction")]
     UnknownTransaction,
 }

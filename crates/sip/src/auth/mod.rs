@@ -26,16 +26,17 @@ pub use server::{AuthOutcome, DigestServer, MAX_OUTSTANDING_NONCES};
 
 /// Errors from parsing digest headers or building client credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum AuthError {
     /// The header value does not follow the `auth-param` grammar.
     #[error("malformed digest header: {0}")]
-    Malformed(&'static str),
+    Malformed(Malformation),
     /// The authentication scheme is not `Digest`.
     #[error("unsupported authentication scheme")]
     UnsupportedScheme,
     /// A required parameter is absent.
     #[error("missing digest parameter {0}")]
-    MissingParam(&'static str),
+    MissingParam(DigestParam),
     /// An algorithm we do not implement (e.g. `MD5-sess`, `SHA-512-256`).
     #[error("unsupported digest algorithm {0}")]
     UnsupportedAlgorithm(String),
@@ -48,6 +49,113 @@ pub enum AuthError {
     /// None of the offered challenges can be answered with the requested algorithm/qop.
     #[error("no usable digest challenge")]
     NoUsableChallenge,
+}
+
+/// How a digest header value breaks the `auth-param` grammar (the payload of
+/// [`AuthError::Malformed`]; its `Display` is the human reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Malformation {
+    /// No scheme token at the start.
+    MissingScheme,
+    /// The scheme is not followed by whitespace.
+    NoSpaceAfterScheme,
+    /// A parameter name was expected.
+    ExpectedParamName,
+    /// A parameter name is not followed by `=`.
+    ExpectedEquals,
+    /// A quoted string does not end.
+    UnterminatedQuote,
+    /// A backslash ends the value.
+    DanglingEscape,
+    /// A parameter has an empty token value.
+    EmptyValue,
+    /// Parameters are not separated by commas.
+    ExpectedComma,
+    /// A parameter occurs twice (RFC 7235 §2.1).
+    DuplicateParam,
+    /// A `username*` value is not an RFC 8187 ext-value.
+    BadExtValue,
+    /// A `username*` value names a charset other than UTF-8.
+    ExtValueCharset,
+    /// A `username*` value has a bad percent escape.
+    BadPercentEscape,
+    /// A decoded `username*` value is not UTF-8.
+    ExtValueNotUtf8,
+    /// Both `username` and `username*` are present.
+    BothUsernames,
+    /// `cnonce` or `nc` without `qop` (RFC 2617 §3.2.2).
+    CnonceNcWithoutQop,
+}
+
+impl Malformation {
+    /// The human reason, e.g. `"duplicate parameter"`.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Malformation::MissingScheme => "missing scheme",
+            Malformation::NoSpaceAfterScheme => "scheme must be followed by whitespace",
+            Malformation::ExpectedParamName => "expected parameter name",
+            Malformation::ExpectedEquals => "expected '=' after parameter name",
+            Malformation::UnterminatedQuote => "unterminated quoted string",
+            Malformation::DanglingEscape => "dangling escape",
+            Malformation::EmptyValue => "empty parameter value",
+            Malformation::ExpectedComma => "expected ',' between parameters",
+            Malformation::DuplicateParam => "duplicate parameter",
+            Malformation::BadExtValue => "bad ext-value",
+            Malformation::ExtValueCharset => "ext-value charset must be UTF-8",
+            Malformation::BadPercentEscape => "bad percent escape",
+            Malformation::ExtValueNotUtf8 => "ext-value is not UTF-8",
+            Malformation::BothUsernames => "both username and username*",
+            Malformation::CnonceNcWithoutQop => "cnonce/nc without qop",
+        }
+    }
+}
+
+impl std::fmt::Display for Malformation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// A digest parameter that must be present (the payload of [`AuthError::MissingParam`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DigestParam {
+    /// `username`.
+    Username,
+    /// `realm`.
+    Realm,
+    /// `nonce`.
+    Nonce,
+    /// `uri`.
+    Uri,
+    /// `response`.
+    Response,
+    /// `cnonce`.
+    Cnonce,
+    /// `nc`.
+    Nc,
+}
+
+impl DigestParam {
+    /// The parameter name as it appears in the header.
+    pub fn name(self) -> &'static str {
+        match self {
+            DigestParam::Username => "username",
+            DigestParam::Realm => "realm",
+            DigestParam::Nonce => "nonce",
+            DigestParam::Uri => "uri",
+            DigestParam::Response => "response",
+            DigestParam::Cnonce => "cnonce",
+            DigestParam::Nc => "nc",
+        }
+    }
+}
+
+impl std::fmt::Display for DigestParam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Digest hash algorithm. The `-sess` variants are deliberately not supported: SIP clients do not

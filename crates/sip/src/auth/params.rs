@@ -1,7 +1,7 @@
 //! The `auth-param` grammar (RFC 7235 §2.1, RFC 3261 §25.1): parsing digest credentials
 //! (`Authorization`) and challenges (`WWW-Authenticate`), quoting values.
 
-use super::{Algorithm, AuthError};
+use super::{Algorithm, AuthError, DigestParam, Malformation};
 
 fn is_tchar(c: char) -> bool {
     c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
@@ -14,13 +14,11 @@ fn parse_digest_header(value: &str) -> Result<Vec<(String, String)>, AuthError> 
     let scheme_end = value.find(|c: char| !is_tchar(c)).unwrap_or(value.len());
     let scheme = &value[..scheme_end];
     if scheme.is_empty() {
-        return Err(AuthError::Malformed("missing scheme"));
+        return Err(AuthError::Malformed(Malformation::MissingScheme));
     }
     let rest = &value[scheme_end..];
     if !rest.is_empty() && !rest.starts_with([' ', '\t']) {
-        return Err(AuthError::Malformed(
-            "scheme must be followed by whitespace",
-        ));
+        return Err(AuthError::Malformed(Malformation::NoSpaceAfterScheme));
     }
     if !scheme.eq_ignore_ascii_case("Digest") {
         return Err(AuthError::UnsupportedScheme);
@@ -54,11 +52,11 @@ fn parse_params(s: &str) -> Result<Vec<(String, String)>, AuthError> {
             it.next();
         }
         if name.is_empty() {
-            return Err(AuthError::Malformed("expected parameter name"));
+            return Err(AuthError::Malformed(Malformation::ExpectedParamName));
         }
         skip_ows(&mut it);
         if it.next() != Some('=') {
-            return Err(AuthError::Malformed("expected '=' after parameter name"));
+            return Err(AuthError::Malformed(Malformation::ExpectedEquals));
         }
         skip_ows(&mut it);
         let mut val = String::new();
@@ -66,11 +64,11 @@ fn parse_params(s: &str) -> Result<Vec<(String, String)>, AuthError> {
             it.next();
             loop {
                 match it.next() {
-                    None => return Err(AuthError::Malformed("unterminated quoted string")),
+                    None => return Err(AuthError::Malformed(Malformation::UnterminatedQuote)),
                     Some('"') => break,
                     Some('\\') => match it.next() {
                         Some(c) => val.push(c),
-                        None => return Err(AuthError::Malformed("dangling escape")),
+                        None => return Err(AuthError::Malformed(Malformation::DanglingEscape)),
                     },
                     Some(c) => val.push(c),
                 }
@@ -85,16 +83,16 @@ fn parse_params(s: &str) -> Result<Vec<(String, String)>, AuthError> {
                 it.next();
             }
             if val.is_empty() {
-                return Err(AuthError::Malformed("empty parameter value"));
+                return Err(AuthError::Malformed(Malformation::EmptyValue));
             }
         }
         skip_ows(&mut it);
         match it.peek() {
             None | Some(',') => {}
-            Some(_) => return Err(AuthError::Malformed("expected ',' between parameters")),
+            Some(_) => return Err(AuthError::Malformed(Malformation::ExpectedComma)),
         }
         if out.iter().any(|(n, _)| *n == name) {
-            return Err(AuthError::Malformed("duplicate parameter"));
+            return Err(AuthError::Malformed(Malformation::DuplicateParam));
         }
         out.push((name, val));
     }
@@ -124,10 +122,14 @@ pub(super) fn quote(s: &str) -> String {
 fn decode_ext_value(v: &str) -> Result<String, AuthError> {
     let mut parts = v.splitn(3, '\'');
     let charset = parts.next().unwrap_or_default();
-    let _lang = parts.next().ok_or(AuthError::Malformed("bad ext-value"))?;
-    let encoded = parts.next().ok_or(AuthError::Malformed("bad ext-value"))?;
+    let _lang = parts
+        .next()
+        .ok_or(AuthError::Malformed(Malformation::BadExtValue))?;
+    let encoded = parts
+        .next()
+        .ok_or(AuthError::Malformed(Malformation::BadExtValue))?;
     if !charset.eq_ignore_ascii_case("UTF-8") {
-        return Err(AuthError::Malformed("ext-value charset must be UTF-8"));
+        return Err(AuthError::Malformed(Malformation::ExtValueCharset));
     }
     let bytes = encoded.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -136,10 +138,10 @@ fn decode_ext_value(v: &str) -> Result<String, AuthError> {
         if b == b'%' {
             let hexpair = bytes
                 .get(i + 1..i + 3)
-                .ok_or(AuthError::Malformed("bad percent escape"))?;
+                .ok_or(AuthError::Malformed(Malformation::BadPercentEscape))?;
             let mut buf = [0u8; 1];
             hex::decode_to_slice(hexpair, &mut buf)
-                .map_err(|_| AuthError::Malformed("bad percent escape"))?;
+                .map_err(|_| AuthError::Malformed(Malformation::BadPercentEscape))?;
             out.push(buf[0]);
             i += 3;
         } else {
@@ -147,7 +149,7 @@ fn decode_ext_value(v: &str) -> Result<String, AuthError> {
             i += 1;
         }
     }
-    String::from_utf8(out).map_err(|_| AuthError::Malformed("ext-value is not UTF-8"))
+    String::from_utf8(out).map_err(|_| AuthError::Malformed(Malformation::ExtValueNotUtf8))
 }
 
 /// True for a valid `nc-value`: 8 hex digits per RFC 2617; we accept 1–8 to be lenient.
@@ -164,7 +166,9 @@ fn valid_nc(nc: &str) -> bool {
 pub struct Credentials {
     /// `username`, or the decoded `username*`.
     pub username: String,
+    /// `realm`.
     pub realm: String,
+    /// `nonce`, as issued by the server.
     pub nonce: String,
     /// The `digest-uri` exactly as sent; it (not the Request-URI) goes into HA2.
     pub uri: String,
@@ -172,11 +176,13 @@ pub struct Credentials {
     pub response: String,
     /// `algorithm`, MD5 when absent (RFC 2617 §3.2.2).
     pub algorithm: Algorithm,
+    /// `cnonce` (with `qop=auth`).
     pub cnonce: Option<String>,
     /// `nc` exactly as sent (validated hex); the raw text enters the hash.
     pub nc: Option<String>,
     /// `qop`; when present it is `auth`.
     pub qop: Option<String>,
+    /// `opaque`, if sent.
     pub opaque: Option<String>,
 }
 
@@ -196,15 +202,16 @@ pub fn parse_credentials(header_value: &str) -> Result<Credentials, AuthError> {
         return Err(AuthError::UserhashUnsupported);
     }
     let username = match (take(&mut p, "username"), take(&mut p, "username*")) {
-        (Some(_), Some(_)) => return Err(AuthError::Malformed("both username and username*")),
+        (Some(_), Some(_)) => return Err(AuthError::Malformed(Malformation::BothUsernames)),
         (Some(u), None) => u,
         (None, Some(ext)) => decode_ext_value(&ext)?,
-        (None, None) => return Err(AuthError::MissingParam("username")),
+        (None, None) => return Err(AuthError::MissingParam(DigestParam::Username)),
     };
-    let realm = take(&mut p, "realm").ok_or(AuthError::MissingParam("realm"))?;
-    let nonce = take(&mut p, "nonce").ok_or(AuthError::MissingParam("nonce"))?;
-    let uri = take(&mut p, "uri").ok_or(AuthError::MissingParam("uri"))?;
-    let response = take(&mut p, "response").ok_or(AuthError::MissingParam("response"))?;
+    let realm = take(&mut p, "realm").ok_or(AuthError::MissingParam(DigestParam::Realm))?;
+    let nonce = take(&mut p, "nonce").ok_or(AuthError::MissingParam(DigestParam::Nonce))?;
+    let uri = take(&mut p, "uri").ok_or(AuthError::MissingParam(DigestParam::Uri))?;
+    let response =
+        take(&mut p, "response").ok_or(AuthError::MissingParam(DigestParam::Response))?;
     let algorithm = match take(&mut p, "algorithm") {
         Some(a) => Algorithm::parse(&a)?,
         None => Algorithm::Md5,
@@ -217,16 +224,16 @@ pub fn parse_credentials(header_value: &str) -> Result<Credentials, AuthError> {
         Some(q) if q.eq_ignore_ascii_case("auth") => {
             let nc_ok = nc.as_deref().is_some_and(valid_nc);
             if cnonce.is_none() {
-                return Err(AuthError::MissingParam("cnonce"));
+                return Err(AuthError::MissingParam(DigestParam::Cnonce));
             }
             if !nc_ok {
-                return Err(AuthError::MissingParam("nc"));
+                return Err(AuthError::MissingParam(DigestParam::Nc));
             }
         }
         Some(q) => return Err(AuthError::UnsupportedQop(q.clone())),
         // RFC 2069 form: cnonce/nc are meaningless without qop (RFC 2617 §3.2.2).
         None if cnonce.is_some() || nc.is_some() => {
-            return Err(AuthError::Malformed("cnonce/nc without qop"))
+            return Err(AuthError::Malformed(Malformation::CnonceNcWithoutQop))
         }
         None => {}
     }
@@ -251,13 +258,17 @@ pub fn parse_credentials(header_value: &str) -> Result<Credentials, AuthError> {
 /// A parsed digest challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Challenge {
+    /// `realm`.
     pub realm: String,
+    /// `nonce`.
     pub nonce: String,
     /// `algorithm`, MD5 when absent.
     pub algorithm: Algorithm,
     /// The raw `qop-options` list (e.g. `auth,auth-int`), `None` for an RFC 2069 challenge.
     pub qop: Option<String>,
+    /// `opaque`, to be echoed.
     pub opaque: Option<String>,
+    /// `stale=true`: the credentials were right, the nonce is no longer valid.
     pub stale: bool,
 }
 
@@ -273,8 +284,8 @@ impl Challenge {
 /// Parse one digest `WWW-Authenticate` / `Proxy-Authenticate` header value. Never panics.
 pub fn parse_challenge(header_value: &str) -> Result<Challenge, AuthError> {
     let mut p = parse_digest_header(header_value)?;
-    let realm = take(&mut p, "realm").ok_or(AuthError::MissingParam("realm"))?;
-    let nonce = take(&mut p, "nonce").ok_or(AuthError::MissingParam("nonce"))?;
+    let realm = take(&mut p, "realm").ok_or(AuthError::MissingParam(DigestParam::Realm))?;
+    let nonce = take(&mut p, "nonce").ok_or(AuthError::MissingParam(DigestParam::Nonce))?;
     let algorithm = match take(&mut p, "algorithm") {
         Some(a) => Algorithm::parse(&a)?,
         None => Algorithm::Md5,

@@ -22,12 +22,18 @@ const NONCE_MAC_HEX: usize = 32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthOutcome {
     /// Credentials are valid.
-    Ok { username: String },
+    Ok {
+        /// The authenticated user.
+        username: String,
+    },
     /// The digest was right but the nonce is no longer usable (expired, evicted, or a reused RFC 2069
     /// nonce): re-challenge with `stale=true` so the client retries without prompting the user.
     Stale,
     /// Authentication failed; re-challenge (without `stale`). `reason` is for logs, not for the wire.
-    Failed { reason: &'static str },
+    Failed {
+        /// Why, for logs.
+        reason: &'static str,
+    },
 }
 
 /// Per-nonce state.

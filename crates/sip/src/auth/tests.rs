@@ -417,15 +417,15 @@
         assert_eq!(err("Basic dXNlcjpwYXNz"), AuthError::UnsupportedScheme);
         assert_eq!(
             err("Digest realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\""),
-            AuthError::MissingParam("username")
+            AuthError::MissingParam(DigestParam::Username)
         );
         assert_eq!(
             err("Digest username=\"u\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", qop=auth, cnonce=\"c\""),
-            AuthError::MissingParam("nc")
+            AuthError::MissingParam(DigestParam::Nc)
         );
         assert_eq!(
             err("Digest username=\"u\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", qop=auth, cnonce=\"c\", nc=zz"),
-            AuthError::MissingParam("nc")
+            AuthError::MissingParam(DigestParam::Nc)
         );
         assert_eq!(
             err("Digest username=\"u\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", qop=auth-int, cnonce=\"c\", nc=1"),
@@ -433,7 +433,7 @@
         );
         assert_eq!(
             err("Digest username=\"u\", username=\"v\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\""),
-            AuthError::Malformed("duplicate parameter")
+            AuthError::Malformed(Malformation::DuplicateParam)
         );
         assert_eq!(
             err("Digest username=\"u\", realm=\"r\", nonce=\"n\", uri=\"u\", response=\"x\", userhash=true"),

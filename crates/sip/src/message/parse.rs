@@ -164,7 +164,12 @@ pub enum StreamFrame {
     Message(usize),
     /// CRLFs between messages to drop; `ping` when they hold a double-CRLF keep-alive, which
     /// the transport answers with one CRLF (RFC 5626 §3.5.1).
-    Skip { len: usize, ping: bool },
+    Skip {
+        /// How many bytes to drop.
+        len: usize,
+        /// Whether they hold a double-CRLF keep-alive.
+        ping: bool,
+    },
     /// More bytes are needed.
     Incomplete,
     /// The stream cannot be re-synchronised (no or a malformed Content-Length, which stream

@@ -65,11 +65,20 @@ impl Default for RegistrarConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RegisterOutcome {
     /// 200 OK listing all live bindings of the AOR (`Contact: <uri>;expires=<secs>`), most recent first.
-    Ok { bindings: Vec<(String, u32)> },
+    Ok {
+        /// `(contact URI, remaining seconds)` per live binding.
+        bindings: Vec<(String, u32)>,
+    },
     /// 423 Interval Too Brief with `Min-Expires: min_expires`.
-    IntervalTooBrief { min_expires: u32 },
+    IntervalTooBrief {
+        /// The registrar's minimum expiry in seconds.
+        min_expires: u32,
+    },
     /// 400 Bad Request; `reason` may go into the reason phrase.
-    Invalid { reason: &'static str },
+    Invalid {
+        /// The human reason, sent as the 400's reason phrase.
+        reason: &'static str,
+    },
     /// Same Call-ID with a lower or equal CSeq than a stored binding: the request is out of order
     /// and nothing was changed. RFC 3261 §10.3 step 7 says to fail it; answer 500.
     OutOfOrder,
