@@ -1,11 +1,18 @@
 //! Sans-IO SIP for bibridge.
 //!
 //! # Layout
-//! - [`message`]: helpers over `rsip` messages (header access, building responses, Via/branch, tags).
+//! - [`message`]: helpers over `rsip` messages: header access and Via (`message/headers.rs`),
+//!   parsing with sanity checks and stream framing (`message/parse.rs`), status codes,
+//!   serialisation, responses, ACK and CANCEL (`message/compose.rs`).
+//! - [`ids`]: [`ids::IdGen`], branches, tags and Call-IDs (also re-exported as `message::IdGen`).
 //! - [`transaction`]: RFC 3261 §17 transaction layer (INVITE/non-INVITE, client/server, timers A–K,
 //!   RFC 6026 2xx handling). Driven with `handle_*(now, ..)`, `poll_*()`, `poll_timeout()`.
-//! - [`auth`]: digest authentication (RFC 2617 / RFC 7616 / RFC 8760, MD5 and SHA-256), stale nonces.
-//! - [`registrar`]: registrar bindings with expiry.
+//!   Transaction keys in `transaction/key.rs`.
+//! - [`auth`]: digest authentication (RFC 2617 / RFC 7616 / RFC 8760, MD5 and SHA-256), stale
+//!   nonces: the `response` computation (`auth/digest.rs`), header grammar (`auth/params.rs`),
+//!   client (`auth/client.rs`) and server (`auth/server.rs`) sides.
+//! - [`registrar`]: registrar bindings with expiry; Contact/Expires grammar in `registrar/contact.rs`.
+//! - [`SipError`], [`Transport`], [`Transmit`], [`TimerConfig`]: shared by the modules above.
 //!
 //! Nothing here reads the clock, sleeps or touches a socket: time comes in as `now: Instant`,
 //! bytes come in and go out as values. The tokio driver lives in the `bibridge` server crate.
