@@ -10,7 +10,8 @@
 //!   Transaction keys in `transaction/key.rs`.
 //! - [`auth`]: digest authentication (RFC 2617 / RFC 7616 / RFC 8760, MD5 and SHA-256), stale
 //!   nonces: the `response` computation (`auth/digest.rs`), header grammar (`auth/params.rs`),
-//!   client (`auth/client.rs`) and server (`auth/server.rs`) sides.
+//!   nonce management (`auth/nonce.rs`), client (`auth/client.rs`) and server (`auth/server.rs`)
+//!   sides.
 //! - [`registrar`]: registrar bindings with expiry; Contact/Expires grammar in `registrar/contact.rs`.
 //! - [`SipError`], [`Transport`], [`Transmit`], [`TimerConfig`]: shared by the modules above.
 //!

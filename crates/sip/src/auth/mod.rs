@@ -13,16 +13,19 @@
 //! - `digest`: the `response` computation shared by both sides.
 //! - `params`: the `auth-param` grammar: [`parse_credentials`], [`parse_challenge`].
 //! - `client`: [`client_authorization`] answers a challenge.
-//! - `server`: [`DigestServer`] issues nonces and challenges and verifies credentials.
+//! - `nonce`: the nonces the server issued: MAC, per-nonce state, expiry and eviction.
+//! - `server`: [`DigestServer`] issues challenges and verifies credentials.
 
 mod client;
 mod digest;
+mod nonce;
 mod params;
 mod server;
 
 pub use client::{client_authorization, client_authorization_with};
+pub use nonce::MAX_OUTSTANDING_NONCES;
 pub use params::{parse_challenge, parse_credentials, Challenge, Credentials};
-pub use server::{AuthOutcome, DigestServer, MAX_OUTSTANDING_NONCES};
+pub use server::{AuthOutcome, DigestServer};
 
 /// Errors from parsing digest headers or building client credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,22 +1,14 @@
-//! Server side: issuing nonces and challenges, verifying credentials ([`DigestServer`]).
+//! Server side: challenges and verification of credentials ([`DigestServer`]); the nonces
+//! themselves are kept by `nonce.rs`.
 
-use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
 use super::digest::{compute_response, constant_time_eq, ResponseInput};
+use super::nonce::Nonces;
 use super::params::{parse_credentials, quote};
 use super::{Algorithm, AuthError};
-
-/// Upper bound on outstanding nonces; beyond it the oldest nonce is evicted. Bounded memory matters
-/// because any unauthenticated peer can make us issue a challenge.
-pub const MAX_OUTSTANDING_NONCES: usize = 10_000;
-
-/// Hex characters of the counter part of a nonce (a `u64`).
-const NONCE_COUNTER_HEX: usize = 16;
-/// Hex characters of the MAC part of a nonce (128 bits of SHA-256).
-const NONCE_MAC_HEX: usize = 32;
 
 /// Result of [`DigestServer::verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,30 +28,13 @@ pub enum AuthOutcome {
     },
 }
 
-/// Per-nonce state.
-#[derive(Debug)]
-struct NonceState {
-    issued: Instant,
-    /// Algorithms offered together with this nonce.
-    algorithms: Vec<Algorithm>,
-    /// Highest `nc` accepted so far (0: none).
-    max_nc: u32,
-    /// An RFC 2069 (no qop) request already used this nonce.
-    legacy_used: bool,
-}
-
 /// Server side of digest authentication for one realm: issues challenges and verifies credentials.
 #[derive(Debug)]
 pub struct DigestServer {
     realm: String,
-    secret: [u8; 32],
-    nonce_lifetime: Duration,
     algorithms: Vec<Algorithm>,
     opaque: String,
-    counter: u64,
-    nonces: HashMap<String, NonceState>,
-    /// Nonces in issue order, for expiry and eviction of the oldest.
-    order: VecDeque<String>,
+    nonces: Nonces,
 }
 
 impl DigestServer {
@@ -75,13 +50,9 @@ impl DigestServer {
         let opaque = hex::encode(&h.finalize()[..16]);
         Self {
             realm: realm.to_owned(),
-            secret,
-            nonce_lifetime,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
             opaque,
-            counter: 0,
-            nonces: HashMap::new(),
-            order: VecDeque::new(),
+            nonces: Nonces::new(secret, realm, nonce_lifetime),
         }
     }
 
@@ -108,28 +79,6 @@ impl DigestServer {
         self.nonces.len()
     }
 
-    fn nonce_mac(&self, counter: u64) -> String {
-        let mut h = Sha256::new();
-        h.update(self.secret);
-        h.update(b"bibridge-nonce:");
-        h.update(self.realm.as_bytes());
-        h.update(counter.to_be_bytes());
-        hex::encode(&h.finalize()[..NONCE_MAC_HEX / 2])
-    }
-
-    /// True if `nonce` has our format and a valid MAC, i.e. we issued it at some point.
-    fn is_our_nonce(&self, nonce: &str) -> bool {
-        if nonce.len() != NONCE_COUNTER_HEX + NONCE_MAC_HEX || !nonce.is_ascii() {
-            return false;
-        }
-        let (ctr, mac) = nonce.split_at(NONCE_COUNTER_HEX);
-        let Ok(counter) = u64::from_str_radix(ctr, 16) else {
-            return false;
-        };
-        counter < self.counter
-            && constant_time_eq(self.nonce_mac(counter).as_bytes(), mac.as_bytes())
-    }
-
     /// The WWW-Authenticate / Proxy-Authenticate header values to send, one per algorithm, SHA-256
     /// first (RFC 8760 §2.4: the client uses the first one it supports, so MD5-only clients still
     /// authenticate). All share one fresh nonce, remembered with its issue time.
@@ -150,28 +99,7 @@ impl DigestServer {
         if algorithms.is_empty() {
             algorithms = self.algorithms.clone();
         }
-        self.prune(now);
-        let counter = self.counter;
-        self.counter = self.counter.wrapping_add(1);
-        let nonce = format!("{counter:016x}{}", self.nonce_mac(counter));
-        while self.nonces.len() >= MAX_OUTSTANDING_NONCES {
-            match self.order.pop_front() {
-                Some(old) => {
-                    self.nonces.remove(&old);
-                }
-                None => break,
-            }
-        }
-        self.nonces.insert(
-            nonce.clone(),
-            NonceState {
-                issued: now,
-                algorithms: algorithms.clone(),
-                max_nc: 0,
-                legacy_used: false,
-            },
-        );
-        self.order.push_back(nonce.clone());
+        let nonce = self.nonces.issue(now, algorithms.clone());
         algorithms
             .iter()
             .map(|alg| {
@@ -229,7 +157,7 @@ impl DigestServer {
         // Is the nonce live, ours-but-forgotten (stale), or not ours at all?
         let live = self.nonces.get(&creds.nonce);
         let stale = live.is_none();
-        if stale && !self.is_our_nonce(&creds.nonce) {
+        if stale && !self.nonces.is_ours(&creds.nonce) {
             return AuthOutcome::Failed {
                 reason: "unknown nonce",
             };
@@ -307,17 +235,6 @@ impl DigestServer {
     /// Drop expired nonces; also done lazily by [`challenge`](Self::challenge) and
     /// [`verify`](Self::verify). Nonces expire `nonce_lifetime` after issue.
     pub fn prune(&mut self, now: Instant) {
-        while let Some(front) = self.order.front() {
-            let expired = self
-                .nonces
-                .get(front)
-                .is_none_or(|s| now.saturating_duration_since(s.issued) >= self.nonce_lifetime);
-            if !expired {
-                break;
-            }
-            if let Some(old) = self.order.pop_front() {
-                self.nonces.remove(&old);
-            }
-        }
+        self.nonces.prune(now);
     }
 }
