@@ -69,35 +69,84 @@ pub(super) fn status(resp: &rsip::Response) -> u16 {
 }
 
 /// A server transaction: where the request came from and the last response we sent to it.
-pub(super) struct ServerTx {
-    pub(super) source: SocketAddr,
-    pub(super) last_response: Option<Vec<u8>>,
+struct ServerTx {
+    source: SocketAddr,
+    last_response: Option<Vec<u8>>,
 }
 
 /// State shared with the receive task so it can absorb retransmissions on its own.
 #[derive(Default)]
-pub(super) struct Shared {
-    pub(super) server_tx: HashMap<TxKey, ServerTx>,
+struct Shared {
+    server_tx: HashMap<TxKey, ServerTx>,
     /// Client transactions whose final response the test has consumed, with the ACK to repeat if
     /// that final response is retransmitted (INVITE only).
-    pub(super) client_done: HashMap<TxKey, Option<(Vec<u8>, SocketAddr)>>,
+    client_done: HashMap<TxKey, Option<(Vec<u8>, SocketAddr)>>,
     /// Retransmissions (of requests or final responses) handled without queueing them.
-    pub(super) absorbed: u64,
+    absorbed: u64,
 }
 
-pub(super) fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+/// The UA's handle on the state it shares with the receive task: what the task needs to absorb
+/// retransmissions, updated as the test's transactions progress.
+#[derive(Clone, Default)]
+pub(super) struct Absorber(Arc<Mutex<Shared>>);
+
+impl Absorber {
+    /// How many retransmissions were absorbed so far.
+    pub(super) fn absorbed(&self) -> u64 {
+        lock(&self.0).absorbed
+    }
+
+    /// Remembers `bytes` as the response of server transaction `key` (re-sent when the request
+    /// is retransmitted); returns where to send it: the request's source, or `fallback_dest`
+    /// for a transaction the task has not seen.
+    pub(super) fn record_response(
+        &self,
+        key: &TxKey,
+        bytes: Vec<u8>,
+        fallback_dest: SocketAddr,
+    ) -> SocketAddr {
+        let mut sh = lock(&self.0);
+        let tx = sh.server_tx.entry(key.clone()).or_insert(ServerTx {
+            source: fallback_dest,
+            last_response: None,
+        });
+        tx.last_response = Some(bytes);
+        tx.source
+    }
+
+    /// Marks a client transaction finished, with the ACK to repeat if its final response is
+    /// retransmitted (INVITE only).
+    pub(super) fn complete_client(&self, key: TxKey, ack: Option<(Vec<u8>, SocketAddr)>) {
+        lock(&self.0).client_done.insert(key, ack);
+    }
+
+    /// The last response sent on server transaction `key` and where it went.
+    pub(super) fn last_response(&self, key: &TxKey) -> Option<(Vec<u8>, SocketAddr)> {
+        let sh = lock(&self.0);
+        sh.server_tx
+            .get(key)
+            .and_then(|t| t.last_response.clone().map(|r| (r, t.source)))
+    }
+
+    /// Where the request of server transaction `key` came from.
+    pub(super) fn source_of(&self, key: &TxKey) -> Option<SocketAddr> {
+        lock(&self.0).server_tx.get(key).map(|t| t.source)
+    }
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     // A panic while holding the lock leaves plain maps behind, still usable.
     shared.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What the receive task does with a datagram.
-pub(super) enum Absorb {
+enum Absorb {
     Queue,
     Drop,
     Resend(Vec<u8>, SocketAddr),
 }
 
-pub(super) fn absorb(shared: &Mutex<Shared>, msg: &rsip::SipMessage, src: SocketAddr) -> Absorb {
+fn absorb(shared: &Mutex<Shared>, msg: &rsip::SipMessage, src: SocketAddr) -> Absorb {
     let mut sh = lock(shared);
     let verdict = classify(&mut sh, msg, src);
     if !matches!(verdict, Absorb::Queue) {
@@ -106,7 +155,7 @@ pub(super) fn absorb(shared: &Mutex<Shared>, msg: &rsip::SipMessage, src: Socket
     verdict
 }
 
-pub(super) fn classify(sh: &mut Shared, msg: &rsip::SipMessage, src: SocketAddr) -> Absorb {
+fn classify(sh: &mut Shared, msg: &rsip::SipMessage, src: SocketAddr) -> Absorb {
     match msg {
         rsip::SipMessage::Request(req) => {
             let key = request_key(req);
@@ -142,7 +191,7 @@ pub(super) fn classify(sh: &mut Shared, msg: &rsip::SipMessage, src: SocketAddr)
 
 pub(super) async fn recv_loop(
     socket: Arc<UdpSocket>,
-    shared: Arc<Mutex<Shared>>,
+    shared: Absorber,
     tx: mpsc::UnboundedSender<Datagram>,
 ) {
     let mut buf = vec![0u8; 65_535];
@@ -165,7 +214,7 @@ pub(super) async fn recv_loop(
         let raw = buf.get(..n).unwrap_or_default().to_vec();
         let msg = rsip::SipMessage::try_from(raw.as_slice()).ok();
         if let Some(m) = &msg {
-            match absorb(&shared, m, src) {
+            match absorb(&shared.0, m, src) {
                 Absorb::Queue => {}
                 Absorb::Drop => continue,
                 Absorb::Resend(bytes, to) => {

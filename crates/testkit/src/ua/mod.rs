@@ -33,7 +33,7 @@ mod server;
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::distributions::Alphanumeric;
@@ -43,7 +43,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use absorb::{lock, recv_loop, Datagram, ServerTx, Shared, TxKey};
+use absorb::{recv_loop, Absorber, Datagram, TxKey};
 pub use dialog::{CallHandle, IncomingCall};
 use dialog::{DialogKey, DialogState, UasInvite};
 pub use digest::{authorize, AlgorithmPref, DigestError};
@@ -134,7 +134,7 @@ pub struct TestUa {
     password: String,
     rx: mpsc::UnboundedReceiver<Datagram>,
     recv_task: JoinHandle<()>,
-    shared: Arc<Mutex<Shared>>,
+    shared: Absorber,
     pending: VecDeque<Datagram>,
     uas_invites: HashMap<String, UasInvite>,
     dialogs: HashMap<DialogKey, DialogState>,
@@ -175,7 +175,7 @@ impl TestUa {
     ) -> io::Result<TestUa> {
         let socket = Arc::new(UdpSocket::bind(addr).await?);
         let local = socket.local_addr()?;
-        let shared = Arc::new(Mutex::new(Shared::default()));
+        let shared = Absorber::default();
         let (tx, rx) = mpsc::unbounded_channel();
         let recv_task = tokio::spawn(recv_loop(socket.clone(), shared.clone(), tx));
         Ok(TestUa {
@@ -213,7 +213,7 @@ impl TestUa {
     /// How many retransmissions the UA has absorbed so far (re-answered requests, re-ACKed final
     /// responses, dropped duplicates): lets a test check that a peer retransmits.
     pub fn absorbed_retransmissions(&self) -> u64 {
-        lock(&self.shared).absorbed
+        self.shared.absorbed()
     }
 
     /// Our user name.
@@ -398,15 +398,9 @@ impl TestUa {
         bytes: Vec<u8>,
         fallback_dest: SocketAddr,
     ) -> Result<(), UaError> {
-        let dest = {
-            let mut sh = lock(&self.shared);
-            let tx = sh.server_tx.entry(key.clone()).or_insert(ServerTx {
-                source: fallback_dest,
-                last_response: None,
-            });
-            tx.last_response = Some(bytes.clone());
-            tx.source
-        };
+        let dest = self
+            .shared
+            .record_response(key, bytes.clone(), fallback_dest);
         self.send_to(&bytes, dest).await
     }
 
@@ -414,7 +408,7 @@ impl TestUa {
     fn complete_client(&mut self, key: TxKey, ack: Option<(Vec<u8>, SocketAddr)>) {
         self.pending
             .retain(|d| d.response_key().as_ref() != Some(&key));
-        lock(&self.shared).client_done.insert(key, ack);
+        self.shared.complete_client(key, ack);
     }
 
     async fn resolve(&self, uri: &str) -> Result<SocketAddr, UaError> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::absorb::{lock, request_key, Datagram, TxKey};
+use super::absorb::{request_key, Datagram, TxKey};
 use super::dialog::{CallHandle, DialogKey, IncomingCall, UasInvite};
 use super::{
     body_text, header_list, header_value, msg, new_tag, strip_tag, tag_of, uri_of, TestUa, UaError,
@@ -142,12 +142,7 @@ impl TestUa {
                 return Err(UaError::Timeout(format!("ACK for {call_id} CSeq {cseq}")));
             }
             if now >= next {
-                let last = {
-                    let sh = lock(&self.shared);
-                    sh.server_tx
-                        .get(key)
-                        .and_then(|t| t.last_response.clone().map(|r| (r, t.source)))
-                };
+                let last = self.shared.last_response(key);
                 if let Some((bytes, to)) = last {
                     self.send_to(&bytes, to).await?;
                 }
@@ -252,10 +247,9 @@ impl TestUa {
         body: Option<(&str, &str)>,
     ) -> Result<(), UaError> {
         let key = request_key(req);
-        let source = lock(&self.shared)
-            .server_tx
-            .get(&key)
-            .map(|t| t.source)
+        let source = self
+            .shared
+            .source_of(&key)
             .ok_or_else(|| UaError::Protocol("reply to a request we never received".into()))?;
         let to_tag = self
             .uas_invites
