@@ -55,69 +55,55 @@ pub enum AuthError {
 }
 
 /// How a digest header value breaks the `auth-param` grammar (the payload of
-/// [`AuthError::Malformed`]; its `Display` is the human reason).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// [`AuthError::Malformed`]; its `Display` is the human reason, e.g. `duplicate parameter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Malformation {
     /// No scheme token at the start.
+    #[error("missing scheme")]
     MissingScheme,
     /// The scheme is not followed by whitespace.
+    #[error("scheme must be followed by whitespace")]
     NoSpaceAfterScheme,
     /// A parameter name was expected.
+    #[error("expected parameter name")]
     ExpectedParamName,
     /// A parameter name is not followed by `=`.
+    #[error("expected '=' after parameter name")]
     ExpectedEquals,
     /// A quoted string does not end.
+    #[error("unterminated quoted string")]
     UnterminatedQuote,
     /// A backslash ends the value.
+    #[error("dangling escape")]
     DanglingEscape,
     /// A parameter has an empty token value.
+    #[error("empty parameter value")]
     EmptyValue,
     /// Parameters are not separated by commas.
+    #[error("expected ',' between parameters")]
     ExpectedComma,
     /// A parameter occurs twice (RFC 7235 §2.1).
+    #[error("duplicate parameter")]
     DuplicateParam,
     /// A `username*` value is not an RFC 8187 ext-value.
+    #[error("bad ext-value")]
     BadExtValue,
     /// A `username*` value names a charset other than UTF-8.
+    #[error("ext-value charset must be UTF-8")]
     ExtValueCharset,
     /// A `username*` value has a bad percent escape.
+    #[error("bad percent escape")]
     BadPercentEscape,
     /// A decoded `username*` value is not UTF-8.
+    #[error("ext-value is not UTF-8")]
     ExtValueNotUtf8,
     /// Both `username` and `username*` are present.
+    #[error("both username and username*")]
     BothUsernames,
     /// `cnonce` or `nc` without `qop` (RFC 2617 §3.2.2).
+    #[error("cnonce/nc without qop")]
     CnonceNcWithoutQop,
-}
-
-impl Malformation {
-    /// The human reason, e.g. `"duplicate parameter"`.
-    pub fn reason(self) -> &'static str {
-        match self {
-            Malformation::MissingScheme => "missing scheme",
-            Malformation::NoSpaceAfterScheme => "scheme must be followed by whitespace",
-            Malformation::ExpectedParamName => "expected parameter name",
-            Malformation::ExpectedEquals => "expected '=' after parameter name",
-            Malformation::UnterminatedQuote => "unterminated quoted string",
-            Malformation::DanglingEscape => "dangling escape",
-            Malformation::EmptyValue => "empty parameter value",
-            Malformation::ExpectedComma => "expected ',' between parameters",
-            Malformation::DuplicateParam => "duplicate parameter",
-            Malformation::BadExtValue => "bad ext-value",
-            Malformation::ExtValueCharset => "ext-value charset must be UTF-8",
-            Malformation::BadPercentEscape => "bad percent escape",
-            Malformation::ExtValueNotUtf8 => "ext-value is not UTF-8",
-            Malformation::BothUsernames => "both username and username*",
-            Malformation::CnonceNcWithoutQop => "cnonce/nc without qop",
-        }
-    }
-}
-
-impl std::fmt::Display for Malformation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.reason())
-    }
 }
 
 /// A digest parameter that must be present (the payload of [`AuthError::MissingParam`]).
