@@ -177,3 +177,6 @@ impl Algorithm {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
