@@ -1,3 +1,5 @@
+//! Unit tests of digest authentication: RFC examples, round trips, nonce handling, parsing.
+
 #![allow(clippy::unwrap_used)]
 use super::digest::{compute_response, ResponseInput};
 use super::*;

@@ -1,3 +1,5 @@
+//! Unit tests of the message helpers: parsing, framing, composing, header access, ids.
+
 #![allow(clippy::unwrap_used)]
 use super::*;
 use crate::ids::mix;

@@ -1,3 +1,5 @@
+//! Unit tests of the registrar: expiry, refresh, wildcard, ordering, contact forms, caps.
+
 #![allow(clippy::unwrap_used)]
 use super::*;
 
