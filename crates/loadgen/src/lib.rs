@@ -6,7 +6,9 @@
 //! - [`config`]: writes a bibridge config for a load run and reads the parties back from one.
 //! - [`run`]: orchestration of a run: call setup at a bounded rate, sessions, the measurement
 //!   window, teardown; spawning bibridge or rtpengine on request.
-//! - [`sip`]: the customers, agents and supervisors over UDP on bibridge's sans-IO SIP stack.
+//! - [`sip`]: the customers, agents and supervisors over UDP on bibridge's sans-IO SIP stack
+//!   (`sip/mod.rs` the driver and the requests it starts, `sip/events.rs` incoming requests and
+//!   responses, `sip/sdp.rs` SDP and URI helpers).
 //! - [`ng`]: rtpengine's NG control protocol (the baseline's call setup); [`bencode`] its
 //!   encoding.
 //! - [`rtp`]: the media thread: G.711 streams on three sockets with `sendmmsg`/`recvmmsg`,
@@ -29,7 +31,7 @@ pub mod run;
 pub mod sip;
 pub mod stats;
 
-/// A supervisor session's mode (DESIGN §3).
+/// A supervisor session's mode (docs/design.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionMode {
     Monitor,

@@ -22,9 +22,10 @@
 //! - Server transactions have no timer before the TU's final response: the TU must answer.
 //! - Timer D is 32 s on unreliable transports (RFC 3261 Table 4), independent of T1.
 
+mod key;
+
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -34,82 +35,8 @@ use rsip::{Method, Request, Response, SipMessage};
 use crate::message;
 use crate::{SipError, TimerConfig, Transmit, Transport};
 
-/// The RFC 3261 branch magic cookie.
-const MAGIC_COOKIE: &str = "z9hG4bK";
-
-/// Identifies a transaction (RFC 3261 §17.1.3, §17.2.3).
-///
-/// Client transactions are keyed by top-Via branch + CSeq method; server transactions by branch +
-/// sent-by + method, where an ACK maps to the INVITE it acknowledges and a CANCEL keeps its own
-/// method (so it gets its own transaction next to the INVITE's). For requests whose branch lacks
-/// the `z9hG4bK` cookie (RFC 2543 peers), the branch is replaced by a synthetic value built from
-/// Call-ID, CSeq number, From tag and Via sent-by.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TxKey {
-    branch: String,
-    method: Method,
-    sent_by: String,
-    is_server: bool,
-}
-
-impl Hash for TxKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // rsip::Method does not implement Hash; its index is equivalent for Eq.
-        self.branch.hash(state);
-        method_index(self.method).hash(state);
-        self.sent_by.hash(state);
-        self.is_server.hash(state);
-    }
-}
-
-fn method_index(m: Method) -> u8 {
-    match m {
-        Method::Ack => 0,
-        Method::Bye => 1,
-        Method::Cancel => 2,
-        Method::Info => 3,
-        Method::Invite => 4,
-        Method::Message => 5,
-        Method::Notify => 6,
-        Method::Options => 7,
-        Method::PRack => 8,
-        Method::Publish => 9,
-        Method::Refer => 10,
-        Method::Register => 11,
-        Method::Subscribe => 12,
-        Method::Update => 13,
-    }
-}
-
-impl TxKey {
-    /// The branch (or the synthetic RFC 2543 key).
-    pub fn branch(&self) -> &str {
-        &self.branch
-    }
-
-    /// The transaction's method (INVITE for the transaction an ACK to a non-2xx belongs to).
-    pub fn method(&self) -> Method {
-        self.method
-    }
-
-    /// Top Via sent-by of the request (server transactions only; empty for client ones).
-    pub fn sent_by(&self) -> &str {
-        &self.sent_by
-    }
-
-    /// True for server transactions.
-    pub fn is_server(&self) -> bool {
-        self.is_server
-    }
-
-    /// Same transaction identity with another method (used to find the INVITE of a CANCEL).
-    fn with_method(&self, method: Method) -> Self {
-        Self {
-            method,
-            ..self.clone()
-        }
-    }
-}
+pub use key::TxKey;
+use key::{ack_key_of, server_key, AckKey, MAGIC_COOKIE};
 
 /// What the transaction layer reports to the TU.
 #[derive(Debug, Clone)]
@@ -117,42 +44,70 @@ pub enum TxEvent {
     /// A new request on a new server transaction (retransmissions are absorbed, never surfaced
     /// again).
     Request {
+        /// The new server transaction.
         key: TxKey,
+        /// The request as received.
         request: Request,
+        /// Where it came from (responses go back there).
         source: SocketAddr,
+        /// The transport it came in on.
         transport: Transport,
     },
     /// CANCEL arrived. `invite` = the matching INVITE server transaction if any (RFC 3261 §9.2).
     /// The layer itself answers nothing: the TU answers 200 to the CANCEL (via `send_response` on
     /// `key`) and 487 to the INVITE, or 481 to the CANCEL if `invite` is None.
     Cancel {
+        /// The CANCEL's own server transaction.
         key: TxKey,
+        /// The INVITE server transaction it cancels, if any.
         invite: Option<TxKey>,
+        /// The CANCEL as received.
         request: Request,
+        /// Where it came from.
         source: SocketAddr,
+        /// The transport it came in on.
         transport: Transport,
     },
     /// ACK for a 2xx (no transaction of its own; §17.1.1.3/§13.3.1.4). The layer also uses it to
     /// stop retransmitting that 2xx.
     Ack {
+        /// The ACK as received.
         request: Request,
+        /// Where it came from.
         source: SocketAddr,
+        /// The transport it came in on.
         transport: Transport,
     },
     /// Response to one of our client transactions (provisional and final; for INVITE every 2xx
     /// including retransmissions in Accepted state per RFC 6026, so the TU can re-ACK).
-    Response { key: TxKey, response: Response },
+    Response {
+        /// The client transaction.
+        key: TxKey,
+        /// The response as received.
+        response: Response,
+    },
     /// A response that matched no transaction (e.g. late 2xx retransmission).
     StrayResponse {
+        /// The response as received.
         response: Response,
+        /// Where it came from.
         source: SocketAddr,
     },
     /// Client transaction timed out (Timer B or F, or 64*T1 after a CANCEL) — treat like a 408.
-    Timeout { key: TxKey },
+    Timeout {
+        /// The client transaction that timed out.
+        key: TxKey,
+    },
     /// Server INVITE transaction sent a 2xx but no ACK arrived within 64*T1 (send a BYE).
-    AckTimeout { key: TxKey },
+    AckTimeout {
+        /// The INVITE server transaction.
+        key: TxKey,
+    },
     /// Transaction finished and was removed.
-    Terminated { key: TxKey },
+    Terminated {
+        /// The transaction that ended.
+        key: TxKey,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,13 +118,17 @@ enum Kind {
     NonInviteServer,
 }
 
+/// A transaction's state (RFC 3261 §17, RFC 6026); carried by [`SipError::ResponseNotAllowed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+#[non_exhaustive]
+pub enum TxState {
     /// INVITE client before any response.
     Calling,
     /// Non-INVITE client/server before any response.
     Trying,
+    /// After a provisional response (sent or received).
     Proceeding,
+    /// After a non-2xx final response (INVITE) or any final response (non-INVITE).
     Completed,
     /// INVITE server after the ACK for its non-2xx final response.
     Confirmed,
@@ -188,14 +147,11 @@ enum End {
     AckWait,
 }
 
-/// Dialog-level identity of an ACK for a 2xx: Call-ID, CSeq number, From tag.
-type AckKey = (String, u32, String);
-
 #[derive(Debug)]
 struct Tx {
     id: u64,
     kind: Kind,
-    state: State,
+    state: TxState,
     /// The request that created the transaction.
     request: Request,
     /// Client: where requests go. Server: the request's source, where responses go.
@@ -312,9 +268,9 @@ impl TransactionLayer {
             self.terminate_id(old);
         }
         let (kind, state) = if request.method == Method::Invite {
-            (Kind::InviteClient, State::Calling)
+            (Kind::InviteClient, TxState::Calling)
         } else {
-            (Kind::NonInviteClient, State::Trying)
+            (Kind::NonInviteClient, TxState::Trying)
         };
         let retrans_at = (!transport.is_reliable()).then(|| add(now, self.timers.t1));
         let end_at = Some((add(now, self.t64()), End::Timeout));
@@ -351,7 +307,7 @@ impl TransactionLayer {
         let Some(tx) = self.txs.get_mut(&invite_key) else {
             return;
         };
-        if !matches!(tx.state, State::Calling | State::Proceeding) {
+        if !matches!(tx.state, TxState::Calling | TxState::Proceeding) {
             return;
         }
         tx.cancel_deadline = Some(deadline);
@@ -379,16 +335,16 @@ impl TransactionLayer {
         };
         let code = response.status_code.code();
         if !(100..=699).contains(&code) {
-            return Err(SipError::Malformed(format!("status code {code}")));
+            return Err(SipError::InvalidStatusCode(code));
         }
         let reliable = tx.transport.is_reliable();
         let mut arm: Vec<Instant> = Vec::new();
         let mut terminate_now = false;
         match (tx.kind, tx.state) {
-            (Kind::InviteServer, State::Proceeding) => match code {
+            (Kind::InviteServer, TxState::Proceeding) => match code {
                 100..=199 => {}
                 200..=299 => {
-                    tx.state = State::Accepted;
+                    tx.state = TxState::Accepted;
                     if !reliable {
                         tx.retrans_at = Some(add(now, t1));
                         tx.interval = t1;
@@ -403,7 +359,7 @@ impl TransactionLayer {
                     tx.ack_key = ack_key;
                 }
                 _ => {
-                    tx.state = State::Completed;
+                    tx.state = TxState::Completed;
                     if !reliable {
                         tx.retrans_at = Some(add(now, t1));
                         tx.interval = t1;
@@ -413,12 +369,12 @@ impl TransactionLayer {
                     arm.push(add(now, t64));
                 }
             },
-            (Kind::InviteServer, State::Accepted) if (200..=299).contains(&code) => {}
-            (Kind::NonInviteServer, State::Trying | State::Proceeding) => {
+            (Kind::InviteServer, TxState::Accepted) if (200..=299).contains(&code) => {}
+            (Kind::NonInviteServer, TxState::Trying | TxState::Proceeding) => {
                 if code < 200 {
-                    tx.state = State::Proceeding;
+                    tx.state = TxState::Proceeding;
                 } else {
-                    tx.state = State::Completed;
+                    tx.state = TxState::Completed;
                     if reliable {
                         terminate_now = true;
                     } else {
@@ -427,11 +383,7 @@ impl TransactionLayer {
                     }
                 }
             }
-            (_, state) => {
-                return Err(SipError::Malformed(format!(
-                    "cannot send {code} in transaction state {state:?}"
-                )))
-            }
+            (_, state) => return Err(SipError::ResponseNotAllowed { code, state }),
         }
         let wire = message::to_bytes(&SipMessage::Response(response));
         tx.wire = Some(wire.clone());
@@ -521,7 +473,7 @@ impl TransactionLayer {
             // Timer A doubles without cap.
             (Kind::InviteClient, _) => tx.interval.saturating_mul(2),
             // Timer E in Proceeding: every T2.
-            (Kind::NonInviteClient, State::Proceeding) => t2,
+            (Kind::NonInviteClient, TxState::Proceeding) => t2,
             // Timers E and G, and 2xx retransmission: doubling capped at T2.
             _ => tx.interval.saturating_mul(2).min(t2),
         };
@@ -607,22 +559,22 @@ impl TransactionLayer {
         let mut pass_up = false;
         let mut terminate_now = false;
         match (tx.kind, tx.state) {
-            (Kind::InviteClient, State::Calling | State::Proceeding) => {
+            (Kind::InviteClient, TxState::Calling | TxState::Proceeding) => {
                 pass_up = true;
                 tx.retrans_at = None; // Timer A stops on any response.
                 match code {
                     100..=199 => {
-                        tx.state = State::Proceeding;
+                        tx.state = TxState::Proceeding;
                         // Timer B does not apply once proceeding; a CANCEL guard still does.
                         tx.end_at = tx.cancel_deadline.map(|at| (at, End::Timeout));
                     }
                     200..=299 => {
-                        tx.state = State::Accepted;
+                        tx.state = TxState::Accepted;
                         tx.end_at = Some((add(now, t64), End::Terminate)); // Timer M
                         arm = Some(add(now, t64));
                     }
                     _ => {
-                        tx.state = State::Completed;
+                        tx.state = TxState::Completed;
                         let ack = message::ack_for_non2xx(&tx.request, &response);
                         let wire = message::to_bytes(&SipMessage::Request(ack));
                         tx.ack = Some(wire.clone());
@@ -640,7 +592,7 @@ impl TransactionLayer {
                     }
                 }
             }
-            (Kind::InviteClient, State::Completed) if code >= 300 => {
+            (Kind::InviteClient, TxState::Completed) if code >= 300 => {
                 // Retransmitted final response: our ACK got lost.
                 if let Some(ack) = tx.ack.clone() {
                     self.transmits.push_back(Transmit {
@@ -650,15 +602,15 @@ impl TransactionLayer {
                     });
                 }
             }
-            (Kind::InviteClient, State::Accepted) if (200..=299).contains(&code) => {
+            (Kind::InviteClient, TxState::Accepted) if (200..=299).contains(&code) => {
                 pass_up = true;
             }
-            (Kind::NonInviteClient, State::Trying | State::Proceeding) => {
+            (Kind::NonInviteClient, TxState::Trying | TxState::Proceeding) => {
                 pass_up = true;
                 if code < 200 {
-                    tx.state = State::Proceeding;
+                    tx.state = TxState::Proceeding;
                 } else {
-                    tx.state = State::Completed;
+                    tx.state = TxState::Completed;
                     tx.retrans_at = None;
                     if reliable {
                         terminate_now = true;
@@ -704,8 +656,8 @@ impl TransactionLayer {
         if let Some(tx) = self.txs.get(&key) {
             // Retransmission: re-send the last response, if any (RFC 3261 §17.2.1, §17.2.2).
             let resend = match (tx.kind, tx.state) {
-                (_, State::Confirmed) => None,
-                (Kind::InviteServer, State::Accepted) if tx.acked => None,
+                (_, TxState::Confirmed) => None,
+                (Kind::InviteServer, TxState::Accepted) if tx.acked => None,
                 _ => tx.wire.clone(),
             };
             if let Some(wire) = resend {
@@ -720,9 +672,9 @@ impl TransactionLayer {
             Kind::NonInviteServer
         };
         let state = if kind == Kind::InviteServer {
-            State::Proceeding
+            TxState::Proceeding
         } else {
-            State::Trying
+            TxState::Trying
         };
         self.insert(
             key.clone(),
@@ -774,9 +726,9 @@ impl TransactionLayer {
         let t4 = self.timers.t4;
         if let Some(tx) = self.txs.get_mut(&invite_key) {
             match tx.state {
-                State::Completed => {
+                TxState::Completed => {
                     // ACK for our non-2xx: stop Timer G, absorb for Timer I.
-                    tx.state = State::Confirmed;
+                    tx.state = TxState::Confirmed;
                     tx.retrans_at = None;
                     let id = tx.id;
                     if tx.transport.is_reliable() {
@@ -788,10 +740,10 @@ impl TransactionLayer {
                     }
                     return;
                 }
-                State::Confirmed => return,
+                TxState::Confirmed => return,
                 // An ACK reusing the INVITE's branch in Accepted is an ACK for the 2xx (seen
                 // from RFC 2543 peers); handled below.
-                State::Accepted => {}
+                TxState::Accepted => {}
                 _ => {
                     tracing::debug!("ACK for an unanswered INVITE ignored");
                     return;
@@ -812,39 +764,4 @@ impl TransactionLayer {
             transport,
         });
     }
-}
-
-/// Call-ID + CSeq number + From tag of a request (the From tag may be empty for RFC 2543 peers).
-fn ack_key_of(headers: &rsip::Headers) -> Option<AckKey> {
-    let call_id = message::call_id(headers)?;
-    let (num, _) = message::cseq(headers)?;
-    Some((call_id, num, message::from_tag(headers).unwrap_or_default()))
-}
-
-/// Server transaction key of an incoming request (RFC 3261 §17.2.3). ACK maps to INVITE.
-fn server_key(request: &Request) -> Option<TxKey> {
-    let via = message::top_via(&request.headers)?;
-    let parts = message::via_parts(&via)?;
-    let sent_by = parts.sent_by.to_ascii_lowercase();
-    let (num, _) = message::cseq(&request.headers)?;
-    let method = match request.method {
-        Method::Ack => Method::Invite,
-        m => m,
-    };
-    let branch = match message::top_via_branch(&request.headers) {
-        Some(b) if b.starts_with(MAGIC_COOKIE) => b,
-        // RFC 2543 peer: best effort on Call-ID + CSeq number + From tag + Via sent-by.
-        _ => format!(
-            "rfc2543|{}|{}|{}",
-            message::call_id(&request.headers).unwrap_or_default(),
-            num,
-            message::from_tag(&request.headers).unwrap_or_default()
-        ),
-    };
-    Some(TxKey {
-        branch,
-        method,
-        sent_by,
-        is_server: true,
-    })
 }
