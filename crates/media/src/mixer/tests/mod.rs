@@ -5,7 +5,11 @@
 use std::collections::BTreeMap;
 use std::f64::consts::PI;
 
+use std::time::{Duration, Instant};
+
+use super::tx_queue::{write_packet, TxQueue, TX_SLOTS, TX_SLOTS_RELAY};
 use super::*;
+use crate::codec::{CodecKind, Decoder, Encoder};
 
 mod clocking;
 mod level;
