@@ -22,7 +22,7 @@ impl CallMixer {
             let late = now.saturating_duration_since(t);
             let t = if late > ptime * MAX_CATCH_UP_TICKS {
                 // Called far too late: skip the lost ticks rather than send a burst.
-                self.ticks_skipped += (late.as_micros() / ptime.as_micros().max(1)) as u64;
+                self.counters.ticks_skipped += (late.as_micros() / ptime.as_micros().max(1)) as u64;
                 for l in &mut self.legs {
                     l.force_marker = true;
                 }
@@ -38,7 +38,7 @@ impl CallMixer {
 
     /// One tick of the mixer's clock at `t`.
     pub(super) fn tick(&mut self, t: Instant) {
-        self.ticks += 1;
+        self.counters.ticks += 1;
         let ptime = self.cfg.ptime;
         // 1. One frame of every clocked input, at its own rate and at the mix rates.
         for l in &mut self.legs {
@@ -97,21 +97,23 @@ impl CallMixer {
             }
             let rate = self.legs[s].mix_rate;
             let fl = samples_in(ptime, rate);
-            self.s_acc.clear();
-            self.s_acc.resize(fl, 0);
+            self.scratch.acc.clear();
+            self.scratch.acc.resize(fl, 0);
             for (i, l) in self.legs.iter().enumerate() {
+                // `rule::hears` for a supervisor listener, as `replan` resolved it: the agent
+                // and the supervisors the agent hears (the customer comes with its packets).
                 let heard = Some(i) == self.agent || l.to_agent;
                 if i == s || !heard || !l.jb_active {
                     continue;
                 }
                 if let Some(f) = l.frame_at(rate) {
-                    for (a, &x) in self.s_acc.iter_mut().zip(f) {
+                    for (a, &x) in self.scratch.acc.iter_mut().zip(f) {
                         *a += i32::from(x);
                     }
                 }
             }
             let others = &mut self.legs[s].others;
-            others.extend_from_slice(&self.s_acc);
+            others.extend_from_slice(&self.scratch.acc);
             let max = fl * SIDE_MAX_FRAMES;
             if others.len() > max {
                 // The customer's clock is slower than ours: the excess goes rather than
@@ -123,10 +125,10 @@ impl CallMixer {
                 continue;
             }
             let k = fl.min(others.len());
-            for (a, x) in self.s_acc.iter_mut().zip(others.drain(..k)) {
+            for (a, x) in self.scratch.acc.iter_mut().zip(others.drain(..k)) {
                 *a = x;
             }
-            self.s_acc[k..].fill(0);
+            self.scratch.acc[k..].fill(0);
             self.emit(t, s);
         }
 
@@ -152,8 +154,8 @@ impl CallMixer {
                 continue;
             }
             let fl = samples_in(ptime, self.legs[d].mix_rate);
-            self.s_acc.clear();
-            self.s_acc.resize(fl, 0);
+            self.scratch.acc.clear();
+            self.scratch.acc.resize(fl, 0);
             self.add_sides(to_agent, fl);
             self.emit(t, d);
         }

@@ -54,10 +54,10 @@ impl CallMixer {
             s.stats.rx_discarded += 1;
             return None;
         };
-        self.s_pcm.clear();
+        self.scratch.pcm.clear();
         let bound = dec.max_samples(h.payload(packet)).min(MAX_PCM);
-        self.s_pcm.resize(bound, 0);
-        let n = match dec.decode(h.payload(packet), &mut self.s_pcm) {
+        self.scratch.pcm.resize(bound, 0);
+        let n = match dec.decode(h.payload(packet), &mut self.scratch.pcm) {
             Ok(n) => n,
             Err(_) => {
                 s.stats.decode_errors += 1;
@@ -70,11 +70,11 @@ impl CallMixer {
             return None;
         }
         s.last_direct_seq = Some(h.seq);
-        self.s_pcm.truncate(n);
+        self.scratch.pcm.truncate(n);
         if !s.jb_active {
             // Metered here only without a jitter buffer: with one, its tick frames feed the
             // meter (the same audio; fed twice it would fill the window twice as fast).
-            s.meter.feed(&self.s_pcm, s.rate);
+            s.meter.feed(&self.scratch.pcm, s.rate);
         }
         Some(missing)
     }
@@ -83,12 +83,12 @@ impl CallMixer {
     /// `dst`; `missing` packets of `src` were lost just before it.
     pub(super) fn direct_mix(&mut self, now: Instant, src: usize, dst: usize, missing: usize) {
         let s = &mut self.legs[src];
-        self.s_rs.clear();
+        self.scratch.rs.clear();
         match s.direct_conv.as_mut() {
-            Some(c) => c.run(&self.s_pcm, &mut self.s_rs),
-            None => self.s_rs.extend_from_slice(&self.s_pcm),
+            Some(c) => c.run(&self.scratch.pcm, &mut self.scratch.rs),
+            None => self.scratch.rs.extend_from_slice(&self.scratch.pcm),
         }
-        let len = self.s_rs.len();
+        let len = self.scratch.rs.len();
         let to_agent = Some(dst) == self.agent;
 
         // Lost packets of the source: pass the gap on (sequence and timestamp), and let the
@@ -116,8 +116,10 @@ impl CallMixer {
             }
         }
 
-        self.s_acc.clear();
-        self.s_acc.extend(self.s_rs.iter().map(|&x| i32::from(x)));
+        self.scratch.acc.clear();
+        self.scratch
+            .acc
+            .extend(self.scratch.rs.iter().map(|&x| i32::from(x)));
         self.add_sides(to_agent, len);
         self.emit(now, dst);
     }
@@ -136,9 +138,9 @@ impl CallMixer {
                 // there is a customer.
                 continue;
             };
-            self.s_rs.clear();
-            conv.run(&self.s_pcm, &mut self.s_rs);
-            let len = self.s_rs.len();
+            self.scratch.rs.clear();
+            conv.run(&self.scratch.pcm, &mut self.scratch.rs);
+            let len = self.scratch.rs.len();
             if missing > 0 {
                 // As for the agent's mix: the gap is passed on and the rest of the mix for
                 // that span goes with it.
@@ -154,10 +156,12 @@ impl CallMixer {
                 let k = (len * missing).min(l.others.len());
                 l.others.drain(..k);
             }
-            self.s_acc.clear();
-            self.s_acc.extend(self.s_rs.iter().map(|&x| i32::from(x)));
+            self.scratch.acc.clear();
+            self.scratch
+                .acc
+                .extend(self.scratch.rs.iter().map(|&x| i32::from(x)));
             let k = len.min(l.others.len());
-            for (a, &x) in self.s_acc.iter_mut().zip(&l.others[..k]) {
+            for (a, &x) in self.scratch.acc.iter_mut().zip(&l.others[..k]) {
                 *a += x;
             }
             l.others.drain(..k);
@@ -169,7 +173,7 @@ impl CallMixer {
     /// into the accumulator.
     pub(super) fn add_sides(&mut self, to_agent: bool, len: usize) {
         let gain = if to_agent { self.gain_q16 } else { 1 << 16 };
-        let acc = &mut self.s_acc;
+        let acc = &mut self.scratch.acc;
         for l in &mut self.legs {
             let (on, side) = if to_agent {
                 (l.to_agent, &mut l.side_agent)
@@ -199,23 +203,24 @@ impl CallMixer {
         let seed = self.next_random();
         let silence_gap = self.cfg.ptime * 3;
         if let Some(t) = self.legs[dst].tone.as_mut() {
-            t.add_to(&mut self.s_acc);
+            t.add_to(&mut self.scratch.acc);
             if t.done() {
                 self.legs[dst].tone = None;
                 self.tone_ended = true;
             }
         }
-        self.s_mix.clear();
-        self.s_mix.extend(
-            self.s_acc
+        self.scratch.mix.clear();
+        self.scratch.mix.extend(
+            self.scratch
+                .acc
                 .iter()
                 .map(|&x| x.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16),
         );
         let d = &mut self.legs[dst];
-        self.s_out.clear();
+        self.scratch.out.clear();
         match d.out_conv.as_mut() {
-            Some(c) => c.run(&self.s_mix, &mut self.s_out),
-            None => self.s_out.extend_from_slice(&self.s_mix),
+            Some(c) => c.run(&self.scratch.mix, &mut self.scratch.out),
+            None => self.scratch.out.extend_from_slice(&self.scratch.mix),
         }
         let mut marker = d.force_marker
             || match d.last_tx {
@@ -224,7 +229,7 @@ impl CallMixer {
             };
         // One packet per frame the codec can encode: a span Opus has no frame size for (a
         // 30 ms PCMU packet clocking an Opus leg) goes out as several packets.
-        let total = self.s_out.len();
+        let total = self.scratch.out.len();
         let mut off = 0;
         while off < total {
             let len = encodable_len(d.params.codec, total - off);
@@ -232,10 +237,10 @@ impl CallMixer {
                 // An Opus remainder below 2.5 ms (odd-sized input): dropped.
                 break;
             }
-            let pcm = self.s_out.get(off..off + len).unwrap_or(&[]);
+            let pcm = self.scratch.out.get(off..off + len).unwrap_or(&[]);
             off += len;
             let encoded = match d.encoder.as_mut() {
-                Some(enc) => enc.encode(pcm, &mut self.s_enc),
+                Some(enc) => enc.encode(pcm, &mut self.scratch.enc),
                 // Not reached: `replan` gives every mixed output its encoder.
                 None => Err(MediaError::Mixer("no encoder")),
             };
@@ -258,7 +263,7 @@ impl CallMixer {
                 seq,
                 ts,
                 ssrc,
-                self.s_enc.get(..n).unwrap_or(&[]),
+                self.scratch.enc.get(..n).unwrap_or(&[]),
             );
             self.tx.commit();
             marker = false;
@@ -268,7 +273,7 @@ impl CallMixer {
                 generated: true,
             });
             d.stats.tx_mixed += 1;
-            self.mixed += 1;
+            self.counters.mixed_frames += 1;
         }
     }
 }

@@ -83,6 +83,8 @@ mod meter;
 mod mix;
 mod plan;
 mod relay;
+mod rule;
+mod scratch;
 mod tx_queue;
 mod types;
 
@@ -93,6 +95,7 @@ use leg::{Leg, Route};
 use limits::vec_bytes;
 use meter::PeakMeter;
 pub use meter::LEVEL_FLOOR_DBFS;
+use scratch::Scratch;
 use tx_queue::TxQueue;
 pub use types::{
     LegId, LegParams, LegRole, LegStats, MixerConfig, MixerCounters, MixerEvent, MixerStats,
@@ -122,20 +125,11 @@ pub struct CallMixer {
     next_tick: Option<Instant>,
     tx: TxQueue,
     events: VecDeque<MixerEvent>,
-    relayed: u64,
-    mixed: u64,
-    dtmf_consumed: u64,
-    ticks: u64,
-    ticks_skipped: u64,
+    /// The mixer-wide counters but `tx_dropped`, which the transmit queue keeps.
+    counters: MixerCounters,
     /// A tone finished while producing a frame: the routing is redone once that is over.
     tone_ended: bool,
-    // Scratch buffers, reused for every packet and tick.
-    s_pcm: Vec<i16>,
-    s_rs: Vec<i16>,
-    s_acc: Vec<i32>,
-    s_mix: Vec<i16>,
-    s_out: Vec<i16>,
-    s_enc: Vec<u8>,
+    scratch: Scratch,
 }
 
 impl CallMixer {
@@ -156,19 +150,10 @@ impl CallMixer {
             tx: TxQueue::new(),
             // Only supervisors raise events: sized when the first one joins.
             events: VecDeque::new(),
-            relayed: 0,
-            mixed: 0,
-            dtmf_consumed: 0,
-            ticks: 0,
-            ticks_skipped: 0,
+            counters: MixerCounters::default(),
             tone_ended: false,
             // Sized by `replan` when something is first mixed.
-            s_pcm: Vec::new(),
-            s_rs: Vec::new(),
-            s_acc: Vec::new(),
-            s_mix: Vec::new(),
-            s_out: Vec::new(),
-            s_enc: Vec::new(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -177,17 +162,11 @@ impl CallMixer {
     /// the boxed state of G.711/G.722 codecs. Not counted: libopus' codec state and the
     /// resamplers' filter tables (under 1 KiB each).
     pub fn heap_bytes(&self) -> usize {
-        let scratch = vec_bytes(&self.s_pcm)
-            + vec_bytes(&self.s_rs)
-            + vec_bytes(&self.s_acc)
-            + vec_bytes(&self.s_mix)
-            + vec_bytes(&self.s_out)
-            + vec_bytes(&self.s_enc);
         vec_bytes(&self.legs)
             + self.legs.iter().map(Leg::heap_bytes).sum::<usize>()
             + self.tx.heap_bytes()
             + self.events.capacity() * std::mem::size_of::<MixerEvent>()
-            + scratch
+            + self.scratch.heap_bytes()
     }
 
     fn next_random(&mut self) -> u64 {
@@ -322,7 +301,7 @@ impl CallMixer {
                 // Consumed: a supervisor's digits control the session and reach nobody.
                 if let Some(digit) = leg.dtmf.on_packet(h.timestamp, payload) {
                     leg.stats.dtmf_consumed += 1;
-                    self.dtmf_consumed += 1;
+                    self.counters.dtmf_consumed += 1;
                     if self.events.len() >= MAX_EVENTS {
                         self.events.pop_front();
                     }
@@ -443,12 +422,8 @@ impl CallMixer {
     /// The mixer-wide counters, without the per-leg list: cheap enough to read per packet.
     pub fn counters(&self) -> MixerCounters {
         MixerCounters {
-            relayed_packets: self.relayed,
-            mixed_frames: self.mixed,
-            dtmf_consumed: self.dtmf_consumed,
-            ticks: self.ticks,
-            ticks_skipped: self.ticks_skipped,
             tx_dropped: self.tx.dropped,
+            ..self.counters
         }
     }
 

@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use super::convert::{Conv, View};
 use super::leg::{JbPath, Leg, Route};
-use super::limits::{ensure_capacity, samples_in, MAX_ENCODED, MAX_PCM, MAX_RATE, SIDE_MAX_FRAMES};
+use super::limits::{ensure_capacity, samples_in, SIDE_MAX_FRAMES};
 use super::meter::PeakMeter;
+use super::rule::hears;
 use super::tx_queue::TX_SLOTS;
-use super::types::{LegId, LegRole, SessionMode};
+use super::types::{LegId, LegRole};
 use super::{CallMixer, MAX_EVENTS};
 use crate::codec::{Decoder, Encoder};
 use crate::MediaError;
@@ -30,14 +31,13 @@ impl CallMixer {
         let (cust, agent) = (self.customer, self.agent);
         let rate_of = |i: Option<usize>, legs: &[Leg]| i.map_or(0, |i| legs[i].rate);
 
+        // Which supervisors the parties hear. The parties' own voices reach each other by
+        // relay or the packet-clocked paths, and the supervisors by the customer's packets
+        // and the supervisor mix (see `others` below).
         for l in &mut self.legs {
-            let (a, c) = match l.params.role {
-                LegRole::Supervisor(SessionMode::Coach) => (true, false),
-                LegRole::Supervisor(SessionMode::Barge) => (true, true),
-                _ => (false, false),
-            };
-            l.to_agent = a;
-            l.to_customer = c;
+            let sup = l.is_supervisor();
+            l.to_agent = sup && hears(LegRole::Agent, l.params.role, false);
+            l.to_customer = sup && hears(LegRole::Customer, l.params.role, false);
         }
         let legs = &self.legs;
         let sup_max = |pred: &dyn Fn(&Leg) -> bool| {
@@ -89,7 +89,9 @@ impl CallMixer {
                     let others = self
                         .legs
                         .iter()
-                        .filter(|o| o.id != l.id && o.to_agent)
+                        .filter(|o| {
+                            o.is_supervisor() && hears(l.params.role, o.params.role, o.id == l.id)
+                        })
                         .map(|o| o.rate)
                         .max()
                         .unwrap_or(0);
@@ -312,20 +314,8 @@ impl CallMixer {
     }
 
     /// Size the scratch buffers and the transmit queue for mixing (once; they are kept).
-    ///
-    /// A packet-clocked frame is at most [`MAX_PACKET_MS`] of audio (longer packets are
-    /// discarded) at a mix rate of at most [`MAX_RATE`]; a clocked frame is one ptime at that
-    /// rate. Every scratch buffer holds one such frame at most.
     pub(super) fn reserve_for_mixing(&mut self) {
-        let cap = MAX_PCM.max(samples_in(self.cfg.ptime, MAX_RATE));
-        ensure_capacity(&mut self.s_pcm, MAX_PCM);
-        ensure_capacity(&mut self.s_rs, cap);
-        ensure_capacity(&mut self.s_acc, cap);
-        ensure_capacity(&mut self.s_mix, cap);
-        ensure_capacity(&mut self.s_out, cap);
-        if self.s_enc.len() < MAX_ENCODED {
-            self.s_enc.resize(MAX_ENCODED, 0);
-        }
+        self.scratch.reserve(self.cfg.ptime);
         self.tx.grow(TX_SLOTS);
     }
 }

@@ -53,7 +53,7 @@ impl CallMixer {
                     generated: false,
                 });
                 d.force_marker = false;
-                self.relayed += 1;
+                self.counters.relayed_packets += 1;
             }
             Ok(Rewrite::Drop) | Err(_) => {
                 self.legs[src].stats.rx_discarded += 1;
