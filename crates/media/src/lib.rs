@@ -29,19 +29,20 @@ pub mod tone;
 
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum MediaError {
     /// No free RTP port pair is left in the pool.
     #[error("RTP port pool exhausted")]
     PoolExhausted,
     /// A received packet is not valid RTP; the reason names the failed check.
     #[error("not an RTP packet: {0}")]
-    BadPacket(&'static str),
+    BadPacket(crate::rtp::RtpError),
     /// The codec is not compiled into this build (Opus needs the cargo feature `opus`).
     #[error("codec {0:?} not available in this build")]
     CodecUnavailable(crate::codec::CodecKind),
     /// A codec rejected its input or output buffer; the reason says which.
     #[error("codec error: {0}")]
-    Codec(&'static str),
+    Codec(crate::codec::CodecError),
     /// The resampler does not support this pair of sampling rates.
     #[error("unsupported resampling {from} Hz -> {to} Hz")]
     UnsupportedRate {
@@ -52,5 +53,5 @@ pub enum MediaError {
     },
     /// A call mixer operation was refused; the reason says why.
     #[error("mixer: {0}")]
-    Mixer(&'static str),
+    Mixer(crate::mixer::MixerError),
 }

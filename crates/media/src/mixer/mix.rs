@@ -9,7 +9,6 @@ use super::tx_queue::{new_rewriter, write_packet};
 use super::CallMixer;
 use crate::codec::CodecKind;
 use crate::rtp::RtpHeader;
-use crate::MediaError;
 
 /// On a packet-clocked path a sequence gap up to this many packets is passed on as the same
 /// gap in the output (the receiver conceals it); a larger jump is a restart, not loss.
@@ -239,17 +238,14 @@ impl CallMixer {
             }
             let pcm = self.scratch.out.get(off..off + len).unwrap_or(&[]);
             off += len;
-            let encoded = match d.encoder.as_mut() {
-                Some(enc) => enc.encode(pcm, &mut self.scratch.enc),
-                // Not reached: `replan` gives every mixed output its encoder.
-                None => Err(MediaError::Mixer("no encoder")),
-            };
-            let n = match encoded {
-                Ok(n) => n,
-                Err(_) => {
-                    d.stats.encode_errors += 1;
-                    return;
-                }
+            // `replan` gives every mixed output its encoder: `None` is not reached.
+            let encoded = d
+                .encoder
+                .as_mut()
+                .map(|enc| enc.encode(pcm, &mut self.scratch.enc));
+            let Some(Ok(n)) = encoded else {
+                d.stats.encode_errors += 1;
+                return;
             };
             let step = (len as u64 * u64::from(d.rtp_clock) / u64::from(d.rate)) as u32;
             let rw = d.rewriter.get_or_insert_with(|| new_rewriter(seed));

@@ -98,8 +98,8 @@ pub use meter::LEVEL_FLOOR_DBFS;
 use scratch::Scratch;
 use tx_queue::TxQueue;
 pub use types::{
-    LegId, LegParams, LegRole, LegStats, MixerConfig, MixerCounters, MixerEvent, MixerStats,
-    SessionMode,
+    LegId, LegParams, LegRole, LegStats, MixerConfig, MixerCounters, MixerError, MixerEvent,
+    MixerStats, SessionMode,
 };
 
 use crate::dtmf::DtmfDetector;
@@ -190,7 +190,7 @@ impl CallMixer {
         params: LegParams,
     ) -> Result<(), MediaError> {
         if self.find(id).is_some() {
-            return Err(MediaError::Mixer("leg id already in use"));
+            return Err(MediaError::Mixer(MixerError::LegIdInUse(id)));
         }
         let leg = Leg::new(id, params)?;
         // Legs come one at a time and are few: no spare room.
@@ -214,7 +214,9 @@ impl CallMixer {
         id: LegId,
         params: LegParams,
     ) -> Result<(), MediaError> {
-        let i = self.find(id).ok_or(MediaError::Mixer("no such leg"))?;
+        let i = self
+            .find(id)
+            .ok_or(MediaError::Mixer(MixerError::NoSuchLeg(id)))?;
         let leg = &mut self.legs[i];
         if leg.params.codec != params.codec {
             let kind = params.codec;

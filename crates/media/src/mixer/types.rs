@@ -132,3 +132,15 @@ pub struct MixerStats {
     /// Per-leg counters, in the order the legs were added.
     pub legs: Vec<(LegId, LegStats)>,
 }
+
+/// Why a call mixer operation was refused ([`MediaError::Mixer`](crate::MediaError::Mixer)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MixerError {
+    /// [`add_leg`](super::CallMixer::add_leg) with an id another leg of the call has.
+    #[error("leg id {0} already in use")]
+    LegIdInUse(LegId),
+    /// [`update_leg`](super::CallMixer::update_leg) of a leg the call does not have.
+    #[error("no such leg {0}")]
+    NoSuchLeg(LegId),
+}

@@ -4,6 +4,30 @@ use std::ops::Range;
 
 use crate::MediaError;
 
+/// Why a datagram is not a valid RTP packet ([`MediaError::BadPacket`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RtpError {
+    /// Shorter than the 12-byte fixed header.
+    #[error("shorter than the RTP fixed header")]
+    TooShort,
+    /// The version field is not 2.
+    #[error("RTP version is not 2")]
+    BadVersion,
+    /// The CSRC count points past the end of the packet.
+    #[error("CSRC list truncated")]
+    CsrcTruncated,
+    /// The header extension does not fit in the packet.
+    #[error("header extension truncated")]
+    ExtensionTruncated,
+    /// The padding bit is set but there is no byte to hold the padding count.
+    #[error("padding bit set but no padding")]
+    MissingPadding,
+    /// The padding count is zero or larger than what follows the header.
+    #[error("invalid padding length")]
+    BadPaddingLength,
+}
+
 /// Length of the fixed RTP header.
 pub const RTP_FIXED_HEADER_LEN: usize = 12;
 
@@ -42,28 +66,28 @@ impl RtpHeader {
     pub fn parse(pkt: &[u8]) -> Result<RtpHeader, MediaError> {
         let fixed = pkt
             .get(..RTP_FIXED_HEADER_LEN)
-            .ok_or(MediaError::BadPacket("shorter than the RTP fixed header"))?;
+            .ok_or(MediaError::BadPacket(RtpError::TooShort))?;
         let b0 = fixed[0];
         if b0 >> 6 != 2 {
-            return Err(MediaError::BadPacket("RTP version is not 2"));
+            return Err(MediaError::BadPacket(RtpError::BadVersion));
         }
         let has_padding = b0 & 0x20 != 0;
         let has_extension = b0 & 0x10 != 0;
         let csrc_count = b0 & 0x0F;
         let mut offset = RTP_FIXED_HEADER_LEN + 4 * usize::from(csrc_count);
         if offset > pkt.len() {
-            return Err(MediaError::BadPacket("CSRC list truncated"));
+            return Err(MediaError::BadPacket(RtpError::CsrcTruncated));
         }
         let extension = if has_extension {
             let ext = pkt
                 .get(offset..offset + 4)
-                .ok_or(MediaError::BadPacket("header extension truncated"))?;
+                .ok_or(MediaError::BadPacket(RtpError::ExtensionTruncated))?;
             let profile = u16::from_be_bytes([ext[0], ext[1]]);
             let words = usize::from(u16::from_be_bytes([ext[2], ext[3]]));
             let start = offset + 4;
             let end = start + 4 * words;
             if end > pkt.len() {
-                return Err(MediaError::BadPacket("header extension truncated"));
+                return Err(MediaError::BadPacket(RtpError::ExtensionTruncated));
             }
             offset = end;
             Some((profile, start..end))
@@ -75,9 +99,9 @@ impl RtpHeader {
             let count = *pkt
                 .last()
                 .filter(|_| pkt.len() > offset)
-                .ok_or(MediaError::BadPacket("padding bit set but no padding"))?;
+                .ok_or(MediaError::BadPacket(RtpError::MissingPadding))?;
             if count == 0 || usize::from(count) > pkt.len() - offset {
-                return Err(MediaError::BadPacket("invalid padding length"));
+                return Err(MediaError::BadPacket(RtpError::BadPaddingLength));
             }
             count
         } else {

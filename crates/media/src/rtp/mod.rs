@@ -21,7 +21,7 @@ mod rewrite;
 mod seq;
 mod stats;
 
-pub use header::{is_rtcp, rtp_seq_ts_ssrc, RtpHeader, RTP_FIXED_HEADER_LEN};
+pub use header::{is_rtcp, rtp_seq_ts_ssrc, RtpError, RtpHeader, RTP_FIXED_HEADER_LEN};
 pub use inactivity::InactivityTimer;
 pub use latch::{Latch, LegCounters, LegMedia, RELATCH_AFTER};
 pub use rewrite::{Rewrite, StreamRewriter};
