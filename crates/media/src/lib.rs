@@ -1,8 +1,10 @@
 //! Sans-IO media for bibridge.
 //!
 //! # Layout
-//! - [`rtp`]: RTP/RTCP packet views and the per-leg relay state (symmetric RTP latching,
-//!   SSRC/sequence/timestamp continuity of what we send), RFC 3550 receiver statistics.
+//! - [`rtp`]: RTP/RTCP packet views (`header`), the output stream rewriter keeping
+//!   SSRC/sequence/timestamp continuity of what we send (`rewrite`), symmetric RTP latching
+//!   (`latch`), the media inactivity timer (`inactivity`), RFC 3550 receiver statistics
+//!   (`stats`).
 //! - [`g711`]: PCMU/PCMA encode and decode (ITU-T G.711).
 //! - [`port_pool`]: the RTP port pool (even RTP port, RTCP on port+1), a pure allocator.
 //! - [`codec`]: decoders/encoders per codec (G.711, G.722, Opus behind the `opus` feature) with
@@ -10,12 +12,18 @@
 //! - [`resample`]: low-delay (≤ 1 ms) polyphase resampling between 8, 16 and 48 kHz.
 //! - [`dtmf`]: RFC 4733 telephone-events and SIP INFO dtmf-relay bodies.
 //! - [`jitter`]: the adaptive jitter buffer (0–60 ms) of each mixed input.
-//! - [`mixer`]: the per-call mixer: who hears whom (DESIGN §3), relay or mix per output leg,
-//!   input level meters.
+//! - [`mixer`]: the per-call mixer: who hears whom (docs/design.md §3), relay or mix per
+//!   output leg, input level meters, notification tones; its run loop is shown there. One
+//!   file per job (routing, legs, relay, mixing, clock, transmit queue, meter), see its
+//!   "Layout".
 //! - [`tone`]: notification tones (compliance beeps) the mixer plays to one leg.
+//! - [`MediaError`]: this crate's error; its reasons are typed ([`rtp::RtpError`],
+//!   [`codec::CodecError`], [`mixer::MixerError`]).
 //!
 //! No sockets and no clock reads: the server's per-call media task owns the sockets and feeds
 //! packets and `now` in.
+
+#![warn(missing_docs, unreachable_pub)]
 
 pub mod codec;
 pub mod dtmf;

@@ -1,6 +1,7 @@
 //! The input level meter: a sliding-window sample peak of a leg's decoded audio.
 
-/// What [`CallMixer::input_level`] reads for silence, dBFS: about one LSB of 16-bit audio.
+/// What [`CallMixer::input_level`](crate::mixer::CallMixer::input_level) reads for silence,
+/// dBFS: about one LSB of 16-bit audio.
 pub const LEVEL_FLOOR_DBFS: f32 = -90.0;
 
 /// The input level meter's window, ms: the level is the peak of the current window and the

@@ -1,8 +1,64 @@
-//! The per-call mixer: who hears whom (DESIGN §3), sans-IO.
+//! The per-call mixer: who hears whom (docs/design.md §3), sans-IO.
 //!
 //! One [`CallMixer`] per call. It takes every RTP packet received on the call's legs
 //! ([`CallMixer::handle_rtp`]) and the passing of time ([`CallMixer::handle_timeout`]), and
-//! queues the packets to send ([`CallMixer::poll_transmit`]).
+//! queues the packets to send ([`CallMixer::poll_transmit`]) and the events for its owner
+//! ([`CallMixer::poll_event`]).
+//!
+//! # Run loop
+//! The mixer reads no clock and owns no socket: its owner (the server's per-call media task)
+//! passes `now` into every call, sends what [`poll_transmit`](CallMixer::poll_transmit)
+//! yields, and wakes it at [`poll_timeout`](CallMixer::poll_timeout). Here in virtual time,
+//! with a customer sending 20 ms PCMU packets to an agent coached by a supervisor:
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use bibridge_media::codec::CodecKind;
+//! use bibridge_media::mixer::{
+//!     CallMixer, LegParams, LegRole, MixerConfig, MixerEvent, SessionMode,
+//! };
+//!
+//! let (customer, agent, supervisor) = (1, 2, 3);
+//! let params = |role| LegParams {
+//!     role, payload_type: 0, codec: CodecKind::Pcmu, dtmf_payload_type: Some(101), ptime_ms: 20,
+//! };
+//! let start = Instant::now(); // the only clock read: time then advances by the loop alone
+//! let mut mixer = CallMixer::new(MixerConfig::default(), 0x5eed);
+//! mixer.add_leg(start, customer, params(LegRole::Customer))?;
+//! mixer.add_leg(start, agent, params(LegRole::Agent))?;
+//! mixer.add_leg(start, supervisor, params(LegRole::Supervisor(SessionMode::Coach)))?;
+//!
+//! let (mut buf, mut sent_to) = ([0u8; 1500], Vec::new());
+//! let mut seq = 0u16; // the customer's next packet, due at start + seq * 20 ms
+//! while seq < 50 {
+//!     // 1. Drain everything the mixer wants done: datagrams to send, events to act on.
+//!     while let Some((leg, len)) = mixer.poll_transmit(&mut buf) {
+//!         sent_to.push(leg); // a real owner sends buf[..len] on leg's socket
+//!     }
+//!     while let Some(event) = mixer.poll_event() {
+//!         match event {
+//!             MixerEvent::Dtmf { leg, digit } => println!("supervisor {leg} pressed {digit}"),
+//!         }
+//!     }
+//!     // 2. Wait for whichever comes first: the next datagram or the mixer's deadline.
+//!     let arrival = start + Duration::from_millis(20) * u32::from(seq);
+//!     match mixer.poll_timeout() {
+//!         Some(deadline) if deadline < arrival => mixer.handle_timeout(deadline),
+//!         _ => {
+//!             let mut packet = vec![0x80, 0]; // RTP version 2, payload type 0 (PCMU)
+//!             packet.extend_from_slice(&seq.to_be_bytes());
+//!             packet.extend_from_slice(&(160 * u32::from(seq)).to_be_bytes()); // timestamp
+//!             packet.extend_from_slice(&0x1234_5678u32.to_be_bytes()); // SSRC
+//!             packet.extend_from_slice(&[0xFF; 160]); // 20 ms of PCMU silence
+//!             mixer.handle_rtp(arrival, customer, &packet);
+//!             seq += 1;
+//!         }
+//!     }
+//! }
+//! // The agent hears the customer (and the coach); the supervisor hears the customer.
+//! assert!(sent_to.contains(&agent) && sent_to.contains(&supervisor));
+//! # Ok::<(), bibridge_media::MediaError>(())
+//! ```
 //!
 //! # Paths
 //! - **Relay** (customer <-> agent with nobody mixed in and the same codec on both sides): the
@@ -74,6 +130,21 @@
 //!
 //! All of it is sized when a leg is added or the routing changes (a tone starting or ending
 //! changes the routing); handling a packet or a tick does not allocate.
+//!
+//! # Layout
+//! This file holds [`CallMixer`] and its handle/poll API; the rest, one job per file:
+//! - `types`: the public vocabulary (leg ids, roles, modes, parameters, config, events,
+//!   counters, [`MixerError`]);
+//! - `rule`: who hears whom, one pure function (docs/design.md §3);
+//! - `plan`: routing (`replan`): each output's route, mix rate and source, and the buffers
+//!   the plan needs;
+//! - `leg`: a leg's input paths (packet-clocked decoder, jitter-buffered path) and output state;
+//! - `relay`: relaying a packet, passing telephone-events into a mixed output;
+//! - `mix`: the packet-clocked and supervisor mixes, encoding a mixed frame;
+//! - `clock`: [`handle_timeout`](CallMixer::handle_timeout) and the tick;
+//! - `tx_queue`: the transmit ring and writing a generated packet;
+//! - `meter`: the input level meter; `convert`: rate conversion stages; `scratch`: the mixing
+//!   scratch buffers; `limits`: shared bounds and buffer helpers.
 
 mod clock;
 mod convert;

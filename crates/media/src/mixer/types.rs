@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use crate::codec::CodecKind;
 
-/// Identifies a leg within one [`CallMixer`] (chosen by the caller).
+/// Identifies a leg within one [`CallMixer`](crate::mixer::CallMixer) (chosen by the
+/// caller).
 pub type LegId = u32;
 
-/// A supervisor's session mode: named by who hears the supervisor (DESIGN §3).
+/// A supervisor's session mode: named by who hears the supervisor (docs/design.md §3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SessionMode {
     /// Silent monitoring: heard by nobody.
@@ -105,8 +106,9 @@ pub struct LegStats {
     pub dtmf_consumed: u64,
 }
 
-/// The scalar counters of the whole mixer, see [`CallMixer::counters`] (no allocation, unlike
-/// [`CallMixer::stats`]).
+/// The scalar counters of the whole mixer, see
+/// [`CallMixer::counters`](crate::mixer::CallMixer::counters) (no allocation, unlike
+/// [`CallMixer::stats`](crate::mixer::CallMixer::stats)).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MixerCounters {
     /// Packets relayed (all legs).
@@ -124,10 +126,12 @@ pub struct MixerCounters {
     pub tx_dropped: u64,
 }
 
-/// Counters of the whole mixer and of each leg, see [`CallMixer::stats`].
+/// Counters of the whole mixer and of each leg, see
+/// [`CallMixer::stats`](crate::mixer::CallMixer::stats).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MixerStats {
-    /// The mixer-wide counters (also cheaply available from [`CallMixer::counters`]).
+    /// The mixer-wide counters (also cheaply available from
+    /// [`CallMixer::counters`](crate::mixer::CallMixer::counters)).
     pub counters: MixerCounters,
     /// Per-leg counters, in the order the legs were added.
     pub legs: Vec<(LegId, LegStats)>,
@@ -137,10 +141,10 @@ pub struct MixerStats {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MixerError {
-    /// [`add_leg`](super::CallMixer::add_leg) with an id another leg of the call has.
+    /// [`add_leg`](crate::mixer::CallMixer::add_leg) with an id another leg of the call has.
     #[error("leg id {0} already in use")]
     LegIdInUse(LegId),
-    /// [`update_leg`](super::CallMixer::update_leg) of a leg the call does not have.
+    /// [`update_leg`](crate::mixer::CallMixer::update_leg) of a leg the call does not have.
     #[error("no such leg {0}")]
     NoSuchLeg(LegId),
 }

@@ -149,7 +149,8 @@ impl LegMedia {
     }
 
     /// An RTCP packet of `len` bytes arrived from `src` (on the RTCP port, or demultiplexed
-    /// with [`is_rtcp`] on the RTP port). Same rules as [`on_rtp`](Self::on_rtp), own latch.
+    /// with [`is_rtcp`](super::is_rtcp) on the RTP port). Same rules as
+    /// [`on_rtp`](Self::on_rtp), own latch.
     pub fn on_rtcp(&mut self, now: Instant, src: SocketAddr, len: usize) -> Latch {
         let l = self.rtcp_latch.on_packet(now, src);
         if l == Latch::Foreign {

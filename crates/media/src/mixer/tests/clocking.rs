@@ -77,7 +77,7 @@ fn a_customer_burst_reaches_a_monitor_in_the_same_call() {
     sim.assert_timestamps_continuous(SUP_A);
 }
 
-/// DESIGN §3 rows with the supervisor's output clocked by the customer: every supervisor
+/// docs/design.md §3 rows with the supervisor's output clocked by the customer: every supervisor
 /// packet leaves when a customer packet arrives (one each), never on the mixer's ticks.
 #[test]
 fn supervisor_rows_hold_when_clocked_by_the_customer() {

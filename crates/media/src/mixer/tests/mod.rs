@@ -1,5 +1,5 @@
 //! "Who hears whom" tests in virtual time: every leg sends a tone of its own frequency, and
-//! each output is checked for exactly the tones of its DESIGN §3 row.
+//! each output is checked for exactly the tones of its docs/design.md §3 row.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
