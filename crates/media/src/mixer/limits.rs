@@ -18,6 +18,9 @@ pub(super) const MAX_ENCODED: usize = 4000;
 /// clocks drift, and the excess is dropped rather than becoming delay.
 pub(super) const SIDE_MAX_FRAMES: usize = 3;
 
+/// Events queued before the oldest is dropped (the owner polls after every call).
+pub(super) const MAX_EVENTS: usize = 32;
+
 /// Samples in `d` at `rate` Hz.
 pub(super) fn samples_in(d: Duration, rate: u32) -> usize {
     (u128::from(rate) * d.as_micros() / 1_000_000) as usize

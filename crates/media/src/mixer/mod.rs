@@ -163,7 +163,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use leg::{Leg, Route};
-use limits::vec_bytes;
+use limits::{vec_bytes, MAX_EVENTS};
 use meter::PeakMeter;
 pub use meter::LEVEL_FLOOR_DBFS;
 use scratch::Scratch;
@@ -179,9 +179,6 @@ use crate::tone::ToneGen;
 use crate::MediaError;
 
 pub use crate::tone::Tone;
-
-/// Events queued before the oldest is dropped (the owner polls after every call).
-const MAX_EVENTS: usize = 32;
 
 /// The per-call mixer. See the module documentation.
 pub struct CallMixer {

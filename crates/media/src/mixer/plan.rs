@@ -5,12 +5,12 @@ use std::time::Instant;
 
 use super::convert::{Conv, View};
 use super::leg::{JbPath, Leg, Route};
-use super::limits::{ensure_capacity, samples_in, SIDE_MAX_FRAMES};
+use super::limits::{ensure_capacity, samples_in, MAX_EVENTS, SIDE_MAX_FRAMES};
 use super::meter::PeakMeter;
 use super::rule::hears;
 use super::tx_queue::TX_SLOTS;
 use super::types::{LegId, LegRole};
-use super::{CallMixer, MAX_EVENTS};
+use super::CallMixer;
 use crate::codec::{Decoder, Encoder};
 use crate::MediaError;
 

@@ -1,8 +1,8 @@
 //! The output stream rewriter: one continuous RTP stream per output leg whatever its input does.
 
 use super::header::write_header;
+use super::header::RtpHeader;
 use super::seq::{seq_diff, MAX_DROPOUT, MAX_MISORDER};
-use super::RtpHeader;
 use crate::MediaError;
 
 /// What [`StreamRewriter::rewrite_in_place`] decided for a packet.
