@@ -1,3 +1,4 @@
+//! Tests of the jitter buffer: ordering, loss, adaptation, re-anchoring.
 #![allow(clippy::unwrap_used)]
 use super::*;
 

@@ -1,3 +1,4 @@
+//! Tests of the RTP module: parsing, rewriting, latching, the inactivity timer, statistics.
 #![allow(clippy::unwrap_used)]
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
