@@ -130,17 +130,44 @@ impl RepeatFade {
     }
 }
 
+/// Why a codec refused its input or output buffer ([`MediaError::Codec`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The output buffer cannot hold the result.
+    #[error("output buffer too small")]
+    OutputTooSmall,
+    /// G.722 encodes pairs of samples; the frame had an odd number.
+    #[error("G.722 needs an even number of samples")]
+    OddSampleCount,
+    /// libopus: the packet is not valid Opus.
+    #[error("opus: invalid packet")]
+    OpusInvalidPacket,
+    /// libopus refused an argument, most often a frame size Opus does not have.
+    #[error("opus: bad argument (frame size?)")]
+    OpusBadArgument,
+    /// libopus: an empty or oversized packet.
+    #[error("opus: bad packet length")]
+    OpusPacketLength,
+    /// libopus: the signal buffer is too large.
+    #[error("opus: signal buffer too large")]
+    OpusSignalTooLarge,
+    /// libopus: any other failure.
+    #[error("opus: codec error")]
+    Opus,
+}
+
 /// Map an Opus library error to ours.
 #[cfg(feature = "opus")]
 fn opus_err(e: audiopus::Error) -> MediaError {
     use audiopus::error::{Error, ErrorCode};
     MediaError::Codec(match e {
-        Error::Opus(ErrorCode::BufferTooSmall) => "opus: output buffer too small",
-        Error::Opus(ErrorCode::InvalidPacket) => "opus: invalid packet",
-        Error::Opus(ErrorCode::BadArgument) => "opus: bad argument (frame size?)",
-        Error::EmptyPacket | Error::PacketTooLarge => "opus: bad packet length",
-        Error::SignalsTooLarge => "opus: signal buffer too large",
-        _ => "opus: codec error",
+        Error::Opus(ErrorCode::BufferTooSmall) => CodecError::OutputTooSmall,
+        Error::Opus(ErrorCode::InvalidPacket) => CodecError::OpusInvalidPacket,
+        Error::Opus(ErrorCode::BadArgument) => CodecError::OpusBadArgument,
+        Error::EmptyPacket | Error::PacketTooLarge => CodecError::OpusPacketLength,
+        Error::SignalsTooLarge => CodecError::OpusSignalTooLarge,
+        _ => CodecError::Opus,
     })
 }
 
@@ -300,16 +327,16 @@ impl Encoder {
         match &mut self.inner {
             EncoderInner::G711(law) => {
                 if out.len() < pcm.len() {
-                    return Err(MediaError::Codec("output buffer too small"));
+                    return Err(MediaError::Codec(CodecError::OutputTooSmall));
                 }
                 Ok(law.encode(pcm, out))
             }
             EncoderInner::G722(enc) => {
                 if pcm.len() & 1 != 0 {
-                    return Err(MediaError::Codec("G.722 needs an even number of samples"));
+                    return Err(MediaError::Codec(CodecError::OddSampleCount));
                 }
                 if out.len() < pcm.len() / 2 {
-                    return Err(MediaError::Codec("output buffer too small"));
+                    return Err(MediaError::Codec(CodecError::OutputTooSmall));
                 }
                 Ok(enc.encode(pcm, out))
             }
