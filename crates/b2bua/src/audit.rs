@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::config::Mode;
-use crate::engine::{CallId, SessionId, SessionOrigin};
+use crate::ids::{CallId, SessionId, SessionOrigin};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,5 +12,6 @@
 pub mod audit;
 pub mod config;
 pub mod engine;
+pub mod ids;
 pub mod sdp;
 pub mod wire;

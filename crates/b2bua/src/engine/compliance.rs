@@ -3,7 +3,6 @@
 //! [`AuditSink`](crate::audit::AuditSink) synchronously (a start is connected only once stored)
 //! and tones to the media plane as [`MediaCommand::PlayTone`].
 
-use super::control::SessionOrigin;
 use super::*;
 use crate::audit::{AuditError, AuditEvent, AuditRecord};
 use crate::config::Notify;

@@ -21,24 +21,6 @@ pub enum SessionTarget {
     Agent(String),
 }
 
-/// Who started a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionOrigin {
-    /// The supervisor's phone dialled a feature code or sent a Join.
-    Phone,
-    /// The HTTP API (operator console).
-    Api,
-}
-
-impl SessionOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionOrigin::Phone => "phone",
-            SessionOrigin::Api => "api",
-        }
-    }
-}
-
 /// A session's progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionState {
@@ -79,21 +61,6 @@ pub enum ApiRefusal {
 }
 
 impl ApiRefusal {
-    /// HTTP status.
-    pub fn status(self) -> u16 {
-        match self {
-            ApiRefusal::Policy(Refusal::NoSuchExtension)
-            | ApiRefusal::NoSuchCall
-            | ApiRefusal::NoSuchSession => 404,
-            ApiRefusal::Policy(Refusal::AgentNotInCall)
-            | ApiRefusal::SessionExists
-            | ApiRefusal::PhoneUnreachable => 409,
-            ApiRefusal::NoMediaPorts => 503,
-            ApiRefusal::AuditUnavailable => 500,
-            ApiRefusal::Policy(_) | ApiRefusal::NotYours => 403,
-        }
-    }
-
     /// Stable machine-readable reason (docs/api.md).
     pub fn key(self) -> &'static str {
         match self {
@@ -790,15 +757,5 @@ mod tests {
             info.rtp_addr,
             Some(SocketAddr::from(([127, 0, 0, 1], 20_000)))
         );
-    }
-
-    #[test]
-    fn refusal_statuses_follow_the_api_contract() {
-        assert_eq!(ApiRefusal::Policy(Refusal::NoSuchExtension).status(), 404);
-        assert_eq!(ApiRefusal::Policy(Refusal::AgentNotInCall).status(), 409);
-        assert_eq!(ApiRefusal::Policy(Refusal::BuiltInBridgeOff).status(), 403);
-        assert_eq!(ApiRefusal::Policy(Refusal::SelfMonitoring).key(), "self");
-        assert_eq!(ApiRefusal::SessionExists.status(), 409);
-        assert_eq!(ApiRefusal::NoSuchCall.status(), 404);
     }
 }

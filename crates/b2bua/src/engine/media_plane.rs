@@ -3,12 +3,9 @@
 
 use std::net::SocketAddr;
 
-use super::CallId;
 use crate::config::Mode;
+use crate::ids::{CallId, LegId};
 use crate::sdp::AudioInfo;
-
-/// Identifies a leg within a call's media plane: 0 is leg A, 1 is leg B, supervisors from 2 up.
-pub type LegId = u32;
 
 /// What a leg is to the mixer (DESIGN §3 decides who hears whom from this).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -42,41 +42,11 @@ mod requests;
 mod responses;
 mod sessions;
 
-pub use control::{
-    AgentView, ApiRefusal, CallView, SessionOrigin, SessionState, SessionTarget, SessionView,
-};
-pub use media_plane::{LegCodec, LegId, LegSetup, MediaCommand, MediaEvent, MediaRole};
+pub use crate::ids::{CallId, LegId, SessionId, SessionOrigin, Side};
+pub use control::{AgentView, ApiRefusal, CallView, SessionState, SessionTarget, SessionView};
+pub use media_plane::{LegCodec, LegSetup, MediaCommand, MediaEvent, MediaRole};
+pub use sessions::Refusal;
 use sessions::Session;
-pub use sessions::{Refusal, SessionId};
-
-/// Identifies a call inside the engine and towards the media plane.
-pub type CallId = u64;
-
-/// A call's two legs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// Towards the caller: we answered its INVITE.
-    A,
-    /// Towards the callee: we sent the INVITE.
-    B,
-}
-
-impl Side {
-    /// The media plane's id of this leg.
-    pub fn leg_id(self) -> LegId {
-        match self {
-            Side::A => 0,
-            Side::B => 1,
-        }
-    }
-
-    pub fn other(self) -> Side {
-        match self {
-            Side::A => Side::B,
-            Side::B => Side::A,
-        }
-    }
-}
 
 /// Our addresses, as bound by the driver.
 #[derive(Debug, Clone, Copy)]

@@ -6,15 +6,12 @@
 //! A session is one dialog (the supervisor called us: we are its UAS) plus one leg in the agent
 //! call's media plane. Who hears whom follows from the leg's [`MediaRole`] in the mixer.
 
-use super::control::{SessionOrigin, SessionState};
+use super::control::SessionState;
 use super::invite::Caller;
 use super::*;
 use crate::audit::AuditEvent;
 use crate::config::Role;
 use bibridge_media::dtmf::parse_dtmf_relay;
-
-/// Identifies a supervisor session.
-pub type SessionId = u64;
 
 #[derive(Debug)]
 pub(crate) struct Session {
