@@ -7,7 +7,7 @@
 //! `Calling`; a failure final response, a timeout or no answer within `http.answer_timeout_s` ends
 //! it with a reason. The same authorization rules apply as for feature codes.
 
-use super::invite::Caller;
+use super::auth::Caller;
 use super::sessions::{Refusal, Session};
 use super::*;
 use crate::config::Role;
@@ -456,7 +456,7 @@ impl Engine {
     fn phone_of(&self, now: Instant, user: &str) -> Option<Phone> {
         if let Some(b) = self.registrar.lookup(now, user).first() {
             return Some(Phone {
-                uri: registration::bare_uri(&b.contact).to_string(),
+                uri: wire::bare_uri(&b.contact).to_string(),
                 dest: b.source,
                 transport: b.transport,
             });

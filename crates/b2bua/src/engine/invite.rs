@@ -1,15 +1,9 @@
 //! New calls: an INVITE from the trunk or an authenticated user is routed to a user or a trunk,
 //! its ports are opened, and the callee is invited once they are bound.
 
-use super::registration::bare_uri;
-use super::requests::strip_tag;
+use super::auth::Caller;
 use super::*;
-
-/// Who is calling, once trusted.
-pub(super) enum Caller {
-    Trunk(String),
-    User(String),
-}
+use crate::wire::{bare_uri, strip_tag};
 
 /// Where a call goes.
 pub(super) struct Target {

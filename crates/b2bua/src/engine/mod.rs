@@ -33,6 +33,7 @@ use crate::config::{Config, Mode, RouteTarget};
 use crate::sdp::{self, AudioInfo, Origin};
 use crate::wire::{self, OutRequest};
 
+mod auth;
 mod calls;
 mod compliance;
 mod control;

@@ -6,8 +6,8 @@
 //! A session is one dialog (the supervisor called us: we are its UAS) plus one leg in the agent
 //! call's media plane. Who hears whom follows from the leg's [`MediaRole`] in the mixer.
 
+use super::auth::Caller;
 use super::control::SessionState;
-use super::invite::Caller;
 use super::*;
 use crate::audit::AuditEvent;
 use crate::config::Role;
@@ -286,8 +286,8 @@ impl Engine {
             call_id: sip_call_id,
             local_tag: self.ids.tag(),
             remote_tag: message::from_tag(&req.headers),
-            local_uri: requests::strip_tag(&to),
-            remote_uri: requests::strip_tag(&from),
+            local_uri: wire::strip_tag(&to),
+            remote_uri: wire::strip_tag(&from),
             remote_target: message::addr_uri(&contact).unwrap_or_default(),
             route_set: message::headers_all(&req.headers, "Record-Route"),
             local_cseq: self.number() % 10_000 + 1,
