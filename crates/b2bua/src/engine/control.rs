@@ -8,7 +8,8 @@
 //! it with a reason. The same authorization rules apply as for feature codes.
 
 use super::auth::Caller;
-use super::sessions::{Refusal, Session};
+use super::refusal::Refusal;
+use super::sessions::{Session, SessionState};
 use super::*;
 use crate::config::Role;
 
@@ -19,24 +20,6 @@ pub enum SessionTarget {
     Call(CallId),
     /// An agent's active call (the most recently connected, as with feature codes).
     Agent(String),
-}
-
-/// A session's progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionState {
-    /// bibridge is calling the supervisor's phone (API sessions only).
-    Calling,
-    /// The supervisor's leg is attached to the call.
-    Active,
-}
-
-impl SessionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionState::Calling => "calling",
-            SessionState::Active => "active",
-        }
-    }
 }
 
 /// Why an API request about a session is refused.
@@ -298,8 +281,7 @@ impl Engine {
             .phone_of(now, supervisor)
             .ok_or(ApiRefusal::PhoneUnreachable)?;
         let port = self.pool.allocate().map_err(|_| ApiRefusal::NoMediaPorts)?;
-        let sid = self.next_session;
-        self.next_session += 1;
+        let sid = self.sessions.next_id();
         // DESIGN §5: on record before the phone is even called.
         let start = self.audit_record(
             crate::audit::AuditEvent::Start,
@@ -372,7 +354,6 @@ impl Engine {
             .unwrap_or_else(tracing::Span::none);
         let span = info_span!(parent: &call_span, "session", id = sid, supervisor = %supervisor, agent = %ext, origin = "api");
         let ring_deadline = now + Duration::from_secs(self.cfg.http.answer_timeout_s);
-        self.ring_deadlines.insert((ring_deadline, sid));
         // The ports are bound now; the leg joins the mixer once the answer names its codec.
         self.insert_session(
             sid,
@@ -573,7 +554,6 @@ impl Engine {
             s.ack = Some(ack);
         }
         s.invite = None;
-        let ring = s.ring_deadline.take();
         // The dialog is confirmed from here on: whatever ends the session now ends it with a BYE.
         s.state = SessionState::Active;
         // The answer: restricted to what we offered; without a usable one the phone gets a BYE.
@@ -590,9 +570,7 @@ impl Engine {
         });
         let codec = answer.as_ref().and_then(LegCodec::from_info);
         // Answered: no longer given up for ringing.
-        if let Some(at) = ring {
-            self.ring_deadlines.remove(&(at, sid));
-        }
+        self.sessions.stop_ringing(sid);
         let Some(codec) = codec else {
             self.end_session(now, sid, "no usable SDP answer from the phone", true);
             return;
@@ -626,72 +604,12 @@ impl Engine {
         self.play_notification(sid, mode == Mode::Barge);
     }
 
-    /// Phones still ringing for a console session past `http.answer_timeout_s`: given up.
-    pub(super) fn expire_ringing_sessions(&mut self, now: Instant) {
-        while let Some(&(at, sid)) = self.ring_deadlines.first() {
-            if at > now {
-                break;
-            }
-            // end_session takes the entry out of the set.
-            self.ring_deadlines.remove(&(at, sid));
-            self.end_session(now, sid, "no answer", true);
-        }
-    }
-
-    /// The earliest ring deadline of a console session.
-    pub(super) fn next_ring_deadline(&self) -> Option<Instant> {
-        self.ring_deadlines.first().map(|(at, _)| *at)
-    }
-
     /// The INVITE to a supervisor's phone timed out (Timer B).
     pub(super) fn on_session_invite_timeout(&mut self, now: Instant, sid: SessionId) {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.invite = None;
         }
         self.end_session(now, sid, "no answer", false);
-    }
-
-    /// An answered API session ends while its INVITE's client transaction still runs: a
-    /// retransmitted 2xx (our ACK lost) must still be ACKed (RFC 3261 §13.2.2.4), without a
-    /// second BYE, so the transaction becomes an orphan that has been hung up already.
-    pub(super) fn keep_acking_session_invite(&mut self, sid: SessionId, s: &Session) {
-        if s.origin != SessionOrigin::Api {
-            return;
-        }
-        let key = self
-            .client
-            .iter()
-            .find(|(_, (_, p))| *p == ClientPurpose::SessionInvite(sid))
-            .map(|(k, _)| k.clone());
-        if let Some(key) = key {
-            self.orphans.insert(
-                key,
-                Orphan {
-                    peer: s.leg.peer,
-                    transport: s.leg.transport,
-                    cancel: None,
-                    hung_up: true,
-                },
-            );
-        }
-    }
-
-    /// A session that is still calling ends: CANCEL the INVITE (after a provisional response,
-    /// RFC 3261 §9.1), and keep its transaction as an orphan so that a late 2xx is hung up.
-    pub(super) fn abandon_session_invite(&mut self, now: Instant, s: &Session) {
-        let Some((key, invite)) = &s.invite else {
-            return;
-        };
-        let orphan = Orphan {
-            peer: s.leg.peer,
-            transport: s.leg.transport,
-            cancel: (!s.provisional_seen).then(|| invite.clone()),
-            hung_up: false,
-        };
-        if s.provisional_seen {
-            self.send_cancel(now, s.call, invite, s.leg.peer, s.leg.transport);
-        }
-        self.orphans.insert(key.clone(), orphan);
     }
 }
 

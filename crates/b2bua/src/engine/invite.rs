@@ -121,21 +121,8 @@ impl Engine {
             None => match self.authenticate(now, &key, &req) {
                 Ok(user) => Caller::User(user),
                 Err(failed) => {
-                    // Wrong credentials on a feature code: a refused session, on record.
-                    let dialled = message::uri_user(&req.uri).unwrap_or_default();
-                    if let (Some(user), Some((mode, ext))) =
-                        (failed, self.cfg.features.parse_dialled(&dialled))
-                    {
-                        let ext = ext.to_string();
-                        let call = self.active_call_of(&ext);
-                        self.refuse_session(
-                            &user,
-                            &ext,
-                            call,
-                            mode,
-                            Refusal::Unauthenticated.key(),
-                            SessionOrigin::Phone,
-                        );
+                    if let Some(user) = failed {
+                        self.refuse_unauthenticated(&req, &user);
                     }
                     return;
                 }
@@ -170,36 +157,8 @@ impl Engine {
             }
         };
         self.respond(now, (&key, &req), 100, "Trying", None, &[]);
-        // RFC 3911: joining a dialog we hold is a barge into its call (DESIGN §4).
-        if let Some(join) = message::header(&req.headers, "Join") {
-            match self.join_target(&join) {
-                Some((call, ext)) => self.on_feature_code(
-                    now,
-                    key,
-                    req,
-                    &caller,
-                    Mode::Barge,
-                    &ext,
-                    offer,
-                    source,
-                    transport,
-                    Some(call),
-                ),
-                None => self.respond_new_dialog(
-                    now,
-                    (&key, &req),
-                    481,
-                    "Call/Transaction Does Not Exist",
-                    &[],
-                ),
-            }
-            return;
-        }
-        if let Some((mode, ext)) = self.cfg.features.parse_dialled(&dialled) {
-            let ext = ext.to_string();
-            self.on_feature_code(
-                now, key, req, &caller, mode, &ext, offer, source, transport, None,
-            );
+        if self.wants_session(&req, &dialled) {
+            self.on_session_invite(now, key, req, &caller, &dialled, offer, source, transport);
             return;
         }
         let target = match self.route(now, &dialled, &caller) {

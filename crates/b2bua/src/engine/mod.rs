@@ -37,8 +37,10 @@ mod auth;
 mod calls;
 mod compliance;
 mod control;
+mod feature_code;
 mod invite;
 mod media_plane;
+mod refusal;
 mod registration;
 mod requests;
 mod responses;
@@ -46,10 +48,11 @@ mod sessions;
 
 pub use crate::ids::{CallId, LegId, SessionId, SessionOrigin, Side};
 use calls::{Call, CallState, Leg, Reinvite};
-pub use control::{AgentView, ApiRefusal, CallView, SessionState, SessionTarget, SessionView};
+pub use control::{AgentView, ApiRefusal, CallView, SessionTarget, SessionView};
 pub use media_plane::{LegCodec, LegSetup, MediaCommand, MediaEvent, MediaRole};
-pub use sessions::Refusal;
-use sessions::Session;
+pub use refusal::Refusal;
+pub use sessions::SessionState;
+use sessions::Sessions;
 
 /// Our addresses, as bound by the driver.
 #[derive(Debug, Clone, Copy)]
@@ -197,8 +200,7 @@ pub struct Engine {
     relayed: HashMap<TxKey, (TxKey, rsip::Request)>,
     /// B-leg INVITEs of calls that are gone: a 2xx that still arrives is ACKed and hung up.
     orphans: HashMap<TxKey, Orphan>,
-    sessions: HashMap<SessionId, Session>,
-    next_session: SessionId,
+    sessions: Sessions,
     /// Where audit records go (DESIGN §5); `None`: not audited (tests of other things).
     audit: Option<Box<dyn crate::audit::AuditSink>>,
     transmits: VecDeque<Transmit>,
@@ -207,8 +209,6 @@ pub struct Engine {
     next_housekeeping: Instant,
     /// Calls still ringing, by the time they are given up (`sip.no_answer_timeout_s`).
     answer_deadlines: std::collections::BTreeSet<(Instant, CallId)>,
-    /// When a console session's still-ringing phone is given up (`http.answer_timeout_s`).
-    ring_deadlines: std::collections::BTreeSet<(Instant, SessionId)>,
 }
 
 /// A B-leg INVITE whose call is gone but whose client transaction still runs.
@@ -268,15 +268,13 @@ impl Engine {
             server_invites: HashMap::new(),
             orphans: HashMap::new(),
             relayed: HashMap::new(),
-            sessions: HashMap::new(),
-            next_session: 1,
+            sessions: Sessions::new(),
             audit: None,
             transmits: VecDeque::new(),
             media: VecDeque::new(),
             notices: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING,
             answer_deadlines: std::collections::BTreeSet::new(),
-            ring_deadlines: std::collections::BTreeSet::new(),
             cfg,
             local,
         }
@@ -311,7 +309,7 @@ impl Engine {
             relayed: self.relayed.len(),
             ended_dialogs: self.ended_dialogs.len(),
             ports_in_use: self.pool.in_use(),
-            ringing_sessions: self.ring_deadlines.len(),
+            ringing_sessions: self.sessions.ringing(),
         }
     }
 
@@ -440,7 +438,7 @@ impl Engine {
             self.registrar.poll_timeout(),
             Some(self.next_housekeeping),
             self.answer_deadlines.first().map(|(at, _)| *at),
-            self.next_ring_deadline(),
+            self.sessions.next_ring_deadline(),
         ]
         .into_iter()
         .flatten()
