@@ -28,6 +28,7 @@ impl Side {
         }
     }
 
+    /// The other leg.
     pub fn other(self) -> Side {
         match self {
             Side::A => Side::B,
@@ -46,6 +47,7 @@ pub enum SessionOrigin {
 }
 
 impl SessionOrigin {
+    /// Stable name (API, audit log).
     pub fn as_str(self) -> &'static str {
         match self {
             SessionOrigin::Phone => "phone",

@@ -9,6 +9,8 @@
 //!   SIP transmits and media commands for the server driver.
 //! - [`wire`]: composing requests from dialog state and small header-value parsers.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod audit;
 pub mod config;
 pub mod engine;

@@ -22,16 +22,27 @@ pub const BRANCH_MARK: &str = "z9hG4bK-bib";
 
 /// One request to originate: everything but Via, Max-Forwards, Content-Length, which [`build`] adds.
 pub struct OutRequest<'a> {
+    /// Method name (`INVITE`, `BYE`, ...).
     pub method: &'a str,
+    /// Request-URI.
     pub uri: &'a str,
+    /// From value, with our tag.
     pub from: &'a str,
+    /// To value (with the peer's tag in a dialog).
     pub to: &'a str,
+    /// Call-ID.
     pub call_id: &'a str,
+    /// CSeq number (the method is `method`).
     pub cseq: u32,
+    /// Our Contact, for requests that set the remote target.
     pub contact: Option<&'a str>,
+    /// Route headers (the dialog's route set).
     pub routes: &'a [String],
+    /// Max-Forwards.
     pub max_forwards: u32,
+    /// Extra headers, as name and value.
     pub extra: &'a [(&'a str, String)],
+    /// Body, with its Content-Type.
     pub body: Option<(&'a str, &'a [u8])>,
 }
 

@@ -44,6 +44,7 @@ pub enum Notify {
 }
 
 impl Notify {
+    /// Config names of the choices, for parsing and messages.
     pub const ALL: [(&'static str, Notify); 3] = [
         ("none", Notify::None),
         ("agent", Notify::Agent),
@@ -54,10 +55,15 @@ impl Notify {
 /// A notification tone: `beeps` bursts of `duration_ms` at `freq_hz`, `gap_ms` apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ToneSpec {
+    /// Tone frequency.
     pub freq_hz: u32,
+    /// Length of one beep.
     pub duration_ms: u32,
+    /// Level relative to full scale (negative).
     pub level_dbfs: i32,
+    /// Number of beeps.
     pub beeps: u32,
+    /// Silence between beeps.
     pub gap_ms: u32,
 }
 

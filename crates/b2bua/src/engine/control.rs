@@ -24,6 +24,7 @@ pub enum SessionTarget {
 
 /// Why an API request about a session is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ApiRefusal {
     /// The feature-code rules (BIB off, not allowed, self, no such extension, not in a call).
     Policy(Refusal),
@@ -80,11 +81,15 @@ impl ApiRefusal {
 /// An agent as the console lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentView {
+    /// The agent's extension.
     pub extension: String,
+    /// The agent's display name.
     pub name: String,
     /// A live REGISTER binding or a static contact.
     pub registered: bool,
+    /// Whether the agent's device allows monitoring (CUCM's Built-In-Bridge).
     pub builtin_bridge: bool,
+    /// The agent's calls in progress.
     pub calls: Vec<CallId>,
     /// Modes the viewing supervisor may use on this agent (empty without a viewer, or with
     /// Built-In-Bridge off).
@@ -94,27 +99,40 @@ pub struct AgentView {
 /// A call with an agent on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallView {
+    /// bibridge's id of the call.
     pub id: CallId,
+    /// The agent's extension.
     pub agent: String,
     /// The other party: user part of its URI.
     pub customer: String,
+    /// When the call was answered.
     pub connected_at: Option<Instant>,
+    /// Whether the call is answered (else still ringing).
     pub connected: bool,
+    /// Supervisor sessions on the call, by id.
     pub sessions: Vec<SessionView>,
     /// Media leg ids of the agent and the customer (for level meters).
     pub agent_leg: LegId,
+    /// The customer's media leg id.
     pub customer_leg: LegId,
 }
 
 /// A supervisor session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionView {
+    /// bibridge's id of the session.
     pub id: SessionId,
+    /// The call the session is attached to.
     pub call: CallId,
+    /// The agent's extension.
     pub agent: String,
+    /// The supervisor's extension.
     pub supervisor: String,
+    /// Who hears the supervisor (docs/design.md §3).
     pub mode: Mode,
+    /// Calling the phone, or attached.
     pub state: SessionState,
+    /// Feature code/Join from a phone, or the API.
     pub origin: SessionOrigin,
     /// The supervisor's media leg (for level meters).
     pub media_leg: LegId,

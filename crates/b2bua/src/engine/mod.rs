@@ -57,7 +57,9 @@ use sessions::Sessions;
 /// Our addresses, as bound by the driver.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalAddrs {
+    /// Our UDP address, if UDP is bound.
     pub udp: Option<SocketAddr>,
+    /// Our TCP address, if TCP is bound.
     pub tcp: Option<SocketAddr>,
 }
 
@@ -104,14 +106,21 @@ enum ClientPurpose {
 /// Table sizes of an [`Engine`] (see [`Engine::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
+    /// Calls in progress.
     pub calls: usize,
+    /// Supervisor sessions (calling or attached).
     pub sessions: usize,
+    /// Dialogs of ours (call legs and sessions).
     pub dialogs: usize,
     /// Live SIP transactions (client and server).
     pub transactions: usize,
+    /// Our client transactions the engine waits on.
     pub client_requests: usize,
+    /// Server INVITE transactions (for CANCEL and a missing ACK).
     pub server_invites: usize,
+    /// INVITEs of calls that are gone, still watched for a late 2xx.
     pub orphans: usize,
+    /// In-dialog requests relayed to the other leg, awaiting their final response.
     pub relayed: usize,
     /// Dialogs remembered after their end, for crossing BYEs (pruned after 32 s).
     pub ended_dialogs: usize,
@@ -124,55 +133,90 @@ pub struct EngineStats {
 /// A lifecycle notice for observers (logs today; events API later).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
+    /// A user registered (first binding).
     Registered {
+        /// The user's extension.
         user: String,
     },
+    /// A user's last binding expired or was removed.
     Unregistered {
+        /// The user's extension.
         user: String,
     },
+    /// A call was routed and its callee is being invited.
     CallStarted {
+        /// The call.
         call: CallId,
+        /// Who calls (a user, or a number via a trunk).
         caller: String,
+        /// Who is called.
         callee: String,
     },
+    /// The callee answered.
     CallAnswered {
+        /// The call.
         call: CallId,
     },
+    /// The call ended.
     CallEnded {
+        /// The call.
         call: CallId,
+        /// Why, in words.
         reason: String,
     },
     /// An API session is calling the supervisor's phone.
     SessionCalling {
+        /// The session.
         session: SessionId,
+        /// The agent's call.
         call: CallId,
+        /// The supervisor's extension.
         supervisor: String,
+        /// The agent's extension.
         agent: String,
+        /// The requested mode.
         mode: Mode,
     },
     /// A session is attached (active).
     SessionStarted {
+        /// The session.
         session: SessionId,
+        /// The agent's call.
         call: CallId,
+        /// The supervisor's extension.
         supervisor: String,
+        /// The agent's extension.
         agent: String,
+        /// The mode.
         mode: Mode,
+        /// Who started it.
         origin: SessionOrigin,
     },
     /// A session request was refused; `reason` is the stable key (docs/api.md).
     SessionRefused {
+        /// The supervisor (or `trunk <name>`).
         supervisor: String,
+        /// The agent's extension, as requested.
         agent: String,
+        /// The requested mode.
         mode: Mode,
+        /// The refusal's stable key.
         reason: String,
+        /// Who asked.
         origin: SessionOrigin,
     },
+    /// A session's mode changed.
     SessionMode {
+        /// The session.
         session: SessionId,
+        /// The new mode.
         mode: Mode,
     },
+    /// A session ended.
     SessionEnded {
+        /// The session.
         session: SessionId,
+        /// Why, in words.
         reason: String,
     },
 }
@@ -418,20 +462,24 @@ impl Engine {
         self.process(now);
     }
 
+    /// The next datagram (or TCP message) to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits
             .pop_front()
             .or_else(|| self.txl.poll_transmit())
     }
 
+    /// The next command for the media plane, if any.
     pub fn poll_media(&mut self) -> Option<MediaCommand> {
         self.media.pop_front()
     }
 
+    /// The next lifecycle notice, if any.
     pub fn poll_notice(&mut self) -> Option<Notice> {
         self.notices.pop_front()
     }
 
+    /// When [`Engine::handle_timeout`] must run next (`None`: nothing scheduled).
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.txl.poll_timeout(),

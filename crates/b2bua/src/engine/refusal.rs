@@ -3,13 +3,21 @@
 
 /// Why a session request is refused (DESIGN §4): a SIP code and reason phrase each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Refusal {
+    /// The caller is a trunk, not a supervisor's phone.
     Trunk,
+    /// No user has the requested extension.
     NoSuchExtension,
+    /// The supervisor asked for their own calls.
     SelfMonitoring,
+    /// Built-In-Bridge is off on the agent's device.
     BuiltInBridgeOff,
+    /// Policy does not allow this supervisor this mode on this agent.
     NotAllowed,
+    /// The agent has no connected call.
     AgentNotInCall,
+    /// The supervisor's INVITE carried no SDP offer.
     NoOffer,
     /// The agent's calls are private (CUCM Privacy): no barge.
     Privacy,
@@ -18,6 +26,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// SIP status code of the refusal.
     pub fn code(self) -> u16 {
         match self {
             Refusal::NoSuchExtension => 404,
@@ -28,6 +37,7 @@ impl Refusal {
         }
     }
 
+    /// SIP reason phrase of the refusal.
     pub fn reason(self) -> &'static str {
         match self {
             Refusal::Trunk => "Forbidden (trunks cannot start sessions)",

@@ -1,6 +1,6 @@
 //! Incoming requests: dispatch (out of dialog, in dialog, sessions), OPTIONS, and the in-dialog
 //! ones (BYE, re-INVITE, UPDATE, INFO), CANCEL and ACK. New INVITEs are in [`super::invite`],
-//! REGISTER and digest checks in [`super::registration`].
+//! REGISTER in [`super::registration`], digest checks in [`super::auth`].
 
 use super::*;
 

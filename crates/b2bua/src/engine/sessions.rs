@@ -43,6 +43,7 @@ pub enum SessionState {
 }
 
 impl SessionState {
+    /// Stable name (API, events).
     pub fn as_str(self) -> &'static str {
         match self {
             SessionState::Calling => "calling",
