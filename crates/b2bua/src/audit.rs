@@ -1,4 +1,4 @@
-//! Audit records (DESIGN §5): who listened to whom, when, how, and every refusal.
+//! Audit records (docs/design.md §5): who listened to whom, when, how, and every refusal.
 //!
 //! The engine produces an [`AuditRecord`] for each session start, mode change, stop and refusal
 //! and hands it to an [`AuditSink`] synchronously: a session start is connected only after the

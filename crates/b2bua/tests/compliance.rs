@@ -1,5 +1,5 @@
-//! Compliance in virtual time (DESIGN §5): authorization paths, audit records (and "no record,
-//! no session"), and which legs get notification tones.
+//! Compliance in virtual time (docs/design.md §5): authorization paths, audit records (and "no
+//! record, no session"), and which legs get notification tones.
 #![allow(clippy::unwrap_used)]
 
 mod common;

@@ -20,7 +20,8 @@ mod sections;
 
 pub use model::*;
 
-/// The lab configuration of DESIGN §2, embedded at build time; identical to `config/bibridge.toml`.
+/// The lab configuration of docs/design.md §2, embedded at build time; identical to
+/// `config/bibridge.toml`.
 pub const LAB_CONFIG: &str = include_str!("../../../../config/bibridge.toml");
 
 /// File name reported in errors about [`LAB_CONFIG`].

@@ -31,7 +31,7 @@ pub struct Config {
     pub compliance: ComplianceConfig,
 }
 
-/// Who hears a notification tone when a supervisor attaches (DESIGN §5).
+/// Who hears a notification tone when a supervisor attaches (docs/design.md §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Notify {
     /// Nobody.
@@ -393,7 +393,7 @@ impl FeatureCodes {
     }
 }
 
-/// Session mode, named by who hears the supervisor (DESIGN §3).
+/// Session mode, named by who hears the supervisor (docs/design.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {

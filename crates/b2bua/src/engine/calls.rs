@@ -224,7 +224,7 @@ impl Engine {
     }
 
     pub(super) fn remove_call(&mut self, now: Instant, call_id: CallId, reason: &str) {
-        // Every supervisor of the call gets a BYE (DESIGN §4: the agent call ended).
+        // Every supervisor of the call gets a BYE (docs/design.md §4: the agent call ended).
         let sessions = self
             .calls
             .get(&call_id)

@@ -1,5 +1,5 @@
-//! Compliance (DESIGN §5): audit records for every session start, mode change, stop and refusal,
-//! and the notification tones the policy asks for. The engine hands records to its
+//! Compliance (docs/design.md §5): audit records for every session start, mode change, stop
+//! and refusal, and the notification tones the policy asks for. The engine hands records to its
 //! [`AuditSink`](crate::audit::AuditSink) synchronously (a start is connected only once stored)
 //! and tones to the media plane as [`MediaCommand::PlayTone`].
 

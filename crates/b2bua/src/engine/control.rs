@@ -1,4 +1,4 @@
-//! Operator control (DESIGN §4 "Operator control"): what the HTTP API and the console see
+//! Operator control (docs/design.md §4 "Operator control"): what the HTTP API and the console see
 //! (agents, calls, sessions) and sessions the API starts.
 //!
 //! An API session is the feature-code session turned around: instead of the supervisor's phone
@@ -40,7 +40,7 @@ pub enum ApiRefusal {
     PhoneUnreachable,
     /// The RTP port pool is exhausted.
     NoMediaPorts,
-    /// The start could not be written to the audit log (DESIGN §5: no record, no session).
+    /// The start could not be written to the audit log (docs/design.md §5: no record, no session).
     AuditUnavailable,
 }
 
@@ -300,7 +300,7 @@ impl Engine {
             .ok_or(ApiRefusal::PhoneUnreachable)?;
         let port = self.pool.allocate().map_err(|_| ApiRefusal::NoMediaPorts)?;
         let sid = self.sessions.next_id();
-        // DESIGN §5: on record before the phone is even called.
+        // docs/design.md §5: on record before the phone is even called.
         let start = self.audit_record(
             crate::audit::AuditEvent::Start,
             supervisor,

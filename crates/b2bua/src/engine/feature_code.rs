@@ -156,7 +156,8 @@ impl Engine {
         Some((id, call.agent_user.clone()?))
     }
 
-    /// The agent's active, connected call; the most recently connected if several (DESIGN §4).
+    /// The agent's active, connected call; the most recently connected if several
+    /// (docs/design.md §4).
     pub(super) fn active_call_of(&self, ext: &str) -> Option<CallId> {
         self.calls
             .iter()
@@ -223,7 +224,7 @@ impl Engine {
             return;
         };
         let sid = self.sessions.next_id();
-        // DESIGN §5: the start is on record before the supervisor hears anything.
+        // docs/design.md §5: the start is on record before the supervisor hears anything.
         let start = self.audit_record(
             AuditEvent::Start,
             &who,

@@ -7,7 +7,7 @@ use crate::config::Mode;
 use crate::ids::{CallId, LegId};
 use crate::sdp::AudioInfo;
 
-/// What a leg is to the mixer (DESIGN §3 decides who hears whom from this).
+/// What a leg is to the mixer (docs/design.md §3 decides who hears whom from this).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaRole {
     /// The party that is neither agent nor supervisor (the caller from outside, say).
@@ -120,7 +120,7 @@ pub enum MediaCommand {
         /// The leg.
         leg: LegId,
     },
-    /// Play a notification tone into what these legs hear (DESIGN §5).
+    /// Play a notification tone into what these legs hear (docs/design.md §5).
     PlayTone {
         /// The call.
         call: CallId,

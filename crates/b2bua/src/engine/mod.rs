@@ -245,7 +245,7 @@ pub struct Engine {
     /// B-leg INVITEs of calls that are gone: a 2xx that still arrives is ACKed and hung up.
     orphans: HashMap<TxKey, Orphan>,
     sessions: Sessions,
-    /// Where audit records go (DESIGN §5); `None`: not audited (tests of other things).
+    /// Where audit records go (docs/design.md §5); `None`: not audited (tests of other things).
     audit: Option<Box<dyn crate::audit::AuditSink>>,
     transmits: VecDeque<Transmit>,
     media: VecDeque<MediaCommand>,

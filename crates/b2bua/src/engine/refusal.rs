@@ -1,7 +1,7 @@
 //! Why a session request is refused (docs/design.md §4): the SIP code and reason phrase the
 //! phone gets, and the stable key the API, metrics and audit log use.
 
-/// Why a session request is refused (DESIGN §4): a SIP code and reason phrase each.
+/// Why a session request is refused (docs/design.md §4): a SIP code and reason phrase each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Refusal {
