@@ -9,12 +9,16 @@
 //! callee (we are its UAC). Each leg has its own Call-ID, tags, CSeq space, route set and its own
 //! RTP port on bibridge: SDP is rewritten so both parties send media to us (anchoring).
 //!
-//! Files: this one holds the state, the driver-facing API and the call lifecycle (end, cancel,
-//! remove); `requests` dispatches incoming requests and handles in-dialog ones; `invite` routes
-//! new calls; `registration` does REGISTER and digest checks; `responses` handles responses to
-//! what we sent; `sessions` the supervisor sessions; `control` the operator API's sessions and
-//! views; `compliance` audit records and notification tones; `media_plane` the media
-//! commands/events.
+//! Files: this one holds the engine's state and the driver-facing API (`handle_*`, `poll_*`) and
+//! the helpers every part uses (responses, in-dialog requests, SDP anchoring); `calls` the
+//! Call/Leg types and the call lifecycle (give up, end, cancel, remove); `requests` dispatches
+//! incoming requests and handles in-dialog ones; `invite` routes new calls; `registration` does
+//! REGISTER; `auth` digest checks and who a caller is; `responses` handles responses to what we
+//! sent; `feature_code` the feature-code/Join path (parse, authorize, refuse or attach);
+//! `refusal` why a session is refused; `sessions` the `Sessions` table
+//! and what happens to a running session; `control` the operator API's sessions and views;
+//! `compliance` audit records (built and written in one place) and notification tones;
+//! `media_plane` the media commands/events. The ids live in [`crate::ids`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
