@@ -301,17 +301,8 @@ impl Engine {
         let port = self.pool.allocate().map_err(|_| ApiRefusal::NoMediaPorts)?;
         let sid = self.sessions.next_id();
         // docs/design.md §5: on record before the phone is even called.
-        let start = self.audit_record(
-            crate::audit::AuditEvent::Start,
-            supervisor,
-            &ext,
-            Some(call_id),
-            sid,
-            mode,
-            None,
-            SessionOrigin::Api,
-        );
-        if self.audit_write(start).is_err() {
+        let start = self.audit_start(supervisor, &ext, call_id, sid, mode, SessionOrigin::Api);
+        if start.is_err() {
             self.pool.release(port);
             return Err(ApiRefusal::AuditUnavailable);
         }

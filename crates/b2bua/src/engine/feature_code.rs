@@ -8,7 +8,6 @@ use super::auth::Caller;
 use super::refusal::Refusal;
 use super::sessions::{media_leg_of, role_of, session_answer, Session, SessionState};
 use super::*;
-use crate::audit::AuditEvent;
 use crate::config::Role;
 
 impl Engine {
@@ -225,17 +224,8 @@ impl Engine {
         };
         let sid = self.sessions.next_id();
         // docs/design.md §5: the start is on record before the supervisor hears anything.
-        let start = self.audit_record(
-            AuditEvent::Start,
-            &who,
-            ext,
-            Some(call_id),
-            sid,
-            mode,
-            None,
-            SessionOrigin::Phone,
-        );
-        if self.audit_write(start).is_err() {
+        let start = self.audit_start(&who, ext, call_id, sid, mode, SessionOrigin::Phone);
+        if start.is_err() {
             self.pool.release(port);
             self.respond_new_dialog(
                 now,

@@ -314,12 +314,7 @@ impl Engine {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.mode = mode;
         }
-        let rec = self.session_record(AuditEvent::Mode, sid, Some(format!("via {via}")));
-        if let Some(rec) = rec {
-            // A mode change is already in effect on the phone's side: a failed write is logged
-            // (by audit_write) but does not undo it.
-            let _ = self.audit_write(rec);
-        }
+        self.audit_session(AuditEvent::Mode, sid, format!("via {via}"));
         self.media.push_back(MediaCommand::SetRole {
             call,
             leg,
@@ -353,9 +348,7 @@ impl Engine {
 
     /// Stop a session: media leg removed, port returned, BYE to the supervisor if `bye`.
     pub(super) fn end_session(&mut self, now: Instant, sid: SessionId, reason: &str, bye: bool) {
-        if let Some(rec) = self.session_record(AuditEvent::Stop, sid, Some(reason.to_string())) {
-            let _ = self.audit_write(rec);
-        }
+        self.audit_session(AuditEvent::Stop, sid, reason.to_string());
         let Some(mut s) = self.sessions.remove(&sid) else {
             return;
         };
