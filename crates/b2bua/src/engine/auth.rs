@@ -1,8 +1,14 @@
 //! Digest authentication of requests from users (RFC 3261 §22, RFC 8760) and who a trusted
 //! caller is: REGISTER, INVITE and feature codes all ask here.
 
-use super::*;
+use std::time::Instant;
 
+use bibridge_sip::auth::{Algorithm, AuthOutcome};
+use bibridge_sip::message;
+use bibridge_sip::transaction::TxKey;
+use tracing::warn;
+
+use super::Engine;
 /// Who is calling, once trusted.
 pub(super) enum Caller {
     Trunk(String),

@@ -1,8 +1,17 @@
 //! Calls and their legs: the per-call state (two dialogs, their media, the pending INVITEs)
 //! and the call lifecycle (give up, end, cancel, remove).
 
-use super::*;
+use std::net::SocketAddr;
+use std::time::Instant;
 
+use bibridge_sip::transaction::TxKey;
+use bibridge_sip::{message, Transport};
+use tracing::info;
+
+use super::media_plane::{MediaCommand, MediaRole};
+use super::{ClientPurpose, Engine, Notice, Orphan};
+use crate::ids::{CallId, SessionId, Side};
+use crate::sdp::{AudioInfo, Origin};
 #[derive(Debug)]
 pub(super) struct Leg {
     pub(super) call_id: String,

@@ -3,9 +3,13 @@
 //! [`AuditSink`](crate::audit::AuditSink) synchronously (a start is connected only once stored)
 //! and tones to the media plane as [`MediaCommand::PlayTone`].
 
-use super::*;
+use tracing::{debug, warn};
+
+use super::media_plane::MediaCommand;
+use super::{Engine, Notice};
 use crate::audit::{AuditError, AuditEvent, AuditRecord};
-use crate::config::Notify;
+use crate::config::{Mode, Notify};
+use crate::ids::{CallId, LegId, SessionId, SessionOrigin};
 
 impl Engine {
     /// Put a session start on record before the supervisor hears anything (docs/design.md §5:

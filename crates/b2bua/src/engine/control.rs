@@ -7,11 +7,23 @@
 //! `Calling`; a failure final response, a timeout or no answer within `http.answer_timeout_s` ends
 //! it with a reason. The same authorization rules apply as for feature codes.
 
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bibridge_sip::transaction::TxKey;
+use bibridge_sip::{message, Transport};
+use tracing::{info, info_span};
+
 use super::auth::Caller;
+use super::calls::{CallState, Leg};
+use super::media_plane::{LegCodec, LegSetup, MediaCommand, MediaRole};
 use super::refusal::Refusal;
 use super::sessions::{Session, SessionState};
-use super::*;
-use crate::config::Role;
+use super::{request_on_leg, sessions, ClientPurpose, Engine, Notice, ReqOpts};
+use crate::config::{Mode, Role};
+use crate::ids::{CallId, LegId, SessionId, SessionOrigin};
+use crate::sdp::Origin;
+use crate::{sdp, wire};
 
 /// What an API session attaches to.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,11 +4,23 @@
 //! [`FeatureCodes`](crate::config::FeatureCodes)), authorizes it against the policy, and either
 //! refuses it (on record) or answers and attaches the supervisor's leg to the agent's call.
 
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bibridge_sip::transaction::TxKey;
+use bibridge_sip::{message, Transport};
+use tracing::{info, info_span};
+
 use super::auth::Caller;
+use super::calls::{CallState, Leg};
+use super::media_plane::LegSetup;
 use super::refusal::Refusal;
 use super::sessions::{media_leg_of, role_of, session_answer, Session, SessionState};
-use super::*;
-use crate::config::Role;
+use super::{DialogRef, Engine, Notice};
+use crate::config::{Mode, Role};
+use crate::ids::{CallId, SessionOrigin};
+use crate::sdp::Origin;
+use crate::wire;
 
 impl Engine {
     /// Whether an INVITE asks for a session rather than a call: a `Join` header, or a dialled

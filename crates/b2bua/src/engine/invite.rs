@@ -1,9 +1,22 @@
 //! New calls: an INVITE from the trunk or an authenticated user is routed to a user or a trunk,
 //! its ports are opened, and the callee is invited once they are bound.
 
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bibridge_sip::transaction::TxKey;
+use bibridge_sip::{message, Transport};
+use tracing::{info, info_span, warn};
+
 use super::auth::Caller;
-use super::*;
+use super::calls::{Call, CallState, Leg};
+use super::media_plane::{LegCodec, LegSetup, MediaCommand, MediaRole};
+use super::{request_on_leg, ClientPurpose, DialogRef, Engine, Notice, ReqOpts};
+use crate::config::RouteTarget;
+use crate::ids::{CallId, Side};
+use crate::sdp::Origin;
 use crate::wire::{bare_uri, strip_tag};
+use crate::{sdp, wire};
 
 /// Where a call goes.
 pub(super) struct Target {

@@ -25,16 +25,16 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bibridge_media::port_pool::PortPool;
-use bibridge_sip::auth::{Algorithm, AuthOutcome, DigestServer};
+use bibridge_sip::auth::{Algorithm, DigestServer};
 use bibridge_sip::message::{self, IdGen};
-use bibridge_sip::registrar::{RegisterOutcome, Registrar, RegistrarConfig};
+use bibridge_sip::registrar::{Registrar, RegistrarConfig};
 use bibridge_sip::rsip;
 use bibridge_sip::transaction::{TransactionLayer, TxEvent, TxKey};
 use bibridge_sip::{TimerConfig, Transmit, Transport};
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, info, warn};
 
-use crate::config::{Config, Mode, RouteTarget};
-use crate::sdp::{self, AudioInfo, Origin};
+use crate::config::{Config, Mode};
+use crate::sdp::{self, AudioInfo};
 use crate::wire::{self, OutRequest};
 
 mod auth;
@@ -51,7 +51,7 @@ mod responses;
 mod sessions;
 
 pub use crate::ids::{CallId, LegId, SessionId, SessionOrigin, Side};
-use calls::{Call, CallState, Leg, Reinvite};
+use calls::{Call, Leg};
 pub use control::{AgentView, ApiRefusal, CallView, SessionTarget, SessionView};
 pub use media_plane::{LegCodec, LegSetup, MediaCommand, MediaEvent, MediaRole};
 pub use refusal::Refusal;

@@ -1,6 +1,14 @@
 //! REGISTER: the registrar's bindings, after digest authentication (`auth`).
 
-use super::*;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bibridge_sip::registrar::RegisterOutcome;
+use bibridge_sip::transaction::TxKey;
+use bibridge_sip::{message, Transport};
+use tracing::info;
+
+use super::{Engine, Notice};
 use crate::wire::bare_uri;
 
 impl Engine {

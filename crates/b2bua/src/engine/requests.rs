@@ -2,8 +2,17 @@
 //! ones (BYE, re-INVITE, UPDATE, INFO), CANCEL and ACK. New INVITEs are in [`super::invite`],
 //! REGISTER in [`super::registration`], digest checks in [`super::auth`].
 
-use super::*;
+use std::net::SocketAddr;
+use std::time::Instant;
 
+use bibridge_sip::transaction::TxKey;
+use bibridge_sip::{message, Transport};
+use tracing::{debug, info};
+
+use super::calls::{CallState, Reinvite};
+use super::{request_on_leg, ClientPurpose, DialogRef, Engine, ReqOpts};
+use crate::ids::{CallId, Side};
+use crate::{sdp, wire};
 /// Methods we know but do not serve: 405 with Allow (RFC 3261 §8.2.1) rather than 501.
 const KNOWN_UNSUPPORTED: &[&str] = &[
     "SUBSCRIBE",

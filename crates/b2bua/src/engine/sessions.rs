@@ -6,12 +6,23 @@
 //! A session is one dialog (the supervisor called us: we are its UAS) plus one leg in the agent
 //! call's media plane. Who hears whom follows from the leg's [`MediaRole`] in the mixer.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
 
-use super::refusal::Refusal;
-use super::*;
-use crate::audit::AuditEvent;
 use bibridge_media::dtmf::parse_dtmf_relay;
+use bibridge_sip::message;
+use bibridge_sip::transaction::TxKey;
+use tracing::{debug, info};
+
+use super::calls::Leg;
+use super::media_plane::{LegCodec, LegSetup, MediaCommand, MediaRole};
+use super::refusal::Refusal;
+use super::{request_on_leg, ClientPurpose, DialogRef, Engine, Notice, Orphan, ReqOpts};
+use crate::audit::AuditEvent;
+use crate::config::Mode;
+use crate::ids::{CallId, LegId, SessionId, SessionOrigin, Side};
+use crate::sdp;
+use crate::sdp::{AudioInfo, Origin};
 
 #[derive(Debug)]
 pub(crate) struct Session {
