@@ -335,10 +335,7 @@ impl Engine {
             peer: phone.dest,
             transport: phone.transport,
             rtp_port: port,
-            origin: Origin {
-                session_id: u64::from(self.number()),
-                version: 1,
-            },
+            origin: self.fresh_origin(),
             last_sdp_sent: None,
             remote_media: None,
         };

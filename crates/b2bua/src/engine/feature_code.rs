@@ -19,7 +19,6 @@ use super::sessions::{media_leg_of, role_of, session_answer, Session, SessionSta
 use super::{DialogRef, Engine, Notice};
 use crate::config::{Mode, Role};
 use crate::ids::{CallId, SessionOrigin};
-use crate::sdp::Origin;
 use crate::wire;
 
 impl Engine {
@@ -266,10 +265,7 @@ impl Engine {
             peer: source,
             transport,
             rtp_port: port,
-            origin: Origin {
-                session_id: u64::from(self.number()),
-                version: 1,
-            },
+            origin: self.fresh_origin(),
             last_sdp_sent: None,
             remote_media: None,
         };

@@ -14,7 +14,6 @@ use super::media_plane::{LegCodec, LegSetup, MediaCommand, MediaRole};
 use super::{request_on_leg, ClientPurpose, DialogRef, Engine, Notice, ReqOpts};
 use crate::config::RouteTarget;
 use crate::ids::{CallId, Side};
-use crate::sdp::Origin;
 use crate::wire::{bare_uri, strip_tag};
 use crate::{sdp, wire};
 
@@ -212,10 +211,7 @@ impl Engine {
             peer: source,
             transport,
             rtp_port: port_a,
-            origin: Origin {
-                session_id: self.number() as u64,
-                version: 1,
-            },
+            origin: self.fresh_origin(),
             last_sdp_sent: None,
             remote_media: None,
         };
@@ -237,10 +233,7 @@ impl Engine {
             peer: target.dest,
             transport: target.transport,
             rtp_port: port_b,
-            origin: Origin {
-                session_id: self.number() as u64,
-                version: 1,
-            },
+            origin: self.fresh_origin(),
             last_sdp_sent: None,
             remote_media: None,
         };

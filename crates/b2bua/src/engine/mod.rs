@@ -34,7 +34,7 @@ use bibridge_sip::{TimerConfig, Transmit, Transport};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Mode};
-use crate::sdp::{self, AudioInfo};
+use crate::sdp::{self, AudioInfo, Origin};
 use crate::wire::{self, OutRequest};
 
 mod auth;
@@ -542,6 +542,14 @@ impl Engine {
             h = (h ^ b as u32).wrapping_mul(0x0100_0193);
         }
         h & 0x7fff_ffff
+    }
+
+    /// The SDP origin of a new leg: an unpredictable session id, version 1.
+    fn fresh_origin(&mut self) -> Origin {
+        Origin {
+            session_id: u64::from(self.number()),
+            version: 1,
+        }
     }
 
     /// RTP ports for a call's two legs, or none: when only one is free it goes back to the pool
