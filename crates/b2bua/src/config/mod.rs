@@ -10,8 +10,9 @@
 //! `config/bibridge.toml`, which also serves as the commented configuration reference.
 //!
 //! Files: `model` the types; `policy` the queries the engine asks (users, routes, who may
-//! monitor whom); `parse` the span-aware TOML reader and its helpers; `sections` the readers of
-//! each `[section]`; this one the embedded lab config.
+//! monitor whom); `parse` the span-aware TOML reader's machinery (spans, errors, value
+//! conversions); `sections` [`Config::from_toml`] and the readers of each `[section]`; this one
+//! the embedded lab config.
 
 mod model;
 mod parse;
