@@ -13,6 +13,7 @@
 
 pub mod auth;
 mod prom;
+mod refusal;
 mod sse;
 
 use std::net::SocketAddr;
@@ -27,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use bibridge_b2bua::config::{Config, Mode};
-use bibridge_b2bua::engine::{ApiRefusal, Refusal, SessionTarget};
+use bibridge_b2bua::engine::{ApiRefusal, SessionTarget};
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tracing::{info, warn};
@@ -39,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::ServerError;
 
 use auth::{Auth, LoginError};
+use refusal::refusal_status;
 
 /// Largest request body accepted (logins and session requests are tiny).
 const BODY_LIMIT: usize = 16 * 1024;
@@ -213,23 +215,6 @@ impl Problem {
             _ => r.title().to_string(),
         };
         Problem::new(refusal_status(r), r.key(), r.title(), detail)
-    }
-}
-
-/// The HTTP status of a refused session request (docs/api.md): the engine says why, the API
-/// says how that maps to HTTP.
-fn refusal_status(r: ApiRefusal) -> StatusCode {
-    match r {
-        ApiRefusal::Policy(Refusal::NoSuchExtension)
-        | ApiRefusal::NoSuchCall
-        | ApiRefusal::NoSuchSession => StatusCode::NOT_FOUND,
-        ApiRefusal::Policy(Refusal::AgentNotInCall)
-        | ApiRefusal::SessionExists
-        | ApiRefusal::PhoneUnreachable => StatusCode::CONFLICT,
-        ApiRefusal::NoMediaPorts => StatusCode::SERVICE_UNAVAILABLE,
-        ApiRefusal::Policy(_) | ApiRefusal::NotYours => StatusCode::FORBIDDEN,
-        // AuditUnavailable, and whatever a newer engine adds.
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -706,24 +691,5 @@ async fn delete_session(
             };
             Err(Problem::refusal(refusal, &ctx))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusal_statuses_follow_the_api_contract() {
-        let status = |r| refusal_status(r).as_u16();
-        assert_eq!(status(ApiRefusal::Policy(Refusal::NoSuchExtension)), 404);
-        assert_eq!(status(ApiRefusal::Policy(Refusal::AgentNotInCall)), 409);
-        assert_eq!(status(ApiRefusal::Policy(Refusal::BuiltInBridgeOff)), 403);
-        assert_eq!(ApiRefusal::Policy(Refusal::SelfMonitoring).key(), "self");
-        assert_eq!(status(ApiRefusal::SessionExists), 409);
-        assert_eq!(status(ApiRefusal::NoSuchCall), 404);
-        assert_eq!(status(ApiRefusal::NoMediaPorts), 503);
-        assert_eq!(status(ApiRefusal::AuditUnavailable), 500);
-        assert_eq!(status(ApiRefusal::NotYours), 403);
     }
 }
