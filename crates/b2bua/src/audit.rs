@@ -1,4 +1,4 @@
-//! Audit records (DESIGN §5): who listened to whom, when, how, and every refusal.
+//! Audit records (docs/design.md §5): who listened to whom, when, how, and every refusal.
 //!
 //! The engine produces an [`AuditRecord`] for each session start, mode change, stop and refusal
 //! and hands it to an [`AuditSink`] synchronously: a session start is connected only after the
@@ -9,7 +9,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::config::Mode;
-use crate::engine::{CallId, SessionId, SessionOrigin};
+use crate::ids::{CallId, SessionId, SessionOrigin};
 
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,7 @@ pub enum AuditEvent {
 }
 
 impl AuditEvent {
+    /// The record's event name in the log (`refusal`, `start`, `mode`, `stop`).
     pub fn as_str(self) -> &'static str {
         match self {
             AuditEvent::Refusal => "refusal",
@@ -38,6 +39,7 @@ impl AuditEvent {
 /// One audit record. The sink adds the time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
+    /// What happened.
     pub event: AuditEvent,
     /// The supervisor's extension (or `trunk <name>` for a refused trunk caller).
     pub supervisor: String,
@@ -47,10 +49,13 @@ pub struct AuditRecord {
     pub call: Option<CallId>,
     /// SIP Call-ID of the agent's dialog, when a call was found.
     pub sip_call_id: Option<String>,
+    /// bibridge's session id, when a session exists (not for refusals).
     pub session: Option<SessionId>,
+    /// The session's mode (requested, for a refusal).
     pub mode: Option<Mode>,
     /// Refusal or stop reason; for a mode change, how it was asked (DTMF, SIP INFO, API).
     pub reason: Option<String>,
+    /// Who started (or asked for) the session.
     pub origin: SessionOrigin,
 }
 
@@ -61,13 +66,16 @@ pub struct AuditError(pub String);
 
 /// Where audit records go. `append` returns only once the record is durable.
 pub trait AuditSink: Send {
+    /// Store `record` durably; `Err` when it cannot be stored.
     fn append(&mut self, record: &AuditRecord) -> Result<(), AuditError>;
 }
 
 /// Keeps records in memory (tests); can be told to fail.
 #[derive(Debug, Clone, Default)]
 pub struct MemorySink {
+    /// The records appended so far.
     pub records: Arc<Mutex<Vec<AuditRecord>>>,
+    /// When true, every append fails.
     pub fail: Arc<Mutex<bool>>,
 }
 

@@ -16,21 +16,29 @@ use rtc_sdp::description::session::SessionDescription;
 
 /// Errors from SDP handling.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SdpError {
     #[error("unparsable SDP: {0}")]
+    /// The text is not SDP (the parser's message).
     Parse(String),
     #[error("SDP has no audio stream")]
+    /// No `m=audio` line.
     NoAudio,
     #[error("no codec in common")]
+    /// None of the offered codecs is one we handle.
     NoCommonCodec,
 }
 
 /// Media direction attribute (RFC 3264 §5.1, §8.4 for hold).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
+    /// `a=sendrecv` (the default).
     SendRecv,
+    /// `a=sendonly` (the sender holds the other party).
     SendOnly,
+    /// `a=recvonly`.
     RecvOnly,
+    /// `a=inactive` (both directions held).
     Inactive,
 }
 
@@ -64,9 +72,11 @@ impl Direction {
 /// One codec line of an audio stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Codec {
+    /// RTP payload type.
     pub payload_type: u8,
     /// Encoding name as written (`PCMU`, `opus`, `telephone-event`).
     pub name: String,
+    /// RTP clock rate.
     pub clock_rate: u32,
 }
 
@@ -76,7 +86,9 @@ pub struct AudioInfo {
     /// Where the peer wants to receive RTP; `None` if the port is 0 or the address is unspecified
     /// (`0.0.0.0`, the RFC 2543 hold style).
     pub rtp_addr: Option<SocketAddr>,
+    /// The stream's direction attribute.
     pub direction: Direction,
+    /// The stream's codecs, in preference order.
     pub codecs: Vec<Codec>,
 }
 
@@ -299,7 +311,9 @@ pub fn restrict_answer(answer: &mut SessionDescription, offer: &AudioInfo) -> Re
 /// a changed SDP on that leg (RFC 3264 §8).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
+    /// The `o=` session id.
     pub session_id: u64,
+    /// The `o=` session version.
     pub version: u64,
 }
 

@@ -22,16 +22,27 @@ pub const BRANCH_MARK: &str = "z9hG4bK-bib";
 
 /// One request to originate: everything but Via, Max-Forwards, Content-Length, which [`build`] adds.
 pub struct OutRequest<'a> {
+    /// Method name (`INVITE`, `BYE`, ...).
     pub method: &'a str,
+    /// Request-URI.
     pub uri: &'a str,
+    /// From value, with our tag.
     pub from: &'a str,
+    /// To value (with the peer's tag in a dialog).
     pub to: &'a str,
+    /// Call-ID.
     pub call_id: &'a str,
+    /// CSeq number (the method is `method`).
     pub cseq: u32,
+    /// Our Contact, for requests that set the remote target.
     pub contact: Option<&'a str>,
+    /// Route headers (the dialog's route set).
     pub routes: &'a [String],
+    /// Max-Forwards.
     pub max_forwards: u32,
+    /// Extra headers, as name and value.
     pub extra: &'a [(&'a str, String)],
+    /// Body, with its Content-Type.
     pub body: Option<(&'a str, &'a [u8])>,
 }
 
@@ -174,6 +185,35 @@ pub fn uri_target(uri: &str) -> Option<(SocketAddr, Transport)> {
     Some((addr, transport))
 }
 
+/// A registered contact's URI with its URI parameters: a name-addr's `<...>` content, or the
+/// value as is (a bare URI's `;params` belong to the URI).
+pub fn bare_uri(contact: &str) -> &str {
+    match (contact.find('<'), contact.find('>')) {
+        (Some(a), Some(b)) if a < b => &contact[a + 1..b],
+        _ => contact.trim(),
+    }
+}
+
+/// A From/To value without its tag parameter (we put our own).
+pub fn strip_tag(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let (addr, params) = match value.rfind('>') {
+        Some(i) => value.split_at(i + 1),
+        None => match value.find(';') {
+            Some(i) => value.split_at(i),
+            None => (value, ""),
+        },
+    };
+    out.push_str(addr.trim());
+    for p in params.split(';').filter(|p| !p.trim().is_empty()) {
+        if !p.trim().to_ascii_lowercase().starts_with("tag=") {
+            out.push(';');
+            out.push_str(p.trim());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -213,5 +253,15 @@ mod tests {
         assert_eq!(display_name("\"Agent 1\" <sip:1001@h>"), Some("Agent 1"));
         assert_eq!(request_method(b"PUBLISH sip:x SIP/2.0"), Some("PUBLISH"));
         assert_eq!(request_method(b"SIP/2.0 200 OK"), None);
+    }
+
+    #[test]
+    fn strip_tag_keeps_other_params() {
+        assert_eq!(
+            strip_tag("\"A\" <sip:a@b>;tag=123;x=y"),
+            "\"A\" <sip:a@b>;x=y"
+        );
+        assert_eq!(strip_tag("sip:a@b;tag=1"), "sip:a@b");
+        assert_eq!(strip_tag("<sip:a@b>"), "<sip:a@b>");
     }
 }

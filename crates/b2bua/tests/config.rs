@@ -1,4 +1,5 @@
-//! Configuration model: the lab config (DESIGN §2), error reporting and the lookup helpers.
+//! Configuration model: the lab config (docs/design.md §2), error reporting and the lookup
+//! helpers.
 #![allow(clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

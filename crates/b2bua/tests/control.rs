@@ -315,7 +315,7 @@ fn refusals_follow_the_feature_code_rules_and_the_console_rules() {
         })
         .count();
     assert_eq!(refused, 5);
-    assert_eq!(ApiRefusal::SessionExists.status(), 409);
+    // Its HTTP status (409) is the server's: crates/server/src/http refusal_statuses_follow_the_api_contract.
 }
 
 #[test]

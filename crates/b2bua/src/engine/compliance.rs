@@ -1,16 +1,52 @@
-//! Compliance (DESIGN §5): audit records for every session start, mode change, stop and refusal,
-//! and the notification tones the policy asks for. The engine hands records to its
+//! Compliance (docs/design.md §5): audit records for every session start, mode change, stop
+//! and refusal, and the notification tones the policy asks for. The engine hands records to its
 //! [`AuditSink`](crate::audit::AuditSink) synchronously (a start is connected only once stored)
 //! and tones to the media plane as [`MediaCommand::PlayTone`].
 
-use super::control::SessionOrigin;
-use super::*;
+use tracing::{debug, warn};
+
+use super::media_plane::MediaCommand;
+use super::{Engine, Notice};
 use crate::audit::{AuditError, AuditEvent, AuditRecord};
-use crate::config::Notify;
+use crate::config::{Mode, Notify};
+use crate::ids::{CallId, LegId, SessionId, SessionOrigin};
 
 impl Engine {
+    /// Put a session start on record before the supervisor hears anything (docs/design.md §5:
+    /// no record, no session). `Err`: the caller refuses the session.
+    pub(super) fn audit_start(
+        &mut self,
+        supervisor: &str,
+        agent: &str,
+        call: CallId,
+        sid: SessionId,
+        mode: Mode,
+        origin: SessionOrigin,
+    ) -> Result<(), AuditError> {
+        let rec = self.audit_record(
+            AuditEvent::Start,
+            supervisor,
+            agent,
+            Some(call),
+            sid,
+            mode,
+            None,
+            origin,
+        );
+        self.audit_write(rec)
+    }
+
+    /// Record an event of a running session (a mode change, a stop). These are already in
+    /// effect on the phone's side: a failed write is logged (by `audit_write`) but undoes
+    /// nothing.
+    pub(super) fn audit_session(&mut self, event: AuditEvent, sid: SessionId, reason: String) {
+        if let Some(rec) = self.session_record(event, sid, Some(reason)) {
+            let _ = self.audit_write(rec);
+        }
+    }
+
     /// Store an audit record; `Err` (logged) when the sink cannot.
-    pub(super) fn audit_write(&mut self, rec: AuditRecord) -> Result<(), AuditError> {
+    fn audit_write(&mut self, rec: AuditRecord) -> Result<(), AuditError> {
         let Some(sink) = self.audit.as_mut() else {
             return Ok(());
         };
@@ -22,7 +58,7 @@ impl Engine {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn audit_record(
+    fn audit_record(
         &self,
         event: AuditEvent,
         supervisor: &str,
@@ -47,7 +83,7 @@ impl Engine {
     }
 
     /// The record of an existing session.
-    pub(super) fn session_record(
+    fn session_record(
         &self,
         event: AuditEvent,
         sid: SessionId,

@@ -1,4 +1,4 @@
-//! Operator control (DESIGN §4 "Operator control"): what the HTTP API and the console see
+//! Operator control (docs/design.md §4 "Operator control"): what the HTTP API and the console see
 //! (agents, calls, sessions) and sessions the API starts.
 //!
 //! An API session is the feature-code session turned around: instead of the supervisor's phone
@@ -7,10 +7,23 @@
 //! `Calling`; a failure final response, a timeout or no answer within `http.answer_timeout_s` ends
 //! it with a reason. The same authorization rules apply as for feature codes.
 
-use super::invite::Caller;
-use super::sessions::{Refusal, Session};
-use super::*;
-use crate::config::Role;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bibridge_sip::transaction::TxKey;
+use bibridge_sip::{message, Transport};
+use tracing::{info, info_span};
+
+use super::auth::Caller;
+use super::calls::{CallState, Leg};
+use super::media_plane::{LegCodec, LegSetup, MediaCommand, MediaRole};
+use super::refusal::Refusal;
+use super::sessions::{Session, SessionState};
+use super::{request_on_leg, sessions, ClientPurpose, Engine, Notice, ReqOpts};
+use crate::config::{Mode, Role};
+use crate::ids::{CallId, LegId, SessionId, SessionOrigin};
+use crate::sdp::Origin;
+use crate::{sdp, wire};
 
 /// What an API session attaches to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,44 +34,9 @@ pub enum SessionTarget {
     Agent(String),
 }
 
-/// Who started a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionOrigin {
-    /// The supervisor's phone dialled a feature code or sent a Join.
-    Phone,
-    /// The HTTP API (operator console).
-    Api,
-}
-
-impl SessionOrigin {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionOrigin::Phone => "phone",
-            SessionOrigin::Api => "api",
-        }
-    }
-}
-
-/// A session's progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionState {
-    /// bibridge is calling the supervisor's phone (API sessions only).
-    Calling,
-    /// The supervisor's leg is attached to the call.
-    Active,
-}
-
-impl SessionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SessionState::Calling => "calling",
-            SessionState::Active => "active",
-        }
-    }
-}
-
 /// Why an API request about a session is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ApiRefusal {
     /// The feature-code rules (BIB off, not allowed, self, no such extension, not in a call).
     Policy(Refusal),
@@ -74,26 +52,11 @@ pub enum ApiRefusal {
     PhoneUnreachable,
     /// The RTP port pool is exhausted.
     NoMediaPorts,
-    /// The start could not be written to the audit log (DESIGN §5: no record, no session).
+    /// The start could not be written to the audit log (docs/design.md §5: no record, no session).
     AuditUnavailable,
 }
 
 impl ApiRefusal {
-    /// HTTP status.
-    pub fn status(self) -> u16 {
-        match self {
-            ApiRefusal::Policy(Refusal::NoSuchExtension)
-            | ApiRefusal::NoSuchCall
-            | ApiRefusal::NoSuchSession => 404,
-            ApiRefusal::Policy(Refusal::AgentNotInCall)
-            | ApiRefusal::SessionExists
-            | ApiRefusal::PhoneUnreachable => 409,
-            ApiRefusal::NoMediaPorts => 503,
-            ApiRefusal::AuditUnavailable => 500,
-            ApiRefusal::Policy(_) | ApiRefusal::NotYours => 403,
-        }
-    }
-
     /// Stable machine-readable reason (docs/api.md).
     pub fn key(self) -> &'static str {
         match self {
@@ -130,11 +93,15 @@ impl ApiRefusal {
 /// An agent as the console lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentView {
+    /// The agent's extension.
     pub extension: String,
+    /// The agent's display name.
     pub name: String,
     /// A live REGISTER binding or a static contact.
     pub registered: bool,
+    /// Whether the agent's device allows monitoring (CUCM's Built-In-Bridge).
     pub builtin_bridge: bool,
+    /// The agent's calls in progress.
     pub calls: Vec<CallId>,
     /// Modes the viewing supervisor may use on this agent (empty without a viewer, or with
     /// Built-In-Bridge off).
@@ -144,27 +111,40 @@ pub struct AgentView {
 /// A call with an agent on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallView {
+    /// bibridge's id of the call.
     pub id: CallId,
+    /// The agent's extension.
     pub agent: String,
     /// The other party: user part of its URI.
     pub customer: String,
+    /// When the call was answered.
     pub connected_at: Option<Instant>,
+    /// Whether the call is answered (else still ringing).
     pub connected: bool,
+    /// Supervisor sessions on the call, by id.
     pub sessions: Vec<SessionView>,
     /// Media leg ids of the agent and the customer (for level meters).
     pub agent_leg: LegId,
+    /// The customer's media leg id.
     pub customer_leg: LegId,
 }
 
 /// A supervisor session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionView {
+    /// bibridge's id of the session.
     pub id: SessionId,
+    /// The call the session is attached to.
     pub call: CallId,
+    /// The agent's extension.
     pub agent: String,
+    /// The supervisor's extension.
     pub supervisor: String,
+    /// Who hears the supervisor (docs/design.md §3).
     pub mode: Mode,
+    /// Calling the phone, or attached.
     pub state: SessionState,
+    /// Feature code/Join from a phone, or the API.
     pub origin: SessionOrigin,
     /// The supervisor's media leg (for level meters).
     pub media_leg: LegId,
@@ -331,20 +311,10 @@ impl Engine {
             .phone_of(now, supervisor)
             .ok_or(ApiRefusal::PhoneUnreachable)?;
         let port = self.pool.allocate().map_err(|_| ApiRefusal::NoMediaPorts)?;
-        let sid = self.next_session;
-        self.next_session += 1;
-        // DESIGN §5: on record before the phone is even called.
-        let start = self.audit_record(
-            crate::audit::AuditEvent::Start,
-            supervisor,
-            &ext,
-            Some(call_id),
-            sid,
-            mode,
-            None,
-            SessionOrigin::Api,
-        );
-        if self.audit_write(start).is_err() {
+        let sid = self.sessions.next_id();
+        // docs/design.md §5: on record before the phone is even called.
+        let start = self.audit_start(supervisor, &ext, call_id, sid, mode, SessionOrigin::Api);
+        if start.is_err() {
             self.pool.release(port);
             return Err(ApiRefusal::AuditUnavailable);
         }
@@ -365,10 +335,7 @@ impl Engine {
             peer: phone.dest,
             transport: phone.transport,
             rtp_port: port,
-            origin: Origin {
-                session_id: u64::from(self.number()),
-                version: 1,
-            },
+            origin: self.fresh_origin(),
             last_sdp_sent: None,
             remote_media: None,
         };
@@ -405,7 +372,6 @@ impl Engine {
             .unwrap_or_else(tracing::Span::none);
         let span = info_span!(parent: &call_span, "session", id = sid, supervisor = %supervisor, agent = %ext, origin = "api");
         let ring_deadline = now + Duration::from_secs(self.cfg.http.answer_timeout_s);
-        self.ring_deadlines.insert((ring_deadline, sid));
         // The ports are bound now; the leg joins the mixer once the answer names its codec.
         self.insert_session(
             sid,
@@ -489,7 +455,7 @@ impl Engine {
     fn phone_of(&self, now: Instant, user: &str) -> Option<Phone> {
         if let Some(b) = self.registrar.lookup(now, user).first() {
             return Some(Phone {
-                uri: registration::bare_uri(&b.contact).to_string(),
+                uri: wire::bare_uri(&b.contact).to_string(),
                 dest: b.source,
                 transport: b.transport,
             });
@@ -606,7 +572,6 @@ impl Engine {
             s.ack = Some(ack);
         }
         s.invite = None;
-        let ring = s.ring_deadline.take();
         // The dialog is confirmed from here on: whatever ends the session now ends it with a BYE.
         s.state = SessionState::Active;
         // The answer: restricted to what we offered; without a usable one the phone gets a BYE.
@@ -623,9 +588,7 @@ impl Engine {
         });
         let codec = answer.as_ref().and_then(LegCodec::from_info);
         // Answered: no longer given up for ringing.
-        if let Some(at) = ring {
-            self.ring_deadlines.remove(&(at, sid));
-        }
+        self.sessions.stop_ringing(sid);
         let Some(codec) = codec else {
             self.end_session(now, sid, "no usable SDP answer from the phone", true);
             return;
@@ -659,72 +622,12 @@ impl Engine {
         self.play_notification(sid, mode == Mode::Barge);
     }
 
-    /// Phones still ringing for a console session past `http.answer_timeout_s`: given up.
-    pub(super) fn expire_ringing_sessions(&mut self, now: Instant) {
-        while let Some(&(at, sid)) = self.ring_deadlines.first() {
-            if at > now {
-                break;
-            }
-            // end_session takes the entry out of the set.
-            self.ring_deadlines.remove(&(at, sid));
-            self.end_session(now, sid, "no answer", true);
-        }
-    }
-
-    /// The earliest ring deadline of a console session.
-    pub(super) fn next_ring_deadline(&self) -> Option<Instant> {
-        self.ring_deadlines.first().map(|(at, _)| *at)
-    }
-
     /// The INVITE to a supervisor's phone timed out (Timer B).
     pub(super) fn on_session_invite_timeout(&mut self, now: Instant, sid: SessionId) {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.invite = None;
         }
         self.end_session(now, sid, "no answer", false);
-    }
-
-    /// An answered API session ends while its INVITE's client transaction still runs: a
-    /// retransmitted 2xx (our ACK lost) must still be ACKed (RFC 3261 §13.2.2.4), without a
-    /// second BYE, so the transaction becomes an orphan that has been hung up already.
-    pub(super) fn keep_acking_session_invite(&mut self, sid: SessionId, s: &Session) {
-        if s.origin != SessionOrigin::Api {
-            return;
-        }
-        let key = self
-            .client
-            .iter()
-            .find(|(_, (_, p))| *p == ClientPurpose::SessionInvite(sid))
-            .map(|(k, _)| k.clone());
-        if let Some(key) = key {
-            self.orphans.insert(
-                key,
-                Orphan {
-                    peer: s.leg.peer,
-                    transport: s.leg.transport,
-                    cancel: None,
-                    hung_up: true,
-                },
-            );
-        }
-    }
-
-    /// A session that is still calling ends: CANCEL the INVITE (after a provisional response,
-    /// RFC 3261 §9.1), and keep its transaction as an orphan so that a late 2xx is hung up.
-    pub(super) fn abandon_session_invite(&mut self, now: Instant, s: &Session) {
-        let Some((key, invite)) = &s.invite else {
-            return;
-        };
-        let orphan = Orphan {
-            peer: s.leg.peer,
-            transport: s.leg.transport,
-            cancel: (!s.provisional_seen).then(|| invite.clone()),
-            hung_up: false,
-        };
-        if s.provisional_seen {
-            self.send_cancel(now, s.call, invite, s.leg.peer, s.leg.transport);
-        }
-        self.orphans.insert(key.clone(), orphan);
     }
 }
 
@@ -790,15 +693,5 @@ mod tests {
             info.rtp_addr,
             Some(SocketAddr::from(([127, 0, 0, 1], 20_000)))
         );
-    }
-
-    #[test]
-    fn refusal_statuses_follow_the_api_contract() {
-        assert_eq!(ApiRefusal::Policy(Refusal::NoSuchExtension).status(), 404);
-        assert_eq!(ApiRefusal::Policy(Refusal::AgentNotInCall).status(), 409);
-        assert_eq!(ApiRefusal::Policy(Refusal::BuiltInBridgeOff).status(), 403);
-        assert_eq!(ApiRefusal::Policy(Refusal::SelfMonitoring).key(), "self");
-        assert_eq!(ApiRefusal::SessionExists.status(), 409);
-        assert_eq!(ApiRefusal::NoSuchCall.status(), 404);
     }
 }

@@ -1,15 +1,21 @@
 //! New calls: an INVITE from the trunk or an authenticated user is routed to a user or a trunk,
 //! its ports are opened, and the callee is invited once they are bound.
 
-use super::registration::bare_uri;
-use super::requests::strip_tag;
-use super::*;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-/// Who is calling, once trusted.
-pub(super) enum Caller {
-    Trunk(String),
-    User(String),
-}
+use bibridge_sip::transaction::TxKey;
+use bibridge_sip::{message, Transport};
+use tracing::{info, info_span, warn};
+
+use super::auth::Caller;
+use super::calls::{Call, CallState, Leg};
+use super::media_plane::{LegCodec, LegSetup, MediaCommand, MediaRole};
+use super::{request_on_leg, ClientPurpose, DialogRef, Engine, Notice, ReqOpts};
+use crate::config::RouteTarget;
+use crate::ids::{CallId, Side};
+use crate::wire::{bare_uri, strip_tag};
+use crate::{sdp, wire};
 
 /// Where a call goes.
 pub(super) struct Target {
@@ -127,21 +133,8 @@ impl Engine {
             None => match self.authenticate(now, &key, &req) {
                 Ok(user) => Caller::User(user),
                 Err(failed) => {
-                    // Wrong credentials on a feature code: a refused session, on record.
-                    let dialled = message::uri_user(&req.uri).unwrap_or_default();
-                    if let (Some(user), Some((mode, ext))) =
-                        (failed, self.cfg.features.parse_dialled(&dialled))
-                    {
-                        let ext = ext.to_string();
-                        let call = self.active_call_of(&ext);
-                        self.refuse_session(
-                            &user,
-                            &ext,
-                            call,
-                            mode,
-                            Refusal::Unauthenticated.key(),
-                            SessionOrigin::Phone,
-                        );
+                    if let Some(user) = failed {
+                        self.refuse_unauthenticated(&req, &user);
                     }
                     return;
                 }
@@ -176,36 +169,8 @@ impl Engine {
             }
         };
         self.respond(now, (&key, &req), 100, "Trying", None, &[]);
-        // RFC 3911: joining a dialog we hold is a barge into its call (DESIGN §4).
-        if let Some(join) = message::header(&req.headers, "Join") {
-            match self.join_target(&join) {
-                Some((call, ext)) => self.on_feature_code(
-                    now,
-                    key,
-                    req,
-                    &caller,
-                    Mode::Barge,
-                    &ext,
-                    offer,
-                    source,
-                    transport,
-                    Some(call),
-                ),
-                None => self.respond_new_dialog(
-                    now,
-                    (&key, &req),
-                    481,
-                    "Call/Transaction Does Not Exist",
-                    &[],
-                ),
-            }
-            return;
-        }
-        if let Some((mode, ext)) = self.cfg.features.parse_dialled(&dialled) {
-            let ext = ext.to_string();
-            self.on_feature_code(
-                now, key, req, &caller, mode, &ext, offer, source, transport, None,
-            );
+        if self.wants_session(&req, &dialled) {
+            self.on_session_invite(now, key, req, &caller, &dialled, offer, source, transport);
             return;
         }
         let target = match self.route(now, &dialled, &caller) {
@@ -246,10 +211,7 @@ impl Engine {
             peer: source,
             transport,
             rtp_port: port_a,
-            origin: Origin {
-                session_id: self.number() as u64,
-                version: 1,
-            },
+            origin: self.fresh_origin(),
             last_sdp_sent: None,
             remote_media: None,
         };
@@ -271,10 +233,7 @@ impl Engine {
             peer: target.dest,
             transport: target.transport,
             rtp_port: port_b,
-            origin: Origin {
-                session_id: self.number() as u64,
-                version: 1,
-            },
+            origin: self.fresh_origin(),
             last_sdp_sent: None,
             remote_media: None,
         };

@@ -3,27 +3,29 @@
 
 use std::net::SocketAddr;
 
-use super::CallId;
 use crate::config::Mode;
+use crate::ids::{CallId, LegId};
 use crate::sdp::AudioInfo;
 
-/// Identifies a leg within a call's media plane: 0 is leg A, 1 is leg B, supervisors from 2 up.
-pub type LegId = u32;
-
-/// What a leg is to the mixer (DESIGN §3 decides who hears whom from this).
+/// What a leg is to the mixer (docs/design.md §3 decides who hears whom from this).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MediaRole {
+    /// The party that is neither agent nor supervisor (the caller from outside, say).
     Customer,
+    /// The agent (or a supervisor promoted to the agent's place).
     Agent,
+    /// A supervisor in this mode.
     Supervisor(Mode),
 }
 
 /// The negotiated codec of a leg, as the mixer needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegCodec {
+    /// RTP payload type of the voice codec.
     pub payload_type: u8,
     /// Encoding name from the SDP (`PCMU`, `opus`, ...).
     pub name: String,
+    /// RTP clock rate of the voice codec.
     pub clock_rate: u32,
     /// RFC 4733 telephone-event payload type, if negotiated.
     pub dtmf_payload_type: Option<u8>,
@@ -59,13 +61,16 @@ impl LegCodec {
 /// Media-plane setup of one leg.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegSetup {
+    /// The leg's id within the call.
     pub leg: LegId,
     /// Our RTP port for this leg (RTCP is port + 1).
     pub port: u16,
     /// Where the leg's party wants its RTP, from its SDP (the media task latches onto the actual
     /// source once packets arrive: symmetric RTP).
     pub remote: Option<SocketAddr>,
+    /// What the leg is to the mixer.
     pub role: MediaRole,
+    /// The negotiated codec; `None` until known (an API session's phone has not answered).
     pub codec: Option<LegCodec>,
 }
 
@@ -73,48 +78,91 @@ pub struct LegSetup {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaCommand {
     /// Bind the legs' ports and start relaying.
-    Open { call: CallId, legs: Vec<LegSetup> },
+    Open {
+        /// The call.
+        call: CallId,
+        /// Its legs (A and B).
+        legs: Vec<LegSetup>,
+    },
     /// A supervisor joins the call's media.
-    AddLeg { call: CallId, setup: LegSetup },
+    AddLeg {
+        /// The call.
+        call: CallId,
+        /// The supervisor's leg.
+        setup: LegSetup,
+    },
     /// A leg's remote address, codec or the call's hold state changed (answer, re-INVITE).
     Update {
+        /// The call.
         call: CallId,
+        /// The leg.
         leg: LegId,
+        /// Where the leg's party now wants its RTP.
         remote: Option<SocketAddr>,
+        /// Whether the call is on hold (either side).
         hold: bool,
+        /// The leg's codec after this offer/answer.
         codec: Option<LegCodec>,
     },
     /// A leg's role changed: a mode switch, or barge promotion.
     SetRole {
+        /// The call.
         call: CallId,
+        /// The leg.
         leg: LegId,
+        /// Its new role.
         role: MediaRole,
     },
     /// A supervisor left; its port is back in the pool.
-    RemoveLeg { call: CallId, leg: LegId },
-    /// Play a notification tone into what these legs hear (DESIGN §5).
-    PlayTone {
+    RemoveLeg {
+        /// The call.
         call: CallId,
+        /// The leg.
+        leg: LegId,
+    },
+    /// Play a notification tone into what these legs hear (docs/design.md §5).
+    PlayTone {
+        /// The call.
+        call: CallId,
+        /// The legs that hear the tone.
         legs: Vec<LegId>,
+        /// The tone.
         tone: crate::config::ToneSpec,
     },
     /// Stop relaying and close the sockets; the engine has already returned the ports to its pool.
-    Close { call: CallId },
+    Close {
+        /// The call.
+        call: CallId,
+    },
 }
 
 /// What the media plane reports back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MediaEvent {
     /// No RTP on any leg for the configured inactivity time (hold excluded).
-    Inactive { call: CallId },
+    Inactive {
+        /// The call.
+        call: CallId,
+    },
     /// The driver bound the call's ports (reply to [`MediaCommand::Open`]).
-    Opened { call: CallId },
+    Opened {
+        /// The call.
+        call: CallId,
+    },
     /// The driver could not bind the call's ports; `bad_ports` are the ones in use elsewhere.
-    OpenFailed { call: CallId, bad_ports: Vec<u16> },
+    OpenFailed {
+        /// The call.
+        call: CallId,
+        /// Ports in use by another program: not handed out again.
+        bad_ports: Vec<u16>,
+    },
     /// An RFC 4733 digit from a supervisor leg (consumed by the mixer, never forwarded).
     Dtmf {
+        /// The call.
         call: CallId,
+        /// The leg the digit came from.
         leg: LegId,
+        /// The digit (`0`-`9`, `*`, `#`, `A`-`D`).
         digit: char,
     },
 }

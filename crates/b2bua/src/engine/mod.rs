@@ -9,79 +9,61 @@
 //! callee (we are its UAC). Each leg has its own Call-ID, tags, CSeq space, route set and its own
 //! RTP port on bibridge: SDP is rewritten so both parties send media to us (anchoring).
 //!
-//! Files: this one holds the state, the driver-facing API and the call lifecycle (end, cancel,
-//! remove); `requests` dispatches incoming requests and handles in-dialog ones; `invite` routes
-//! new calls; `registration` does REGISTER and digest checks; `responses` handles responses to
-//! what we sent; `sessions` the supervisor sessions; `control` the operator API's sessions and
-//! views; `compliance` audit records and notification tones; `media_plane` the media
-//! commands/events.
+//! Files: this one holds the engine's state and the driver-facing API (`handle_*`, `poll_*`) and
+//! the helpers every part uses (responses, in-dialog requests, SDP anchoring); `calls` the
+//! Call/Leg types and the call lifecycle (give up, end, cancel, remove); `requests` dispatches
+//! incoming requests and handles in-dialog ones; `invite` routes new calls; `registration` does
+//! REGISTER; `auth` digest checks and who a caller is; `responses` handles responses to what we
+//! sent; `feature_code` the feature-code/Join path (parse, authorize, refuse or attach);
+//! `refusal` why a session is refused; `sessions` the `Sessions` table
+//! and what happens to a running session; `control` the operator API's sessions and views;
+//! `compliance` audit records (built and written in one place) and notification tones;
+//! `media_plane` the media commands/events. The ids live in [`crate::ids`].
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bibridge_media::port_pool::PortPool;
-use bibridge_sip::auth::{Algorithm, AuthOutcome, DigestServer};
+use bibridge_sip::auth::{Algorithm, DigestServer};
 use bibridge_sip::message::{self, IdGen};
-use bibridge_sip::registrar::{RegisterOutcome, Registrar, RegistrarConfig};
+use bibridge_sip::registrar::{Registrar, RegistrarConfig};
 use bibridge_sip::rsip;
 use bibridge_sip::transaction::{TransactionLayer, TxEvent, TxKey};
 use bibridge_sip::{TimerConfig, Transmit, Transport};
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, info, warn};
 
-use crate::config::{Config, Mode, RouteTarget};
+use crate::config::{Config, Mode};
 use crate::sdp::{self, AudioInfo, Origin};
 use crate::wire::{self, OutRequest};
 
+mod auth;
+mod calls;
 mod compliance;
 mod control;
+mod feature_code;
 mod invite;
 mod media_plane;
+mod refusal;
 mod registration;
 mod requests;
 mod responses;
 mod sessions;
 
-pub use control::{
-    AgentView, ApiRefusal, CallView, SessionOrigin, SessionState, SessionTarget, SessionView,
-};
-pub use media_plane::{LegCodec, LegId, LegSetup, MediaCommand, MediaEvent, MediaRole};
-use sessions::Session;
-pub use sessions::{Refusal, SessionId};
-
-/// Identifies a call inside the engine and towards the media plane.
-pub type CallId = u64;
-
-/// A call's two legs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// Towards the caller: we answered its INVITE.
-    A,
-    /// Towards the callee: we sent the INVITE.
-    B,
-}
-
-impl Side {
-    /// The media plane's id of this leg.
-    pub fn leg_id(self) -> LegId {
-        match self {
-            Side::A => 0,
-            Side::B => 1,
-        }
-    }
-
-    pub fn other(self) -> Side {
-        match self {
-            Side::A => Side::B,
-            Side::B => Side::A,
-        }
-    }
-}
+pub use crate::ids::{CallId, LegId, SessionId, SessionOrigin, Side};
+use calls::{Call, Leg};
+pub use control::{AgentView, ApiRefusal, CallView, SessionTarget, SessionView};
+pub use media_plane::{LegCodec, LegSetup, MediaCommand, MediaEvent, MediaRole};
+pub use refusal::Refusal;
+pub use sessions::SessionState;
+use sessions::Sessions;
 
 /// Our addresses, as bound by the driver.
 #[derive(Debug, Clone, Copy)]
 pub struct LocalAddrs {
+    /// Our UDP address, if UDP is bound.
     pub udp: Option<SocketAddr>,
+    /// Our TCP address, if TCP is bound.
     pub tcp: Option<SocketAddr>,
 }
 
@@ -113,134 +95,6 @@ enum DialogRef {
     Session(SessionId),
 }
 
-#[derive(Debug)]
-struct Leg {
-    call_id: String,
-    local_tag: String,
-    remote_tag: Option<String>,
-    /// Our name-addr on this leg, without tag.
-    local_uri: String,
-    /// The peer's name-addr, without tag.
-    remote_uri: String,
-    remote_target: String,
-    route_set: Vec<String>,
-    local_cseq: u32,
-    remote_cseq: Option<u32>,
-    /// Where requests to this leg go: for A the address its INVITE came from (works through NAT),
-    /// for B the binding's source address, static contact or trunk.
-    peer: SocketAddr,
-    transport: Transport,
-    rtp_port: u16,
-    origin: Origin,
-    last_sdp_sent: Option<Vec<u8>>,
-    remote_media: Option<AudioInfo>,
-}
-
-impl Leg {
-    /// Record the CSeq of an incoming in-dialog request; false if it is out of order
-    /// (RFC 3261 §12.2.2: lower than, or for non-ACK equal to, the last one).
-    fn accept_cseq(&mut self, req: &rsip::Request) -> bool {
-        let cseq = message::cseq(&req.headers).map(|(n, _)| n).unwrap_or(0);
-        let is_ack = req.method == rsip::Method::Ack;
-        if self
-            .remote_cseq
-            .is_some_and(|last| cseq < last || (cseq == last && !is_ack))
-        {
-            return false;
-        }
-        self.remote_cseq = Some(cseq);
-        true
-    }
-
-    fn local_party(&self) -> String {
-        format!("{};tag={}", self.local_uri, self.local_tag)
-    }
-    fn remote_party(&self) -> String {
-        match &self.remote_tag {
-            Some(t) => format!("{};tag={}", self.remote_uri, t),
-            None => self.remote_uri.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CallState {
-    /// B's INVITE is outstanding.
-    Routing,
-    /// 2xx relayed to A.
-    Connected,
-}
-
-#[derive(Debug)]
-struct Reinvite {
-    from: Side,
-    server: TxKey,
-    /// Our relayed request's client transaction: only its final response completes this one.
-    client: TxKey,
-    /// The offerer's new media, applied once the offer is accepted (RFC 3264 §8: a rejected
-    /// re-offer leaves the session as it was).
-    offer: Option<AudioInfo>,
-    request: rsip::Request,
-    method_is_invite: bool,
-}
-
-#[derive(Debug)]
-struct Call {
-    span: tracing::Span,
-    a: Leg,
-    b: Leg,
-    state: CallState,
-    /// A's INVITE server transaction, until its final response.
-    a_invite: Option<(TxKey, rsip::Request)>,
-    /// B's INVITE client transaction and the INVITE (CANCEL is built from it).
-    b_invite: Option<(TxKey, rsip::Request)>,
-    b_provisional_seen: bool,
-    cancel_pending: bool,
-    /// What we offered to B (to restrict its answer), or `None` for a late-offer call.
-    offer_to_b: Option<AudioInfo>,
-    /// A's offer (restricted to what we support): A's answer must come from it.
-    a_offer: Option<Vec<u8>>,
-    /// Late offer: A sent no SDP; B's 2xx carried the offer; B's ACK waits for A's ACK (answer).
-    late_offer_ack_pending: bool,
-    /// Last ACK sent to B, re-sent when B retransmits its 2xx.
-    ack_b: Option<rsip::Request>,
-    reinvite: Option<Reinvite>,
-    connected_at: Option<Instant>,
-    hold: [bool; 2],
-    /// Which leg is the agent (a local user with the agent role), if any: sessions attach here.
-    agent_side: Option<Side>,
-    /// The agent's extension.
-    agent_user: Option<String>,
-    /// Supervisor sessions attached to this call.
-    sessions: Vec<SessionId>,
-    /// Barge promotion: the agent hung up while this supervisor barged; the supervisor now talks
-    /// with the customer in the agent's place.
-    promoted: Option<SessionId>,
-    /// B's INVITE (offer, Max-Forwards) waiting for the media plane to bind the ports.
-    pending_b_invite: Option<(Option<Vec<u8>>, u32)>,
-    /// How many times the call's ports were opened.
-    open_attempts: u32,
-    /// Media roles of legs A and B.
-    roles: [MediaRole; 2],
-    /// When the call is given up if still unanswered.
-    answer_deadline: Instant,
-}
-
-impl Call {
-    fn leg(&self, side: Side) -> &Leg {
-        match side {
-            Side::A => &self.a,
-            Side::B => &self.b,
-        }
-    }
-    fn leg_mut(&mut self, side: Side) -> &mut Leg {
-        match side {
-            Side::A => &mut self.a,
-            Side::B => &mut self.b,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ClientPurpose {
     Invite,
@@ -256,14 +110,21 @@ enum ClientPurpose {
 /// Table sizes of an [`Engine`] (see [`Engine::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
+    /// Calls in progress.
     pub calls: usize,
+    /// Supervisor sessions (calling or attached).
     pub sessions: usize,
+    /// Dialogs of ours (call legs and sessions).
     pub dialogs: usize,
     /// Live SIP transactions (client and server).
     pub transactions: usize,
+    /// Our client transactions the engine waits on.
     pub client_requests: usize,
+    /// Server INVITE transactions (for CANCEL and a missing ACK).
     pub server_invites: usize,
+    /// INVITEs of calls that are gone, still watched for a late 2xx.
     pub orphans: usize,
+    /// In-dialog requests relayed to the other leg, awaiting their final response.
     pub relayed: usize,
     /// Dialogs remembered after their end, for crossing BYEs (pruned after 32 s).
     pub ended_dialogs: usize,
@@ -276,55 +137,90 @@ pub struct EngineStats {
 /// A lifecycle notice for observers (logs today; events API later).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
+    /// A user registered (first binding).
     Registered {
+        /// The user's extension.
         user: String,
     },
+    /// A user's last binding expired or was removed.
     Unregistered {
+        /// The user's extension.
         user: String,
     },
+    /// A call was routed and its callee is being invited.
     CallStarted {
+        /// The call.
         call: CallId,
+        /// Who calls (a user, or a number via a trunk).
         caller: String,
+        /// Who is called.
         callee: String,
     },
+    /// The callee answered.
     CallAnswered {
+        /// The call.
         call: CallId,
     },
+    /// The call ended.
     CallEnded {
+        /// The call.
         call: CallId,
+        /// Why, in words.
         reason: String,
     },
     /// An API session is calling the supervisor's phone.
     SessionCalling {
+        /// The session.
         session: SessionId,
+        /// The agent's call.
         call: CallId,
+        /// The supervisor's extension.
         supervisor: String,
+        /// The agent's extension.
         agent: String,
+        /// The requested mode.
         mode: Mode,
     },
     /// A session is attached (active).
     SessionStarted {
+        /// The session.
         session: SessionId,
+        /// The agent's call.
         call: CallId,
+        /// The supervisor's extension.
         supervisor: String,
+        /// The agent's extension.
         agent: String,
+        /// The mode.
         mode: Mode,
+        /// Who started it.
         origin: SessionOrigin,
     },
     /// A session request was refused; `reason` is the stable key (docs/api.md).
     SessionRefused {
+        /// The supervisor (or `trunk <name>`).
         supervisor: String,
+        /// The agent's extension, as requested.
         agent: String,
+        /// The requested mode.
         mode: Mode,
+        /// The refusal's stable key.
         reason: String,
+        /// Who asked.
         origin: SessionOrigin,
     },
+    /// A session's mode changed.
     SessionMode {
+        /// The session.
         session: SessionId,
+        /// The new mode.
         mode: Mode,
     },
+    /// A session ended.
     SessionEnded {
+        /// The session.
         session: SessionId,
+        /// Why, in words.
         reason: String,
     },
 }
@@ -352,9 +248,8 @@ pub struct Engine {
     relayed: HashMap<TxKey, (TxKey, rsip::Request)>,
     /// B-leg INVITEs of calls that are gone: a 2xx that still arrives is ACKed and hung up.
     orphans: HashMap<TxKey, Orphan>,
-    sessions: HashMap<SessionId, Session>,
-    next_session: SessionId,
-    /// Where audit records go (DESIGN §5); `None`: not audited (tests of other things).
+    sessions: Sessions,
+    /// Where audit records go (docs/design.md §5); `None`: not audited (tests of other things).
     audit: Option<Box<dyn crate::audit::AuditSink>>,
     transmits: VecDeque<Transmit>,
     media: VecDeque<MediaCommand>,
@@ -362,8 +257,6 @@ pub struct Engine {
     next_housekeeping: Instant,
     /// Calls still ringing, by the time they are given up (`sip.no_answer_timeout_s`).
     answer_deadlines: std::collections::BTreeSet<(Instant, CallId)>,
-    /// When a console session's still-ringing phone is given up (`http.answer_timeout_s`).
-    ring_deadlines: std::collections::BTreeSet<(Instant, SessionId)>,
 }
 
 /// A B-leg INVITE whose call is gone but whose client transaction still runs.
@@ -423,15 +316,13 @@ impl Engine {
             server_invites: HashMap::new(),
             orphans: HashMap::new(),
             relayed: HashMap::new(),
-            sessions: HashMap::new(),
-            next_session: 1,
+            sessions: Sessions::new(),
             audit: None,
             transmits: VecDeque::new(),
             media: VecDeque::new(),
             notices: VecDeque::new(),
             next_housekeeping: now + HOUSEKEEPING,
             answer_deadlines: std::collections::BTreeSet::new(),
-            ring_deadlines: std::collections::BTreeSet::new(),
             cfg,
             local,
         }
@@ -466,7 +357,7 @@ impl Engine {
             relayed: self.relayed.len(),
             ended_dialogs: self.ended_dialogs.len(),
             ports_in_use: self.pool.in_use(),
-            ringing_sessions: self.ring_deadlines.len(),
+            ringing_sessions: self.sessions.ringing(),
         }
     }
 
@@ -575,56 +466,35 @@ impl Engine {
         self.process(now);
     }
 
+    /// The next datagram (or TCP message) to send, if any.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits
             .pop_front()
             .or_else(|| self.txl.poll_transmit())
     }
 
+    /// The next command for the media plane, if any.
     pub fn poll_media(&mut self) -> Option<MediaCommand> {
         self.media.pop_front()
     }
 
+    /// The next lifecycle notice, if any.
     pub fn poll_notice(&mut self) -> Option<Notice> {
         self.notices.pop_front()
     }
 
+    /// When [`Engine::handle_timeout`] must run next (`None`: nothing scheduled).
     pub fn poll_timeout(&self) -> Option<Instant> {
         [
             self.txl.poll_timeout(),
             self.registrar.poll_timeout(),
             Some(self.next_housekeeping),
             self.answer_deadlines.first().map(|(at, _)| *at),
-            self.next_ring_deadline(),
+            self.sessions.next_ring_deadline(),
         ]
         .into_iter()
         .flatten()
         .min()
-    }
-
-    /// Answer the caller's still pending INVITE with a final error (with our To-tag on leg A);
-    /// nothing if it was answered already.
-    fn reject_a_invite(&mut self, now: Instant, call_id: CallId, code: u16, reason: &str) {
-        let Some(call) = self.calls.get_mut(&call_id) else {
-            return;
-        };
-        if let Some((key, req)) = call.a_invite.take() {
-            let tag = call.a.local_tag.clone();
-            self.respond(now, (&key, &req), code, reason, Some(&tag), &[]);
-        }
-    }
-
-    /// Nobody answered in time: 480 to the caller, CANCEL to the callee.
-    fn give_up_ringing(&mut self, now: Instant, call_id: CallId) {
-        let Some(call) = self.calls.get_mut(&call_id) else {
-            return;
-        };
-        if call.state != CallState::Routing {
-            return;
-        }
-        self.reject_a_invite(now, call_id, 480, "Temporarily Unavailable (no answer)");
-        self.cancel_b(now, call_id);
-        self.remove_call(now, call_id, "no answer");
     }
 
     fn process(&mut self, now: Instant) {
@@ -672,6 +542,14 @@ impl Engine {
             h = (h ^ b as u32).wrapping_mul(0x0100_0193);
         }
         h & 0x7fff_ffff
+    }
+
+    /// The SDP origin of a new leg: an unpredictable session id, version 1.
+    fn fresh_origin(&mut self) -> Origin {
+        Origin {
+            session_id: u64::from(self.number()),
+            version: 1,
+        }
     }
 
     /// RTP ports for a call's two legs, or none: when only one is free it goes back to the pool
@@ -821,132 +699,6 @@ impl Engine {
             remote,
             hold: call.hold[0] || call.hold[1],
             codec,
-        });
-    }
-
-    /// Terminate a call from our side: final error to a pending A INVITE, CANCEL/BYE to B, BYE to A.
-    fn end_call(&mut self, now: Instant, call_id: CallId, reason: &str) {
-        let Some(call) = self.calls.get(&call_id) else {
-            return;
-        };
-        let state = call.state;
-        {
-            let _s = call.span.enter();
-            info!(reason, "call ending");
-        }
-        match state {
-            CallState::Connected => {
-                // After barge promotion the agent's dialog is already gone.
-                let gone = call.promoted.and(call.agent_side);
-                for side in [Side::A, Side::B] {
-                    if gone != Some(side) {
-                        self.send_in_dialog(now, call_id, side, "BYE", None, ClientPurpose::Bye);
-                    }
-                }
-            }
-            CallState::Routing => {
-                self.reject_a_invite(now, call_id, 503, "Service Unavailable");
-                self.cancel_b(now, call_id);
-            }
-        }
-        self.remove_call(now, call_id, reason);
-    }
-
-    /// CANCEL B's INVITE, or remember to once a provisional response arrives (RFC 3261 §9.1).
-    fn cancel_b(&mut self, now: Instant, call_id: CallId) {
-        let Some(call) = self.calls.get_mut(&call_id) else {
-            return;
-        };
-        if !call.b_provisional_seen {
-            call.cancel_pending = true;
-            return;
-        }
-        let Some((_, invite)) = call.b_invite.as_ref() else {
-            return;
-        };
-        let invite = invite.clone();
-        let (peer, transport) = (call.b.peer, call.b.transport);
-        self.send_cancel(now, call_id, &invite, peer, transport);
-    }
-
-    /// CANCEL `invite` (RFC 3261 §9.1: same Request-URI, Call-ID, To, From, CSeq number, Route
-    /// and top Via as the request it cancels).
-    fn send_cancel(
-        &mut self,
-        now: Instant,
-        call_id: CallId,
-        invite: &rsip::Request,
-        peer: SocketAddr,
-        transport: Transport,
-    ) {
-        let cancel = message::cancel_for(invite);
-        let key = self.txl.send_request(now, cancel, peer, transport);
-        self.client.insert(key, (call_id, ClientPurpose::Cancel));
-    }
-
-    fn remove_call(&mut self, now: Instant, call_id: CallId, reason: &str) {
-        // Every supervisor of the call gets a BYE (DESIGN §4: the agent call ended).
-        let sessions = self
-            .calls
-            .get(&call_id)
-            .map(|c| c.sessions.clone())
-            .unwrap_or_default();
-        for sid in sessions {
-            self.end_session(now, sid, "agent call ended", true);
-        }
-        // RFC 3261 §15.1.2: requests still pending in the call's dialogs get a final response
-        // (487 recommended), else their server transactions wait forever: the caller's INVITE
-        // when it hung up an early dialog, a re-INVITE/UPDATE we were relaying.
-        self.reject_a_invite(now, call_id, 487, "Request Terminated");
-        let Some(mut call) = self.calls.remove(&call_id) else {
-            return;
-        };
-        if let Some(p) = call.reinvite.take() {
-            self.respond(
-                now,
-                (&p.server, &p.request),
-                487,
-                "Request Terminated",
-                None,
-                &[],
-            );
-            // Our relayed re-INVITE may still be answered 2xx: it must be ACKed (RFC 3261
-            // §13.2.2.4) even though the call is gone.
-            let to = call.leg(p.from.other());
-            let orphan = Orphan {
-                peer: to.peer,
-                transport: to.transport,
-                cancel: None,
-                hung_up: false,
-            };
-            self.orphans.insert(p.client, orphan);
-        }
-        if call.state == CallState::Routing {
-            if let Some((key, invite)) = &call.b_invite {
-                let orphan = Orphan {
-                    peer: call.b.peer,
-                    transport: call.b.transport,
-                    cancel: call.cancel_pending.then(|| invite.clone()),
-                    hung_up: false,
-                };
-                self.orphans.insert(key.clone(), orphan);
-            }
-        }
-        for leg in [&call.a, &call.b] {
-            let key = (leg.call_id.clone(), leg.local_tag.clone());
-            self.dialogs.remove(&key);
-            self.ended_dialogs.insert(key, now);
-            self.pool.release(leg.rtp_port);
-        }
-        // Client transactions of the call keep running (BYE/CANCEL retransmissions); their
-        // responses find no call and are ignored.
-        self.media.push_back(MediaCommand::Close { call: call_id });
-        let _s = call.span.enter();
-        let duration = call.connected_at.map(|t| now.saturating_duration_since(t));
-        info!(reason, ?duration, "call ended");
-        self.notices.push_back(Notice::CallEnded {
-            call: call_id,
-            reason: reason.to_string(),
         });
     }
 }

@@ -1,9 +1,18 @@
 //! Incoming requests: dispatch (out of dialog, in dialog, sessions), OPTIONS, and the in-dialog
 //! ones (BYE, re-INVITE, UPDATE, INFO), CANCEL and ACK. New INVITEs are in [`super::invite`],
-//! REGISTER and digest checks in [`super::registration`].
+//! REGISTER in [`super::registration`], digest checks in [`super::auth`].
 
-use super::*;
+use std::net::SocketAddr;
+use std::time::Instant;
 
+use bibridge_sip::transaction::TxKey;
+use bibridge_sip::{message, Transport};
+use tracing::{debug, info};
+
+use super::calls::{CallState, Reinvite};
+use super::{request_on_leg, ClientPurpose, DialogRef, Engine, ReqOpts};
+use crate::ids::{CallId, Side};
+use crate::{sdp, wire};
 /// Methods we know but do not serve: 405 with Allow (RFC 3261 §8.2.1) rather than 501.
 const KNOWN_UNSUPPORTED: &[&str] = &[
     "SUBSCRIBE",
@@ -449,26 +458,6 @@ impl Engine {
     }
 }
 
-/// A From/To value without its tag parameter (we put our own).
-pub(super) fn strip_tag(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    let (addr, params) = match value.rfind('>') {
-        Some(i) => value.split_at(i + 1),
-        None => match value.find(';') {
-            Some(i) => value.split_at(i),
-            None => (value, ""),
-        },
-    };
-    out.push_str(addr.trim());
-    for p in params.split(';').filter(|p| !p.trim().is_empty()) {
-        if !p.trim().to_ascii_lowercase().starts_with("tag=") {
-            out.push(';');
-            out.push_str(p.trim());
-        }
-    }
-    out
-}
-
 /// Our previous SDP on a leg, turned into an answer to a new offer's direction (used where
 /// bibridge answers a re-INVITE itself).
 fn call_sdp_answer(prev: Option<Vec<u8>>, offer: &[u8]) -> Option<Vec<u8>> {
@@ -482,19 +471,4 @@ fn call_sdp_answer(prev: Option<Vec<u8>>, offer: &[u8]) -> Option<Vec<u8>> {
     sdp::set_direction(&mut answer, info.direction.answer());
     answer.origin.session_version += 1;
     Some(sdp::print(&answer).into_bytes())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::strip_tag;
-
-    #[test]
-    fn strip_tag_keeps_other_params() {
-        assert_eq!(
-            strip_tag("\"A\" <sip:a@b>;tag=123;x=y"),
-            "\"A\" <sip:a@b>;x=y"
-        );
-        assert_eq!(strip_tag("sip:a@b;tag=1"), "sip:a@b");
-        assert_eq!(strip_tag("<sip:a@b>"), "<sip:a@b>");
-    }
 }

@@ -1,8 +1,19 @@
 //! Responses to the requests bibridge originated: the B leg's INVITE, re-INVITEs/UPDATEs on either
 //! leg, BYE and CANCEL; client transaction timeouts.
 
-use super::*;
+use std::time::Instant;
 
+use bibridge_sip::message;
+use bibridge_sip::transaction::TxKey;
+use tracing::{debug, info};
+
+use super::calls::{CallState, Reinvite};
+use super::media_plane::LegCodec;
+use super::{ClientPurpose, DialogRef, Engine, Notice};
+use crate::ids::{CallId, Side};
+use crate::sdp::AudioInfo;
+use crate::wire::OutRequest;
+use crate::{sdp, wire};
 impl Engine {
     pub(super) fn on_response(&mut self, now: Instant, key: TxKey, resp: rsip::Response) {
         let Some(&(call_id, purpose)) = self.client.get(&key) else {

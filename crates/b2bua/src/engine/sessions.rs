@@ -1,20 +1,28 @@
-//! Supervisor sessions (DESIGN §3, §4): a supervisor dials a feature code (`*81<ext>` monitor,
-//! `*82<ext>` coach, `*83<ext>` barge), bibridge answers and attaches the supervisor's leg to the
-//! agent's active call. DTMF (RFC 4733 from the mixer, or SIP INFO `application/dtmf-relay`)
+//! Supervisor sessions (docs/design.md §3, §4) once started (by a feature code, see
+//! `feature_code`, or by the API, see `control`): the [`Sessions`] table the engine owns, and
+//! what happens to a session: DTMF (RFC 4733 from the mixer, or SIP INFO `application/dtmf-relay`)
 //! switches the mode; the supervisor's BYE, or the end of the agent's call, stops it.
 //!
 //! A session is one dialog (the supervisor called us: we are its UAS) plus one leg in the agent
 //! call's media plane. Who hears whom follows from the leg's [`MediaRole`] in the mixer.
 
-use super::control::{SessionOrigin, SessionState};
-use super::invite::Caller;
-use super::*;
-use crate::audit::AuditEvent;
-use crate::config::Role;
-use bibridge_media::dtmf::parse_dtmf_relay;
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
 
-/// Identifies a supervisor session.
-pub type SessionId = u64;
+use bibridge_media::dtmf::parse_dtmf_relay;
+use bibridge_sip::message;
+use bibridge_sip::transaction::TxKey;
+use tracing::{debug, info};
+
+use super::calls::Leg;
+use super::media_plane::{LegCodec, LegSetup, MediaCommand, MediaRole};
+use super::refusal::Refusal;
+use super::{request_on_leg, ClientPurpose, DialogRef, Engine, Notice, Orphan, ReqOpts};
+use crate::audit::AuditEvent;
+use crate::config::Mode;
+use crate::ids::{CallId, LegId, SessionId, SessionOrigin, Side};
+use crate::sdp;
+use crate::sdp::{AudioInfo, Origin};
 
 #[derive(Debug)]
 pub(crate) struct Session {
@@ -36,341 +44,126 @@ pub(crate) struct Session {
     pub(super) ring_deadline: Option<Instant>,
 }
 
+/// A session's progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// bibridge is calling the supervisor's phone (API sessions only).
+    Calling,
+    /// The supervisor's leg is attached to the call.
+    Active,
+}
+
+impl SessionState {
+    /// Stable name (API, events).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionState::Calling => "calling",
+            SessionState::Active => "active",
+        }
+    }
+}
+
+/// The engine's supervisor sessions: the table, the next id, and the ring deadlines of console
+/// sessions whose phone is still ringing (kept in step with the table).
+#[derive(Debug)]
+pub(super) struct Sessions {
+    table: HashMap<SessionId, Session>,
+    next: SessionId,
+    /// When a console session's still-ringing phone is given up (`http.answer_timeout_s`).
+    ring_deadlines: BTreeSet<(Instant, SessionId)>,
+}
+
+impl Sessions {
+    pub(super) fn new() -> Sessions {
+        Sessions {
+            table: HashMap::new(),
+            next: 1,
+            ring_deadlines: BTreeSet::new(),
+        }
+    }
+
+    /// A fresh session id (never 0: audit records use 0 for "no session").
+    pub(super) fn next_id(&mut self) -> SessionId {
+        let sid = self.next;
+        self.next += 1;
+        sid
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Console sessions whose phone is still ringing.
+    pub(super) fn ringing(&self) -> usize {
+        self.ring_deadlines.len()
+    }
+
+    pub(super) fn get(&self, sid: &SessionId) -> Option<&Session> {
+        self.table.get(sid)
+    }
+
+    pub(super) fn get_mut(&mut self, sid: &SessionId) -> Option<&mut Session> {
+        self.table.get_mut(sid)
+    }
+
+    pub(super) fn values(&self) -> impl Iterator<Item = &Session> {
+        self.table.values()
+    }
+
+    /// Add a session; its ring deadline, if any, is watched from now on.
+    pub(super) fn insert(&mut self, sid: SessionId, s: Session) {
+        if let Some(at) = s.ring_deadline {
+            self.ring_deadlines.insert((at, sid));
+        }
+        self.table.insert(sid, s);
+    }
+
+    /// Take a session out, with its ring deadline.
+    pub(super) fn remove(&mut self, sid: &SessionId) -> Option<Session> {
+        let s = self.table.remove(sid)?;
+        if let Some(at) = s.ring_deadline {
+            self.ring_deadlines.remove(&(at, *sid));
+        }
+        Some(s)
+    }
+
+    /// The phone answered: the session is no longer given up for ringing.
+    pub(super) fn stop_ringing(&mut self, sid: SessionId) {
+        if let Some(at) = self
+            .table
+            .get_mut(&sid)
+            .and_then(|s| s.ring_deadline.take())
+        {
+            self.ring_deadlines.remove(&(at, sid));
+        }
+    }
+
+    /// The earliest ring deadline of a console session.
+    pub(super) fn next_ring_deadline(&self) -> Option<Instant> {
+        self.ring_deadlines.first().map(|(at, _)| *at)
+    }
+
+    /// A session whose ring deadline is due (its entry leaves the set), if any.
+    pub(super) fn pop_ring_deadline(&mut self, now: Instant) -> Option<SessionId> {
+        let &(at, sid) = self.ring_deadlines.first()?;
+        if at > now {
+            return None;
+        }
+        self.ring_deadlines.remove(&(at, sid));
+        Some(sid)
+    }
+}
+
 /// The media plane's leg id of a session (0 and 1 are the call's own legs).
 pub(super) fn media_leg_of(sid: SessionId) -> LegId {
     (sid % u64::from(u32::MAX - 2)) as LegId + 2
 }
 
-/// Why a session request is refused (DESIGN §4): a SIP code and reason phrase each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    Trunk,
-    NoSuchExtension,
-    SelfMonitoring,
-    BuiltInBridgeOff,
-    NotAllowed,
-    AgentNotInCall,
-    NoOffer,
-    /// The agent's calls are private (CUCM Privacy): no barge.
-    Privacy,
-    /// Digest credentials were given but wrong.
-    Unauthenticated,
-}
-
-impl Refusal {
-    pub fn code(self) -> u16 {
-        match self {
-            Refusal::NoSuchExtension => 404,
-            Refusal::AgentNotInCall => 480,
-            Refusal::Unauthenticated => 401,
-            Refusal::NoOffer => 488,
-            _ => 403,
-        }
-    }
-
-    pub fn reason(self) -> &'static str {
-        match self {
-            Refusal::Trunk => "Forbidden (trunks cannot start sessions)",
-            Refusal::NoSuchExtension => "Not Found (no such extension)",
-            Refusal::SelfMonitoring => "Forbidden (cannot monitor yourself)",
-            Refusal::BuiltInBridgeOff => "Built-In-Bridge off",
-            Refusal::NotAllowed => "Forbidden (not allowed for this agent or mode)",
-            Refusal::AgentNotInCall => "Temporarily Unavailable (agent not in a call)",
-            Refusal::NoOffer => "Not Acceptable Here (SDP offer required)",
-            Refusal::Privacy => "Forbidden (agent privacy: barge not allowed)",
-            Refusal::Unauthenticated => "Unauthorized",
-        }
-    }
-
-    /// Stable machine-readable key (API problem documents, metrics labels, audit).
-    pub fn key(self) -> &'static str {
-        match self {
-            Refusal::Trunk => "trunk",
-            Refusal::NoSuchExtension => "no_such_extension",
-            Refusal::SelfMonitoring => "self",
-            Refusal::BuiltInBridgeOff => "builtin_bridge_off",
-            Refusal::NotAllowed => "not_allowed",
-            Refusal::AgentNotInCall => "agent_not_in_call",
-            Refusal::NoOffer => "no_offer",
-            Refusal::Privacy => "privacy",
-            Refusal::Unauthenticated => "unauthenticated",
-        }
-    }
-
-    /// Short human-readable title.
-    pub fn title(self) -> &'static str {
-        match self {
-            Refusal::Trunk => "Trunks cannot start sessions",
-            Refusal::NoSuchExtension => "No such extension",
-            Refusal::SelfMonitoring => "You cannot monitor yourself",
-            Refusal::BuiltInBridgeOff => "Built-In-Bridge off on this device",
-            Refusal::NotAllowed => "Not allowed by policy",
-            Refusal::AgentNotInCall => "Agent not in a call",
-            Refusal::NoOffer => "SDP offer required",
-            Refusal::Privacy => "Agent privacy: barge not allowed",
-            Refusal::Unauthenticated => "Not authenticated",
-        }
-    }
-}
-
-fn role_of(mode: Mode) -> MediaRole {
+pub(super) fn role_of(mode: Mode) -> MediaRole {
     MediaRole::Supervisor(mode)
 }
 
 impl Engine {
-    /// Check a session request; on success, the agent call to attach to.
-    pub(super) fn authorize_session(
-        &self,
-        caller: &Caller,
-        mode: Mode,
-        ext: &str,
-        call: Option<CallId>,
-    ) -> Result<CallId, Refusal> {
-        let supervisor = match caller {
-            Caller::Trunk(_) => return Err(Refusal::Trunk),
-            Caller::User(u) => u,
-        };
-        let Some(agent) = self.cfg.user(ext) else {
-            return Err(Refusal::NoSuchExtension);
-        };
-        if supervisor == ext {
-            return Err(Refusal::SelfMonitoring);
-        }
-        let Some(sup) = self.cfg.user(supervisor) else {
-            return Err(Refusal::NotAllowed);
-        };
-        if !agent.builtin_bridge {
-            return Err(Refusal::BuiltInBridgeOff);
-        }
-        if !sup.has_role(Role::Supervisor) || !self.cfg.may(sup, agent, mode) {
-            return Err(Refusal::NotAllowed);
-        }
-        if mode == Mode::Barge && agent.privacy {
-            return Err(Refusal::Privacy);
-        }
-        match call {
-            // A Join names the call itself: it must still be the agent's, connected, unpromoted.
-            Some(id) => self
-                .calls
-                .get(&id)
-                .filter(|c| {
-                    c.state == CallState::Connected
-                        && c.promoted.is_none()
-                        && c.agent_user.as_deref() == Some(ext)
-                })
-                .map(|_| id)
-                .ok_or(Refusal::AgentNotInCall),
-            None => self.active_call_of(ext).ok_or(Refusal::AgentNotInCall),
-        }
-    }
-
-    /// The call and agent a `Join` header (RFC 3911) names: `call-id;to-tag=..;from-tag=..`, the
-    /// tags as seen by us (to-tag = our tag on that dialog).
-    pub(super) fn join_target(&self, join: &str) -> Option<(CallId, String)> {
-        let mut parts = join.split(';');
-        let call_id = parts.next()?.trim();
-        let (mut to_tag, mut from_tag) = (None, None);
-        for p in parts {
-            match p.split_once('=') {
-                Some((k, v)) if k.trim().eq_ignore_ascii_case("to-tag") => to_tag = Some(v.trim()),
-                Some((k, v)) if k.trim().eq_ignore_ascii_case("from-tag") => {
-                    from_tag = Some(v.trim())
-                }
-                _ => {}
-            }
-        }
-        let key = (call_id.to_string(), to_tag?.to_string());
-        let Some(&DialogRef::Leg(id, side)) = self.dialogs.get(&key) else {
-            return None;
-        };
-        let call = self.calls.get(&id)?;
-        if from_tag.is_some_and(|f| call.leg(side).remote_tag.as_deref() != Some(f)) {
-            return None;
-        }
-        Some((id, call.agent_user.clone()?))
-    }
-
-    /// The agent's active, connected call; the most recently connected if several (DESIGN §4).
-    pub(super) fn active_call_of(&self, ext: &str) -> Option<CallId> {
-        self.calls
-            .iter()
-            .filter(|(_, c)| {
-                c.state == CallState::Connected
-                    && c.promoted.is_none()
-                    && c.agent_user.as_deref() == Some(ext)
-            })
-            .max_by_key(|(id, c)| (c.connected_at, **id))
-            .map(|(id, _)| *id)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn on_feature_code(
-        &mut self,
-        now: Instant,
-        key: TxKey,
-        req: rsip::Request,
-        caller: &Caller,
-        mode: Mode,
-        ext: &str,
-        offer: Option<rtc_sdp::description::session::SessionDescription>,
-        source: SocketAddr,
-        transport: Transport,
-        call: Option<CallId>,
-    ) {
-        let who = match caller {
-            Caller::Trunk(t) => format!("trunk {t}"),
-            Caller::User(u) => u.clone(),
-        };
-        let attach = self
-            .authorize_session(caller, mode, ext, call)
-            .and_then(|call| match offer {
-                Some(o) => Ok((call, o)),
-                None => Err(Refusal::NoOffer),
-            });
-        let (call_id, offer) = match attach {
-            Ok(x) => x,
-            Err(refusal) => {
-                info!(supervisor = %who, agent = %ext, mode = mode.as_str(), code = refusal.code(), reason = refusal.reason(), "session refused");
-                let target = call.or_else(|| self.active_call_of(ext));
-                self.refuse_session(&who, ext, target, mode, refusal.key(), SessionOrigin::Phone);
-                self.respond_new_dialog(now, (&key, &req), refusal.code(), refusal.reason(), &[]);
-                return;
-            }
-        };
-        let Ok(port) = self.pool.allocate() else {
-            info!(supervisor = %who, agent = %ext, mode = mode.as_str(), reason = "no_media_ports", "session refused");
-            self.refuse_session(
-                &who,
-                ext,
-                Some(call_id),
-                mode,
-                "no_media_ports",
-                SessionOrigin::Phone,
-            );
-            self.respond_new_dialog(
-                now,
-                (&key, &req),
-                503,
-                "Service Unavailable (no media ports)",
-                &[],
-            );
-            return;
-        };
-        let sid = self.next_session;
-        self.next_session += 1;
-        // DESIGN §5: the start is on record before the supervisor hears anything.
-        let start = self.audit_record(
-            AuditEvent::Start,
-            &who,
-            ext,
-            Some(call_id),
-            sid,
-            mode,
-            None,
-            SessionOrigin::Phone,
-        );
-        if self.audit_write(start).is_err() {
-            self.pool.release(port);
-            self.respond_new_dialog(
-                now,
-                (&key, &req),
-                500,
-                "Server Internal Error (audit log unavailable)",
-                &[],
-            );
-            return;
-        }
-        let media_leg = media_leg_of(sid);
-        let from = message::header(&req.headers, "From").unwrap_or_default();
-        let to = message::header(&req.headers, "To").unwrap_or_default();
-        let contact = message::header(&req.headers, "Contact").unwrap_or_default();
-        let sip_call_id = message::call_id(&req.headers).unwrap_or_default();
-        let leg = Leg {
-            call_id: sip_call_id,
-            local_tag: self.ids.tag(),
-            remote_tag: message::from_tag(&req.headers),
-            local_uri: requests::strip_tag(&to),
-            remote_uri: requests::strip_tag(&from),
-            remote_target: message::addr_uri(&contact).unwrap_or_default(),
-            route_set: message::headers_all(&req.headers, "Record-Route"),
-            local_cseq: self.number() % 10_000 + 1,
-            remote_cseq: message::cseq(&req.headers).map(|(n, _)| n),
-            peer: source,
-            transport,
-            rtp_port: port,
-            origin: Origin {
-                session_id: u64::from(self.number()),
-                version: 1,
-            },
-            last_sdp_sent: None,
-            remote_media: None,
-        };
-        let supervisor = match caller {
-            Caller::User(u) => u.clone(),
-            Caller::Trunk(_) => String::new(),
-        };
-        let call_span = self
-            .calls
-            .get(&call_id)
-            .map(|c| c.span.clone())
-            .unwrap_or_else(tracing::Span::none);
-        let span = info_span!(parent: &call_span, "session", id = sid, supervisor = %supervisor, agent = %ext);
-        let (body, info, codec) = session_answer(offer, self.cfg.rtp.address, port, &leg.origin);
-        let mut leg = leg;
-        leg.last_sdp_sent = Some(body.clone());
-        leg.remote_media = info.clone();
-        let local_tag = leg.local_tag.clone();
-        self.server_invites
-            .insert(key.clone(), DialogRef::Session(sid));
-        let remote = info.as_ref().and_then(|i| i.rtp_addr);
-        self.insert_session(
-            sid,
-            Session {
-                call: call_id,
-                supervisor: supervisor.clone(),
-                agent: ext.to_string(),
-                mode,
-                leg,
-                media_leg,
-                span: span.clone(),
-                state: SessionState::Active,
-                origin: SessionOrigin::Phone,
-                invite: None,
-                provisional_seen: false,
-                ack: None,
-                ring_deadline: None,
-            },
-            LegSetup {
-                leg: media_leg,
-                port,
-                remote,
-                role: role_of(mode),
-                codec,
-            },
-        );
-        {
-            let _s = span.enter();
-            info!(mode = mode.as_str(), call = call_id, "session started");
-        }
-        self.notices.push_back(Notice::SessionStarted {
-            session: sid,
-            call: call_id,
-            supervisor,
-            agent: ext.to_string(),
-            mode,
-            origin: SessionOrigin::Phone,
-        });
-        self.play_notification(sid, mode == Mode::Barge);
-        self.respond_sdp(
-            now,
-            (&key, &req),
-            (200, "OK"),
-            &local_tag,
-            transport,
-            Some(body),
-        );
-    }
-
     /// In-dialog requests from a supervisor.
     pub(super) fn on_session_request(
         &mut self,
@@ -532,12 +325,7 @@ impl Engine {
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.mode = mode;
         }
-        let rec = self.session_record(AuditEvent::Mode, sid, Some(format!("via {via}")));
-        if let Some(rec) = rec {
-            // A mode change is already in effect on the phone's side: a failed write is logged
-            // (by audit_write) but does not undo it.
-            let _ = self.audit_write(rec);
-        }
+        self.audit_session(AuditEvent::Mode, sid, format!("via {via}"));
         self.media.push_back(MediaCommand::SetRole {
             call,
             leg,
@@ -571,15 +359,10 @@ impl Engine {
 
     /// Stop a session: media leg removed, port returned, BYE to the supervisor if `bye`.
     pub(super) fn end_session(&mut self, now: Instant, sid: SessionId, reason: &str, bye: bool) {
-        if let Some(rec) = self.session_record(AuditEvent::Stop, sid, Some(reason.to_string())) {
-            let _ = self.audit_write(rec);
-        }
+        self.audit_session(AuditEvent::Stop, sid, reason.to_string());
         let Some(mut s) = self.sessions.remove(&sid) else {
             return;
         };
-        if let Some(at) = s.ring_deadline {
-            self.ring_deadlines.remove(&(at, sid));
-        }
         if s.state == SessionState::Calling {
             // No dialog yet: the phone is still ringing (or never answered).
             self.abandon_session_invite(now, &s);
@@ -692,6 +475,56 @@ impl Engine {
         true
     }
 
+    /// Phones still ringing for a console session past `http.answer_timeout_s`: given up.
+    pub(super) fn expire_ringing_sessions(&mut self, now: Instant) {
+        while let Some(sid) = self.sessions.pop_ring_deadline(now) {
+            self.end_session(now, sid, "no answer", true);
+        }
+    }
+
+    /// An answered API session ends while its INVITE's client transaction still runs: a
+    /// retransmitted 2xx (our ACK lost) must still be ACKed (RFC 3261 §13.2.2.4), without a
+    /// second BYE, so the transaction becomes an orphan that has been hung up already.
+    pub(super) fn keep_acking_session_invite(&mut self, sid: SessionId, s: &Session) {
+        if s.origin != SessionOrigin::Api {
+            return;
+        }
+        let key = self
+            .client
+            .iter()
+            .find(|(_, (_, p))| *p == ClientPurpose::SessionInvite(sid))
+            .map(|(k, _)| k.clone());
+        if let Some(key) = key {
+            self.orphans.insert(
+                key,
+                Orphan {
+                    peer: s.leg.peer,
+                    transport: s.leg.transport,
+                    cancel: None,
+                    hung_up: true,
+                },
+            );
+        }
+    }
+
+    /// A session that is still calling ends: CANCEL the INVITE (after a provisional response,
+    /// RFC 3261 §9.1), and keep its transaction as an orphan so that a late 2xx is hung up.
+    pub(super) fn abandon_session_invite(&mut self, now: Instant, s: &Session) {
+        let Some((key, invite)) = &s.invite else {
+            return;
+        };
+        let orphan = Orphan {
+            peer: s.leg.peer,
+            transport: s.leg.transport,
+            cancel: (!s.provisional_seen).then(|| invite.clone()),
+            hung_up: false,
+        };
+        if s.provisional_seen {
+            self.send_cancel(now, s.call, invite, s.leg.peer, s.leg.transport);
+        }
+        self.orphans.insert(key.clone(), orphan);
+    }
+
     /// Register a new session: its dialog, its place in the call and its media leg (bound now;
     /// mixed once `setup` has a codec).
     pub(super) fn insert_session(&mut self, sid: SessionId, s: Session, setup: LegSetup) {
@@ -711,7 +544,7 @@ impl Engine {
 /// Our answer to a supervisor's (restricted) offer: one voice codec plus telephone-event, the
 /// direction mirrored, anchored on the session's port. Returns the body, the offer's media and
 /// the codec chosen.
-fn session_answer(
+pub(super) fn session_answer(
     mut answer: rtc_sdp::description::session::SessionDescription,
     ip: std::net::IpAddr,
     port: u16,
@@ -729,24 +562,4 @@ fn session_answer(
     sdp::set_direction(&mut answer, dir.answer());
     sdp::anchor(&mut answer, ip, port, origin);
     (sdp::print(&answer).into_bytes(), info, codec)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_have_design_codes() {
-        assert_eq!(Refusal::NoSuchExtension.code(), 404);
-        assert_eq!(Refusal::AgentNotInCall.code(), 480);
-        for r in [
-            Refusal::BuiltInBridgeOff,
-            Refusal::NotAllowed,
-            Refusal::SelfMonitoring,
-            Refusal::Trunk,
-        ] {
-            assert_eq!(r.code(), 403);
-        }
-        assert_eq!(Refusal::BuiltInBridgeOff.reason(), "Built-In-Bridge off");
-    }
 }

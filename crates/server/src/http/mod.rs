@@ -13,6 +13,7 @@
 
 pub mod auth;
 mod prom;
+mod refusal;
 mod sse;
 
 use std::net::SocketAddr;
@@ -39,6 +40,7 @@ use crate::metrics::Metrics;
 use crate::ServerError;
 
 use auth::{Auth, LoginError};
+use refusal::refusal_status;
 
 /// Largest request body accepted (logins and session requests are tiny).
 const BODY_LIMIT: usize = 16 * 1024;
@@ -231,12 +233,7 @@ impl Problem {
             "no_media_ports" => "The RTP port range is exhausted".to_string(),
             _ => r.title().to_string(),
         };
-        Problem::new(
-            StatusCode::from_u16(r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-            r.key(),
-            r.title(),
-            detail,
-        )
+        Problem::new(refusal_status(r), r.key(), r.title(), detail)
     }
 }
 
