@@ -412,7 +412,14 @@ pub fn replace_top_via(headers: &mut Headers, new_via: &str) {
 
 /// User part of a SIP URI (`sip:1001@host` → `1001`).
 pub fn uri_user(uri: &rsip::Uri) -> Option<String> {
-    uri.user().filter(|u| !u.is_empty()).map(str::to_string)
+    // `parse` escapes `;` and `.` of a Request-URI's user part for rsip: give them back.
+    let user = uri.user().filter(|u| !u.is_empty())?;
+    Some(
+        user.replace("%3B", ";")
+            .replace("%3b", ";")
+            .replace("%2E", ".")
+            .replace("%2e", "."),
+    )
 }
 
 /// Max-Forwards value.

@@ -93,10 +93,10 @@ fn parse_gives_400_reasons_without_panicking() {
         parse(short.as_bytes()).unwrap_err().reason,
         "Body shorter than Content-Length"
     );
-    assert!(parse(b"FOO sip:a@b SIP/2.0\r\n\r\n")
-        .unwrap_err()
-        .reason
-        .contains("FOO"));
+    // An unknown method is 501 Not Implemented (RFC 4475 §3.1.1.2), its name not echoed.
+    let foo = parse(b"FOO sip:a@b SIP/2.0\r\n\r\n").unwrap_err();
+    assert_eq!((foo.code, foo.reason.as_str()), (501, "Not Implemented"));
+    assert_eq!(parse(b"garbage").unwrap_err().code, 400);
     assert_eq!(
         parse(b"SIP/2.0 2000 OK\r\n\r\n").unwrap_err().reason,
         "Malformed status line"
@@ -325,4 +325,64 @@ fn ack_and_cancel_builders() {
         Some("z9hG4bKabc")
     );
     assert!(parse(&to_bytes(&SipMessage::Request(cancel))).is_ok());
+}
+
+/// A valid request to mutate in the RFC 4475 rejection tests.
+const OPTIONS_OK: &str = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+        From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+
+fn code_of(msg: &str) -> Result<(), (u16, String)> {
+    parse(msg.as_bytes())
+        .map(|_| ())
+        .map_err(|e| (e.code, e.reason))
+}
+
+#[test]
+fn rfc4475_version_and_method_get_their_own_codes() {
+    assert!(code_of(OPTIONS_OK).is_ok());
+    // §3.1.1.2 / §3.1.1.5: an unknown method of token characters is 501, not 400.
+    let unknown = OPTIONS_OK.replace("OPTIONS", "NEWFANGLED");
+    assert_eq!(code_of(&unknown).unwrap_err().0, 501);
+    let escaped = OPTIONS_OK.replace("OPTIONS", "RE%47IST%45R");
+    assert_eq!(code_of(&escaped).unwrap_err().0, 501);
+    // §3.1.2.16: SIP/7.0 is 505; a version that is not SIP at all stays 400.
+    let v7 = OPTIONS_OK.replacen("SIP/2.0\r\n", "SIP/7.0\r\n", 1);
+    assert_eq!(code_of(&v7).unwrap_err().0, 505);
+    let junk = OPTIONS_OK.replacen("SIP/2.0\r\n", "HTTP/1.1\r\n", 1);
+    assert_eq!(code_of(&junk).unwrap_err().0, 400);
+}
+
+#[test]
+fn rfc4475_request_uri_scheme_and_characters() {
+    // §3.3.2 / §3.3.3: a well-formed URI of a scheme we do not serve is 416.
+    for uri in [
+        "nobodyKnowsThisScheme:totallyopaquecontent",
+        "soap.beep://192.0.2.103:3002",
+        "tel:+15551234",
+    ] {
+        let m = OPTIONS_OK.replacen("sip:a@b", uri, 1);
+        assert_eq!(code_of(&m).unwrap_err().0, 416, "{uri}");
+    }
+    // §3.1.2.7: a URI in <> (or holding characters no URI has) is malformed: 400.
+    for uri in ["<sip:a@b>", "sip:a\"b@c", "sip:a{b}@c", "1sip:a@b", "sip"] {
+        let m = OPTIONS_OK.replacen("sip:a@b", uri, 1);
+        assert_eq!(code_of(&m).unwrap_err().0, 400, "{uri}");
+    }
+    // §3.1.1.9: `;` in the user part is user-unreserved, not the start of URI parameters.
+    let semi = OPTIONS_OK.replacen("sip:a@b", "sip:user;par=u%40example.net@example.com", 1);
+    let SipMessage::Request(r) = parse(semi.as_bytes()).unwrap() else {
+        panic!("not a request")
+    };
+    assert_eq!(r.uri.host_with_port.to_string(), "example.com");
+    assert_eq!(
+        uri_user(&r.uri).as_deref(),
+        Some("user;par=u%40example.net")
+    );
+    // rsip ends a user part at its first `.`: dotted users are escaped for it and given back.
+    let dotted = OPTIONS_OK.replacen("sip:a@b", "sip:john.doe@example.com", 1);
+    let SipMessage::Request(r) = parse(dotted.as_bytes()).unwrap() else {
+        panic!("not a request")
+    };
+    assert_eq!(r.uri.host_with_port.to_string(), "example.com");
+    assert_eq!(uri_user(&r.uri).as_deref(), Some("john.doe"));
 }

@@ -1,0 +1,52 @@
+//! The RFC 4475 checks [`super::parse`] makes beyond what `rsip` enforces: the Request-URI's scheme
+//! and characters, headers that may appear once only, every Via's form, balanced quotes in From
+//! and To. Each returns the [`ParseError`] (with its status code) a request gets for it.
+
+use std::borrow::Cow;
+
+use super::parse::ParseError;
+
+/// Characters no URI holds unescaped (RFC 3986 §2; RFC 4475 §3.1.2.7: `<sip:..>` as Request-URI).
+const NOT_IN_URI: &[char] = &['<', '>', '"', '{', '}', '|', '\\', '^'];
+
+/// The Request-URI: a syntactically valid scheme (RFC 3986 §3.1) and no character a URI cannot
+/// hold (else 400), and a scheme bibridge serves, `sip` or `sips` (else 416, RFC 3261 §8.2.2.1).
+pub(super) fn request_uri(uri: &str) -> Result<(), ParseError> {
+    let scheme = uri.split(':').next().unwrap_or_default();
+    let scheme_ok = uri.contains(':')
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !scheme_ok || uri.contains(NOT_IN_URI) || uri.contains(|c: char| c.is_control()) {
+        return Err(ParseError::new("Malformed Request-URI"));
+    }
+    if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+        return Err(ParseError::with_code(416, "Unsupported URI Scheme"));
+    }
+    Ok(())
+}
+
+/// `rsip` reads a `;` in a SIP URI's user part as the start of URI parameters, and ends a user
+/// part at its first `.`, but RFC 3261 allows both there (user-unreserved and unreserved; RFC
+/// 4475 §3.1.1.9 `sip:user;par=u%40example.net@example.com`). Escape them (`%3B`, `%2E`, which
+/// compare equal, RFC 3261 §19.1.4) before `rsip` sees the request line; [`super::uri_user`]
+/// gives them back.
+pub(super) fn escape_user_part(start_line: &str) -> Cow<'_, str> {
+    let mut parts = start_line.splitn(3, ' ');
+    let (Some(method), Some(uri), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Cow::Borrowed(start_line);
+    };
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return Cow::Borrowed(start_line);
+    };
+    match rest.find('@') {
+        Some(at) if rest[..at].contains([';', '.']) => Cow::Owned(format!(
+            "{method} {scheme}:{}{} {version}",
+            rest[..at].replace(';', "%3B").replace('.', "%2E"),
+            &rest[at..]
+        )),
+        _ => Cow::Borrowed(start_line),
+    }
+}
