@@ -309,10 +309,17 @@ pub fn via_parts(via: &str) -> Option<ViaParts<'_>> {
         Some(i) => (&via[..i], &via[i..]),
         None => (via, ""),
     };
-    let (protocol, sent_by) = head.trim().split_once(|c: char| c.is_ascii_whitespace())?;
-    let mut proto = protocol.split('/').map(str::trim);
-    let (name, version, transport) = (proto.next()?, proto.next()?, proto.next()?);
-    if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || transport.is_empty() {
+    // sent-protocol = name SLASH version SLASH transport, SLASH = SWS "/" SWS (RFC 3261 §25.1;
+    // RFC 4475 §3.1.1.1 puts LWS around the slashes), then LWS and sent-by.
+    let mut proto = head.trim().splitn(3, '/').map(str::trim);
+    let (name, version, rest) = (proto.next()?, proto.next()?, proto.next()?);
+    let (transport, sent_by) = rest.split_once(|c: char| c.is_ascii_whitespace())?;
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    };
+    if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || !token(transport) {
         return None;
     }
     let sent_by = sent_by.trim();

@@ -7,7 +7,7 @@ use rsip::{Method, SipMessage};
 
 use super::compose::status;
 use super::headers::{
-    cseq, expand_compact, header, is_list_header, line_values, names_equal, top_via, via_parts,
+    cseq, expand_compact, header, headers_all, is_list_header, line_values, names_equal,
 };
 use super::validate;
 
@@ -55,7 +55,7 @@ fn is_token(s: &str) -> bool {
 /// requests, naming the request method; the body no shorter than `Content-Length` (RFC 3261
 /// §18.3; a longer body is truncated). RFC 4475's invalid messages are refused with the code it
 /// names (see [`ParseError::code`]): an unknown method 501, a SIP version other than 2.0 505, a
-/// Request-URI scheme other than sip/sips 416, a malformed Request-URI 400. Tolerated: leading
+/// Request-URI scheme other than sip/sips 416, a malformed Request-URI, a malformed or empty-parameter Via anywhere in the message 400. Tolerated: leading
 /// blank lines, bare-LF line ends, folded header lines, compact header names (normalised to the
 /// long form) and comma-combined Via / Route / Record-Route / Contact lines (split into one header
 /// each).
@@ -141,9 +141,8 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
             return Err(ParseError::new(format!("Missing {name}")));
         }
     }
-    let via = top_via(headers).unwrap_or_default();
-    if via_parts(&via).is_none() {
-        return Err(ParseError::new("Malformed Via"));
+    for via in headers_all(headers, "Via") {
+        validate::via(&via)?;
     }
     let (_, cseq_method) = cseq(headers).ok_or_else(|| ParseError::new("Malformed CSeq"))?;
     if let SipMessage::Request(r) = &msg {

@@ -386,3 +386,26 @@ fn rfc4475_request_uri_scheme_and_characters() {
     assert_eq!(r.uri.host_with_port.to_string(), "example.com");
     assert_eq!(uri_user(&r.uri).as_deref(), Some("john.doe"));
 }
+
+#[test]
+fn rfc4475_via_forms() {
+    // §3.1.1.1: LWS around the slashes of sent-protocol and before sent-by is legal.
+    let ws = OPTIONS_OK.replace(
+        "Via: SIP/2.0/UDP h;branch=z9hG4bK1",
+        "Via  : SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw",
+    );
+    let SipMessage::Request(r) = parse(ws.as_bytes()).unwrap() else {
+        panic!("not a request")
+    };
+    let via = top_via(&r.headers).unwrap();
+    let parts = via_parts(&via).unwrap();
+    assert_eq!((parts.transport, parts.sent_by), ("UDP", "192.0.2.2"));
+    // §3.1.2.1: empty Via parameters are malformed, in any Via, not only the top one.
+    let empty = OPTIONS_OK.replace("branch=z9hG4bK1", "branch=z9hG4bK1;;");
+    assert_eq!(code_of(&empty).unwrap_err(), (400, "Malformed Via".into()));
+    let second = OPTIONS_OK.replace(
+        "branch=z9hG4bK1\r\n",
+        "branch=z9hG4bK1\r\nVia: SIP/2.0/UDP 192.0.2.15;;,;,,\r\n",
+    );
+    assert_eq!(code_of(&second).unwrap_err(), (400, "Malformed Via".into()));
+}

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use super::headers::{split_outside_quotes, via_parts};
 use super::parse::ParseError;
 
 /// Characters no URI holds unescaped (RFC 3986 §2; RFC 4475 §3.1.2.7: `<sip:..>` as Request-URI).
@@ -48,5 +49,20 @@ pub(super) fn escape_user_part(start_line: &str) -> Cow<'_, str> {
             &rest[at..]
         )),
         _ => Cow::Borrowed(start_line),
+    }
+}
+
+/// One Via value: `SIP/2.0/<transport> <sent-by>` and no empty parameter (RFC 4475 §3.1.2.1).
+pub(super) fn via(value: &str) -> Result<(), ParseError> {
+    let ok = via_parts(value).is_some_and(|p| {
+        split_outside_quotes(p.params, ';')
+            .iter()
+            .skip(1)
+            .all(|q| !q.trim().is_empty())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ParseError::new("Malformed Via"))
     }
 }
