@@ -278,10 +278,40 @@ pub fn to_tag(headers: &Headers) -> Option<String> {
     header(headers, "To").and_then(|v| tag_of(&v))
 }
 
-/// The URI inside a name-addr (`"Bob" <sip:b@h>;tag=1` → `sip:b@h`) or bare addr-spec.
+/// Where a name-addr's `<` is: the first `<` outside a quoted display name (`"A <x>" <sip:a@h>`
+/// has its URI after the second `<`). `Err(())` when a quoted string is not terminated.
+pub(super) fn angle_start(value: &str) -> Result<Option<usize>, ()> {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, ch) in value.char_indices() {
+        if in_quotes {
+            if escaped {
+                escaped = false;
+            } else if ch == '\\' {
+                escaped = true;
+            } else if ch == '"' {
+                in_quotes = false;
+            }
+            continue;
+        }
+        match ch {
+            '"' => in_quotes = true,
+            '<' => return Ok(Some(i)),
+            _ => {}
+        }
+    }
+    if in_quotes {
+        Err(())
+    } else {
+        Ok(None)
+    }
+}
+
+/// The URI inside a name-addr (`"Bob" <sip:b@h>;tag=1` → `sip:b@h`) or bare addr-spec. A `<`
+/// inside the quoted display name is part of the name.
 pub fn addr_uri(value: &str) -> Option<String> {
     let value = value.trim();
-    if let Some(start) = value.find('<') {
+    if let Some(start) = angle_start(value).ok()? {
         let rest = value.get(start + 1..)?;
         let end = rest.find('>')?;
         let inner = rest[..end].trim();

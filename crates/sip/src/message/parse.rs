@@ -55,7 +55,7 @@ fn is_token(s: &str) -> bool {
 /// requests, naming the request method; the body no shorter than `Content-Length` (RFC 3261
 /// §18.3; a longer body is truncated). RFC 4475's invalid messages are refused with the code it
 /// names (see [`ParseError::code`]): an unknown method 501, a SIP version other than 2.0 505, a
-/// Request-URI scheme other than sip/sips 416, a malformed Request-URI, a malformed or empty-parameter Via anywhere in the message 400. Tolerated: leading
+/// Request-URI scheme other than sip/sips 416, a malformed Request-URI, a malformed or empty-parameter Via anywhere in the message and unbalanced quotes in From/To 400. Tolerated: leading
 /// blank lines, bare-LF line ends, folded header lines, compact header names (normalised to the
 /// long form) and comma-combined Via / Route / Record-Route / Contact lines (split into one header
 /// each).
@@ -143,6 +143,9 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
     }
     for via in headers_all(headers, "Via") {
         validate::via(&via)?;
+    }
+    for name in ["From", "To"] {
+        validate::name_addr(name, &header(headers, name).unwrap_or_default())?;
     }
     let (_, cseq_method) = cseq(headers).ok_or_else(|| ParseError::new("Malformed CSeq"))?;
     if let SipMessage::Request(r) = &msg {

@@ -409,3 +409,25 @@ fn rfc4475_via_forms() {
     );
     assert_eq!(code_of(&second).unwrap_err(), (400, "Malformed Via".into()));
 }
+
+#[test]
+fn rfc4475_quoted_display_names() {
+    // §3.1.2.6: unterminated quoted display name.
+    let quot = OPTIONS_OK.replace("To: <sip:a@b>", "To: \"Mr. J. User <sip:a@b>");
+    assert_eq!(code_of(&quot).unwrap_err(), (400, "Malformed To".into()));
+    // A `<` inside a quoted display name is text, not the URI's start.
+    let inner = OPTIONS_OK.replace("To: <sip:a@b>", "To: \"A <x>\" <sip:a@b>");
+    assert!(code_of(&inner).is_ok());
+}
+
+#[test]
+fn addr_uri_ignores_angle_brackets_in_a_quoted_display_name() {
+    assert_eq!(
+        addr_uri("\"Alice <x>\" <sip:alice@example.com>;tag=1").as_deref(),
+        Some("sip:alice@example.com")
+    );
+    assert_eq!(
+        addr_uri("\"a \\\" <y>\" <sip:b@h>").as_deref(),
+        Some("sip:b@h")
+    );
+}

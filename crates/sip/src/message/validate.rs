@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::headers::{split_outside_quotes, via_parts};
+use super::headers::{angle_start, split_outside_quotes, via_parts};
 use super::parse::ParseError;
 
 /// Characters no URI holds unescaped (RFC 3986 §2; RFC 4475 §3.1.2.7: `<sip:..>` as Request-URI).
@@ -64,5 +64,26 @@ pub(super) fn via(value: &str) -> Result<(), ParseError> {
         Ok(())
     } else {
         Err(ParseError::new("Malformed Via"))
+    }
+}
+
+/// A From or To value: quotes balanced, and a URI with a scheme, inside the one `<...>` of a
+/// name-addr or as a bare addr-spec (RFC 3261 §20.10; RFC 4475 §3.1.2.6).
+pub(super) fn name_addr(name: &str, value: &str) -> Result<(), ParseError> {
+    let bad = || ParseError::new(format!("Malformed {name}"));
+    let uri = match angle_start(value).map_err(|()| bad())? {
+        Some(i) => {
+            let rest = &value[i + 1..];
+            let end = rest.find('>').ok_or_else(bad)?;
+            // Whatever follows `>` is header parameters: quotes there must balance too.
+            angle_start(&rest[end + 1..]).map_err(|()| bad())?;
+            &rest[..end]
+        }
+        None => value.split(';').next().unwrap_or_default(),
+    };
+    if uri.trim().contains(':') {
+        Ok(())
+    } else {
+        Err(bad())
     }
 }
