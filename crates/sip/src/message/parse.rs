@@ -55,10 +55,11 @@ fn is_token(s: &str) -> bool {
 /// requests, naming the request method; the body no shorter than `Content-Length` (RFC 3261
 /// §18.3; a longer body is truncated). RFC 4475's invalid messages are refused with the code it
 /// names (see [`ParseError::code`]): an unknown method 501, a SIP version other than 2.0 505, a
-/// Request-URI scheme other than sip/sips 416, a malformed Request-URI, a malformed or empty-parameter Via anywhere in the message and unbalanced quotes in From/To 400. Tolerated: leading
-/// blank lines, bare-LF line ends, folded header lines, compact header names (normalised to the
-/// long form) and comma-combined Via / Route / Record-Route / Contact lines (split into one header
-/// each).
+/// Request-URI scheme other than sip/sips 416; duplicated single-value headers (From, To,
+/// Call-ID, CSeq, Max-Forwards, Content-Length, Content-Type), a malformed or empty-parameter Via
+/// anywhere in the message and unbalanced quotes in From/To 400. Tolerated: leading blank lines,
+/// bare-LF line ends, folded header lines, compact header names (normalised to the long form) and
+/// comma-combined Via / Route / Record-Route / Contact lines (split into one header each).
 pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
     let start = data
         .iter()
@@ -97,6 +98,7 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
         StartLine::Response { .. } => text.push_str(start_line),
     }
     text.push_str("\r\n");
+    let mut seen = [false; validate::SINGLE.len()];
     for line in lines.iter().skip(1) {
         let (name, value) = line
             .split_once(':')
@@ -106,6 +108,14 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
             return Err(ParseError::new("Malformed header name"));
         }
         let name = expand_compact(name);
+        if let Some(i) = validate::SINGLE.iter().position(|s| names_equal(s, name)) {
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(ParseError::new(format!(
+                    "Duplicate {}",
+                    validate::SINGLE[i]
+                )));
+            }
+        }
         let value = value.trim();
         if is_list_header(name) && !(name.eq_ignore_ascii_case("Contact") && value == "*") {
             for v in line_values(name, value) {
@@ -223,9 +233,10 @@ pub fn frame_stream(buf: &[u8], max_message: usize) -> StreamFrame {
     for line in head.split("\r\n").skip(1) {
         if let Some((name, value)) = line.split_once(':') {
             if names_equal(name.trim(), "Content-Length") {
+                // Two different values: the message boundary is unknowable (RFC 4475 §3.3.9).
                 match value.trim().parse::<usize>() {
-                    Ok(n) => length = Some(n),
-                    Err(_) => return StreamFrame::Invalid,
+                    Ok(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                    _ => return StreamFrame::Invalid,
                 }
             }
         }

@@ -431,3 +431,27 @@ fn addr_uri_ignores_angle_brackets_in_a_quoted_display_name() {
         Some("sip:b@h")
     );
 }
+
+#[test]
+fn rfc4475_single_value_headers() {
+    // §3.3.8 / §3.3.9: headers that may appear once only.
+    for (name, line) in [
+        ("To", "To: sip:other@example.net"),
+        ("From", "From: sip:x@z;tag=2"),
+        ("Call-ID", "Call-ID: other"),
+        ("CSeq", "CSeq: 59 OPTIONS"),
+        ("Max-Forwards", "Max-Forwards: 5\r\nMax-Forwards: 6"),
+        ("Content-Length", "Content-Length: 0\r\nl: 0"),
+    ] {
+        let m = OPTIONS_OK.replace("\r\n\r\n", &format!("\r\n{line}\r\n\r\n"));
+        assert_eq!(
+            code_of(&m).unwrap_err(),
+            (400, format!("Duplicate {name}")),
+            "{line}"
+        );
+    }
+    // Conflicting Content-Length on a stream: the message boundary is unknowable.
+    let two =
+        b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 13\r\nContent-Length: 5\r\n\r\n0123456789abc";
+    assert_eq!(frame_stream(two, 65_536), StreamFrame::Invalid);
+}

@@ -7,6 +7,17 @@ use std::borrow::Cow;
 use super::headers::{angle_start, split_outside_quotes, via_parts};
 use super::parse::ParseError;
 
+/// Headers that may appear once only (RFC 3261 §7.3.1 and §20; RFC 4475 §3.3.8, §3.3.9).
+pub(super) const SINGLE: &[&str] = &[
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Max-Forwards",
+    "Content-Length",
+    "Content-Type",
+];
+
 /// Characters no URI holds unescaped (RFC 3986 §2; RFC 4475 §3.1.2.7: `<sip:..>` as Request-URI).
 const NOT_IN_URI: &[char] = &['<', '>', '"', '{', '}', '|', '\\', '^'];
 
