@@ -106,23 +106,22 @@ impl Engine {
                     .flatten()
                     .is_some_and(|b| b.starts_with(wire::BRANCH_MARK))
         }) {
-            self.respond(now, (&key, &req), 482, "Loop Detected", None, &[]);
+            self.respond_new_dialog(now, (&key, &req), 482, "Loop Detected", &[]);
             return;
         }
         let max_forwards = message::max_forwards(&req.headers).unwrap_or(70);
         if max_forwards == 0 {
-            self.respond(now, (&key, &req), 483, "Too Many Hops", None, &[]);
+            self.respond_new_dialog(now, (&key, &req), 483, "Too Many Hops", &[]);
             return;
         }
         if !req.body.is_empty() {
             let ctype = message::header(&req.headers, "Content-Type").unwrap_or_default();
             if !ctype.to_ascii_lowercase().starts_with("application/sdp") {
-                self.respond(
+                self.respond_new_dialog(
                     now,
                     (&key, &req),
                     415,
                     "Unsupported Media Type",
-                    None,
                     &[("Accept", "application/sdp".into())],
                 );
                 return;

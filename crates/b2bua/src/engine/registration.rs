@@ -28,7 +28,7 @@ impl Engine {
             .and_then(|r| r.split_once('@'))
             .map(|(u, _)| u.to_string());
         let Some(user) = user.filter(|u| self.cfg.user(u).is_some()) else {
-            self.respond(now, (key, req), 404, "Not Found", None, &[]);
+            self.respond_new_dialog(now, (key, req), 404, "Not Found", &[]);
             return;
         };
         let Ok(authed) = self.authenticate(now, key, req) else {
