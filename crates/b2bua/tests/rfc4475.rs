@@ -95,7 +95,7 @@ const CASES: &[Case] = &[
     Case { name: "insuf",      section: "3.3.1",    from: PEER,  expect: Answer(&[400]),        known_bad: false, why: "no Call-ID, From, To: 400 (and no crash)" },
     Case { name: "unkscm",     section: "3.3.2",    from: PEER,  expect: Answer(&[416]),        known_bad: false, why: "unknown Request-URI scheme: 416 Unsupported URI Scheme" },
     Case { name: "novelsc",    section: "3.3.3",    from: PEER,  expect: Answer(&[416]),        known_bad: false, why: "soap.beep: never meaningful to bibridge: 416" },
-    Case { name: "unksm2",     section: "3.3.4",    from: PEER,  expect: Answer(&[400]),        known_bad: true,  why: "registrar: To (AOR) must be a SIP/SIPS URI: 400" },
+    Case { name: "unksm2",     section: "3.3.4",    from: PEER,  expect: Answer(&[400]),        known_bad: false, why: "registrar: To (AOR) must be a SIP/SIPS URI: 400" },
     Case { name: "bext01",     section: "3.3.5",    from: PEER,  expect: Answer(&[420]),        known_bad: false, why: "Require of unknown extensions: 420 with Unsupported" },
     Case { name: "invut",      section: "3.3.6",    from: PEER,  expect: Answer(&[415]),        known_bad: false, why: "endpoint, unknown body type: 415" },
     Case { name: "regaut01",   section: "3.3.7",    from: PEER,  expect: Answer(&[401, 404]),   known_bad: false, why: "unknown auth scheme: challenge (401); unknown AOR 404 until finding 4" },
