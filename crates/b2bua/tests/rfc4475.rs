@@ -107,7 +107,7 @@ const CASES: &[Case] = &[
     Case { name: "cparam02",   section: "3.3.13",   from: PEER,  expect: Answer(&[401, 404]),   known_bad: false, why: "valid REGISTER (url-param); unknown AOR, unauthenticated: not 400" },
     Case { name: "regescrt",   section: "3.3.14",   from: PEER,  expect: Answer(&[401, 404]),   known_bad: false, why: "valid REGISTER (escaped header in <> Contact); unknown AOR: not 400" },
     Case { name: "sdp01",      section: "3.3.15",   from: PEER,  expect: Answer(&[401, 406, 400]), known_bad: false, why: "untrusted: challenge first (RFC 3261 §8.2 order), or 406/400 for the Accept" },
-    Case { name: "sdp01",      section: "3.3.15",   from: TRUNK, expect: Answer(&[406, 400]),   known_bad: true,  why: "Accept without application/sdp: 406 (Warning 399) or 400" },
+    Case { name: "sdp01",      section: "3.3.15",   from: TRUNK, expect: Answer(&[406, 400]),   known_bad: false, why: "Accept without application/sdp: 406 (Warning 399) or 400" },
     // ---- §3.4 backward compatibility ----
     Case { name: "inv2543",    section: "3.4.1",    from: PEER,  expect: Answer(&[401]),        known_bad: false, why: "RFC 2543 INVITE (no branch, From tag, Content-Length, Max-Forwards) accepted; challenged" },
     Case { name: "inv2543",    section: "3.4.1",    from: TRUNK, expect: Answer(&[404]),        known_bad: false, why: "RFC 2543 INVITE from the trunk: routed, no such user or route" },
@@ -325,5 +325,26 @@ fn rfc4475_corpus_is_complete_and_intact() {
         ("dblreq", 750),
     ] {
         assert_eq!(load(name).len(), len, "{name}.dat size");
+    }
+}
+
+/// sdp01's 406 is for an Accept that rules SDP out: one that admits it (by a wildcard, with
+/// parameters, in any case) is routed as usual (404 from the trunk: no such user).
+#[test]
+fn accept_admitting_sdp_is_not_refused() {
+    let sdp01 = String::from_utf8(load("sdp01")).unwrap();
+    for accept in [
+        "Accept: text/x, Application/*;q=0.5",
+        "Accept: */*",
+        "Accept: application/SDP",
+        "Accept: ",
+    ] {
+        let msg = sdp01.replace("Accept: text/nobodyKnowsThis", accept);
+        let o = feed(msg.as_bytes(), TRUNK);
+        assert_eq!(
+            o.finals.iter().map(|f| f.0).collect::<Vec<_>>(),
+            [404],
+            "{accept}: {o:?}"
+        );
     }
 }
