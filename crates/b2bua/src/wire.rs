@@ -101,21 +101,41 @@ pub fn build(
 }
 
 /// Answer a request `rsip` could not parse with `code reason`, built from its raw header lines, so
-/// that the sender learns why (RFC 3261 §21.4.1). Returns `None` when not even the headers a
-/// response needs (Via, From, To, Call-ID, CSeq) can be found, or the message is a response:
-/// then there is nobody to answer and the message is dropped.
-pub fn raw_error_response(data: &[u8], code: u16, reason: &str) -> Option<Vec<u8>> {
-    let text = std::str::from_utf8(data).ok()?;
-    let head = text.split("\r\n\r\n").next().unwrap_or(text);
-    let mut lines = head.lines();
-    let first = lines.next()?;
-    if first.starts_with("SIP/") {
+/// that the sender learns why (RFC 3261 §21.4.1). The To header gets `to_tag` when it has no tag
+/// (RFC 3261 §8.2.6.2), a 501 lists what we implement in `Allow` (RFC 3261 §21.5.2, RFC 4475
+/// §3.1.1.2). Works on bytes: a binary body, or binary octets in a header we do not copy, does
+/// not stop the answer. Returns `None` when there is no Via, or the message is a response: then
+/// there is nobody to answer and the message is dropped.
+pub fn raw_error_response(data: &[u8], code: u16, reason: &str, to_tag: &str) -> Option<Vec<u8>> {
+    let start = data.iter().position(|b| !b.is_ascii_whitespace())?;
+    let data = &data[start..];
+    let head = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(data, |i| &data[..i]);
+    // Logical header lines: folded continuations joined to the line they continue.
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    for raw in head.split(|&b| b == b'\n') {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let folded = matches!(line.first(), Some(b' ' | b'\t')) && lines.len() > 1;
+        match lines.last_mut() {
+            Some(last) if folded => {
+                last.push(b' ');
+                last.extend_from_slice(line.trim_ascii());
+            }
+            _ => lines.push(line.to_vec()),
+        }
+    }
+    let mut lines = lines.into_iter();
+    if lines.next()?.starts_with(b"SIP/") {
         return None;
     }
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
     let mut seen = [false; 5];
-    for line in lines {
-        let Some((name, _)) = line.split_once(':') else {
+    // Only header lines that are text are copied: a line with invalid UTF-8 is skipped (no
+    // answer at all when it is the only Via), so what we send is always text.
+    for line in lines.filter_map(|l| String::from_utf8(l).ok()) {
+        let Some((name, value)) = line.split_once(':') else {
             continue;
         };
         let idx = match name.trim().to_ascii_lowercase().as_str() {
@@ -126,12 +146,22 @@ pub fn raw_error_response(data: &[u8], code: u16, reason: &str) -> Option<Vec<u8
             "cseq" => 4,
             _ => continue,
         };
+        // Every Via; the first of the others (a duplicated To is why some requests end here).
+        if idx != 0 && seen[idx] {
+            continue;
+        }
+        out.push_str(&line);
+        if idx == 2 && bibridge_sip::message::tag_of(value).is_none() {
+            let _ = write!(out, ";tag={to_tag}");
+        }
         seen[idx] = true;
-        out.push_str(line);
         out.push_str("\r\n");
     }
     if !seen[0] {
         return None;
+    }
+    if code == 501 {
+        let _ = write!(out, "Allow: {ALLOW}\r\n");
     }
     out.push_str("Content-Length: 0\r\n\r\n");
     Some(out.into_bytes())
@@ -236,15 +266,52 @@ mod tests {
     #[test]
     fn raw_error_response_copies_the_needed_headers() {
         let bad = b"INVITE sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x>\r\nCall-ID: c1\r\nCSeq: nonsense\r\n\r\n";
-        let resp = String::from_utf8(raw_error_response(bad, 400, "Bad CSeq").unwrap()).unwrap();
+        let resp =
+            String::from_utf8(raw_error_response(bad, 400, "Bad CSeq", "t1").unwrap()).unwrap();
         assert!(resp.starts_with("SIP/2.0 400 Bad CSeq\r\n"));
         assert!(resp.contains("Via: SIP/2.0/UDP 1.2.3.4;branch=z9hG4bKx\r\n"));
         assert!(resp.contains("Call-ID: c1\r\n"));
-        assert!(raw_error_response(b"SIP/2.0 200 OK\r\n\r\n", 400, "x").is_none());
-        assert!(raw_error_response(b"\xff\xfe", 400, "x").is_none());
+        assert!(raw_error_response(b"SIP/2.0 200 OK\r\n\r\n", 400, "x", "t1").is_none());
+        assert!(raw_error_response(b"\xff\xfe", 400, "x", "t1").is_none());
         assert!(
-            raw_error_response(b"FOO sip:x SIP/2.0\r\nFrom: a\r\n\r\n", 400, "x").is_none(),
+            raw_error_response(b"FOO sip:x SIP/2.0\r\nFrom: a\r\n\r\n", 400, "x", "t1").is_none(),
             "no Via: cannot answer"
+        );
+    }
+
+    #[test]
+    fn raw_error_response_adds_a_to_tag_and_allow_on_501() {
+        // RFC 3261 §8.2.6.2: a final response gets a To tag when the request had none.
+        let bad = b"FOO sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 FOO\r\n\r\n";
+        let resp =
+            String::from_utf8(raw_error_response(bad, 501, "Not Implemented", "t1").unwrap())
+                .unwrap();
+        let to = resp.lines().find(|l| l.starts_with("To:")).unwrap();
+        assert!(to.starts_with("To: <sip:x@y>;tag="), "{resp}");
+        assert!(to.len() > "To: <sip:x@y>;tag=".len(), "{resp}");
+        // RFC 3261 §21.5.2 / RFC 4475 §3.1.1.2: a 501 lists what we do implement.
+        assert!(resp.contains(&format!("\r\nAllow: {ALLOW}\r\n")), "{resp}");
+        let r400 = String::from_utf8(raw_error_response(bad, 400, "Bad", "t1").unwrap()).unwrap();
+        assert!(!r400.contains("Allow:"), "{r400}");
+        // A tag already there is kept, not doubled.
+        let tagged = String::from_utf8(bad.to_vec())
+            .unwrap()
+            .replace("<sip:x@y>", "<sip:x@y>;tag=t9");
+        let resp =
+            String::from_utf8(raw_error_response(tagged.as_bytes(), 400, "Bad", "t1").unwrap())
+                .unwrap();
+        assert!(resp.contains("To: <sip:x@y>;tag=t9\r\n"), "{resp}");
+        assert_eq!(resp.matches("tag=").count(), 2, "{resp}");
+        // A binary body (or binary octets in a header we do not copy) still gets an answer.
+        let mut binary = bad.to_vec();
+        binary.truncate(binary.len() - 2);
+        binary.extend_from_slice(b"Content-Length: 4\r\n\r\n\xff\xfe\x00\x81");
+        let resp =
+            String::from_utf8(raw_error_response(&binary, 501, "Not Implemented", "t1").unwrap())
+                .unwrap();
+        assert!(
+            resp.starts_with("SIP/2.0 501 Not Implemented\r\n"),
+            "{resp}"
         );
     }
 

@@ -106,27 +106,56 @@ impl Engine {
                     .flatten()
                     .is_some_and(|b| b.starts_with(wire::BRANCH_MARK))
         }) {
-            self.respond(now, (&key, &req), 482, "Loop Detected", None, &[]);
+            self.respond_new_dialog(now, (&key, &req), 482, "Loop Detected", &[]);
             return;
         }
         let max_forwards = message::max_forwards(&req.headers).unwrap_or(70);
         if max_forwards == 0 {
-            self.respond(now, (&key, &req), 483, "Too Many Hops", None, &[]);
+            self.respond_new_dialog(now, (&key, &req), 483, "Too Many Hops", &[]);
             return;
         }
         if !req.body.is_empty() {
             let ctype = message::header(&req.headers, "Content-Type").unwrap_or_default();
             if !ctype.to_ascii_lowercase().starts_with("application/sdp") {
-                self.respond(
+                self.respond_new_dialog(
                     now,
                     (&key, &req),
                     415,
                     "Unsupported Media Type",
-                    None,
                     &[("Accept", "application/sdp".into())],
                 );
                 return;
             }
+        }
+        // RFC 3261 §8.2.3 / RFC 4475 §3.3.15: our answers carry SDP; an Accept that lists types,
+        // none of them SDP, gets 406 (an empty Accept is taken as no restriction).
+        let accept = message::headers_all(&req.headers, "Accept");
+        let mut types = accept
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(|t| {
+                t.split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .filter(|t| !t.is_empty())
+            .peekable();
+        if types.peek().is_some()
+            && !types.any(|t| t == "application/sdp" || t == "application/*" || t == "*/*")
+        {
+            self.respond_new_dialog(
+                now,
+                (&key, &req),
+                406,
+                "Not Acceptable",
+                &[(
+                    "Warning",
+                    "399 bibridge \"answers carry application/sdp\"".into(),
+                )],
+            );
+            return;
         }
         let caller = match self.cfg.trunk_for_source(source) {
             Some(t) => Caller::Trunk(t.name.clone()),

@@ -383,32 +383,9 @@ impl Engine {
             }
             Ok(msg) => self.txl.handle_message(now, msg, source, transport),
             Err(e) => {
-                debug!(%source, reason = %e.reason, "unparsable SIP message");
-                let known = matches!(
-                    wire::request_method(data),
-                    Some(
-                        "INVITE"
-                            | "ACK"
-                            | "BYE"
-                            | "CANCEL"
-                            | "OPTIONS"
-                            | "REGISTER"
-                            | "INFO"
-                            | "UPDATE"
-                            | "PRACK"
-                            | "SUBSCRIBE"
-                            | "NOTIFY"
-                            | "MESSAGE"
-                            | "REFER"
-                            | "PUBLISH"
-                    )
-                );
-                let (code, reason) = if wire::request_method(data).is_some() && !known {
-                    (501, "Not Implemented".to_string())
-                } else {
-                    (400, e.reason.clone())
-                };
-                if let Some(resp) = wire::raw_error_response(data, code, &reason) {
+                debug!(%source, code = e.code, reason = %e.reason, "unparsable SIP message");
+                let tag = self.ids.tag();
+                if let Some(resp) = wire::raw_error_response(data, e.code, &e.reason, &tag) {
                     self.transmits.push_back(Transmit {
                         transport,
                         dest: source,

@@ -22,13 +22,20 @@ impl Engine {
     ) {
         let to = message::header(&req.headers, "To").unwrap_or_default();
         let aor = message::addr_uri(&to).unwrap_or_default();
+        // RFC 3261 §10.3 item 5: the address of record is a SIP or SIPS URI (RFC 4475 §3.3.4).
+        let scheme = aor.split(':').next().unwrap_or_default();
+        if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+            let reason = "Bad Request (To is not a SIP URI)";
+            self.respond_new_dialog(now, (key, req), 400, reason, &[]);
+            return;
+        }
         let user = aor
             .strip_prefix("sip:")
             .or_else(|| aor.strip_prefix("sips:"))
             .and_then(|r| r.split_once('@'))
             .map(|(u, _)| u.to_string());
         let Some(user) = user.filter(|u| self.cfg.user(u).is_some()) else {
-            self.respond(now, (key, req), 404, "Not Found", None, &[]);
+            self.respond_new_dialog(now, (key, req), 404, "Not Found", &[]);
             return;
         };
         let Ok(authed) = self.authenticate(now, key, req) else {

@@ -30,9 +30,9 @@ impl Engine {
         let method = tx.1.method.to_string();
         let allow = [("Allow", wire::ALLOW.to_string())];
         if KNOWN_UNSUPPORTED.contains(&method.as_str()) {
-            self.respond(now, tx, 405, "Method Not Allowed", None, &allow);
+            self.respond_new_dialog(now, tx, 405, "Method Not Allowed", &allow);
         } else {
-            self.respond(now, tx, 501, "Not Implemented", None, &allow);
+            self.respond_new_dialog(now, tx, 501, "Not Implemented", &allow);
         }
     }
 

@@ -278,10 +278,40 @@ pub fn to_tag(headers: &Headers) -> Option<String> {
     header(headers, "To").and_then(|v| tag_of(&v))
 }
 
-/// The URI inside a name-addr (`"Bob" <sip:b@h>;tag=1` → `sip:b@h`) or bare addr-spec.
+/// Where a name-addr's `<` is: the first `<` outside a quoted display name (`"A <x>" <sip:a@h>`
+/// has its URI after the second `<`). `Err(())` when a quoted string is not terminated.
+pub(super) fn angle_start(value: &str) -> Result<Option<usize>, ()> {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, ch) in value.char_indices() {
+        if in_quotes {
+            if escaped {
+                escaped = false;
+            } else if ch == '\\' {
+                escaped = true;
+            } else if ch == '"' {
+                in_quotes = false;
+            }
+            continue;
+        }
+        match ch {
+            '"' => in_quotes = true,
+            '<' => return Ok(Some(i)),
+            _ => {}
+        }
+    }
+    if in_quotes {
+        Err(())
+    } else {
+        Ok(None)
+    }
+}
+
+/// The URI inside a name-addr (`"Bob" <sip:b@h>;tag=1` → `sip:b@h`) or bare addr-spec. A `<`
+/// inside the quoted display name is part of the name.
 pub fn addr_uri(value: &str) -> Option<String> {
     let value = value.trim();
-    if let Some(start) = value.find('<') {
+    if let Some(start) = angle_start(value).ok()? {
         let rest = value.get(start + 1..)?;
         let end = rest.find('>')?;
         let inner = rest[..end].trim();
@@ -309,10 +339,17 @@ pub fn via_parts(via: &str) -> Option<ViaParts<'_>> {
         Some(i) => (&via[..i], &via[i..]),
         None => (via, ""),
     };
-    let (protocol, sent_by) = head.trim().split_once(|c: char| c.is_ascii_whitespace())?;
-    let mut proto = protocol.split('/').map(str::trim);
-    let (name, version, transport) = (proto.next()?, proto.next()?, proto.next()?);
-    if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || transport.is_empty() {
+    // sent-protocol = name SLASH version SLASH transport, SLASH = SWS "/" SWS (RFC 3261 §25.1;
+    // RFC 4475 §3.1.1.1 puts LWS around the slashes), then LWS and sent-by.
+    let mut proto = head.trim().splitn(3, '/').map(str::trim);
+    let (name, version, rest) = (proto.next()?, proto.next()?, proto.next()?);
+    let (transport, sent_by) = rest.split_once(|c: char| c.is_ascii_whitespace())?;
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+    };
+    if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || !token(transport) {
         return None;
     }
     let sent_by = sent_by.trim();
@@ -412,7 +449,14 @@ pub fn replace_top_via(headers: &mut Headers, new_via: &str) {
 
 /// User part of a SIP URI (`sip:1001@host` → `1001`).
 pub fn uri_user(uri: &rsip::Uri) -> Option<String> {
-    uri.user().filter(|u| !u.is_empty()).map(str::to_string)
+    // `parse` escapes `;` and `.` of a Request-URI's user part for rsip: give them back.
+    let user = uri.user().filter(|u| !u.is_empty())?;
+    Some(
+        user.replace("%3B", ";")
+            .replace("%3b", ";")
+            .replace("%2E", ".")
+            .replace("%2e", "."),
+    )
 }
 
 /// Max-Forwards value.

@@ -15,6 +15,8 @@
 //! # Layout
 //! - `headers`: header access by name, building headers, tags, name-addr URIs, Via.
 //! - `parse`: [`parse`] with its sanity checks, [`frame_stream`] for stream transports.
+//! - `validate`: the RFC 4475 checks `parse` makes beyond rsip (Request-URI, single headers,
+//!   Via, name-addr quotes).
 //! - `compose`: status codes and reason phrases, [`to_bytes`], [`response`], [`ack_for_non2xx`],
 //!   [`cancel_for`].
 //! - [`IdGen`] lives in `crate::ids` and is re-exported here.
@@ -22,6 +24,7 @@
 mod compose;
 mod headers;
 mod parse;
+mod validate;
 
 pub use crate::ids::IdGen;
 pub use compose::{

@@ -7,21 +7,30 @@ use rsip::{Method, SipMessage};
 
 use super::compose::status;
 use super::headers::{
-    cseq, expand_compact, header, is_list_header, line_values, names_equal, top_via, via_parts,
+    cseq, expand_compact, header, headers_all, is_list_header, line_values, names_equal,
 };
+use super::validate;
 
-/// Why a message could not be accepted. `reason` is short and human readable, suitable as the
-/// reason phrase (or a `Warning`) of a `400 Bad Request`.
+/// Why a message could not be accepted, and the status a request gets for it. `reason` is short
+/// and human readable, suitable as the reason phrase (or a `Warning`) of the error response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}")]
 pub struct ParseError {
+    /// The status code a request gets: 400, or 501 (unknown method), 505 (SIP version) and 416
+    /// (Request-URI scheme) as RFC 3261 §8.2.1-§8.2.2 and RFC 4475 ask.
+    pub code: u16,
     /// Human reason, e.g. `"Missing Call-ID"`.
     pub reason: String,
 }
 
 impl ParseError {
-    fn new(reason: impl Into<String>) -> Self {
+    pub(super) fn new(reason: impl Into<String>) -> Self {
+        Self::with_code(400, reason)
+    }
+
+    pub(super) fn with_code(code: u16, reason: impl Into<String>) -> Self {
         Self {
+            code,
             reason: reason.into(),
         }
     }
@@ -44,9 +53,13 @@ fn is_token(s: &str) -> bool {
 /// Parses one SIP message (one UDP datagram, or one framed TCP message) and checks what every
 /// layer above relies on: Via, From, To, Call-ID and CSeq present, CSeq well-formed and, for
 /// requests, naming the request method; the body no shorter than `Content-Length` (RFC 3261
-/// §18.3; a longer body is truncated). Tolerated: leading blank lines, bare-LF line ends, folded
-/// header lines, compact header names (normalised to the long form) and comma-combined Via / Route /
-/// Record-Route / Contact lines (split into one header each).
+/// §18.3; a longer body is truncated). RFC 4475's invalid messages are refused with the code it
+/// names (see [`ParseError::code`]): an unknown method 501, a SIP version other than 2.0 505, a
+/// Request-URI scheme other than sip/sips 416; duplicated single-value headers (From, To,
+/// Call-ID, CSeq, Max-Forwards, Content-Length, Content-Type), a malformed or empty-parameter Via
+/// anywhere in the message and unbalanced quotes in From/To 400. Tolerated: leading blank lines,
+/// bare-LF line ends, folded header lines, compact header names (normalised to the long form) and
+/// comma-combined Via / Route / Record-Route / Contact lines (split into one header each).
 pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
     let start = data
         .iter()
@@ -80,8 +93,12 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
     let start = check_start_line(start_line)?;
 
     let mut text = String::with_capacity(head.len() + 64);
-    text.push_str(start_line);
+    match start {
+        StartLine::Request => text.push_str(&validate::escape_user_part(start_line)),
+        StartLine::Response { .. } => text.push_str(start_line),
+    }
     text.push_str("\r\n");
+    let mut seen = [false; validate::SINGLE.len()];
     for line in lines.iter().skip(1) {
         let (name, value) = line
             .split_once(':')
@@ -91,6 +108,14 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
             return Err(ParseError::new("Malformed header name"));
         }
         let name = expand_compact(name);
+        if let Some(i) = validate::SINGLE.iter().position(|s| names_equal(s, name)) {
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(ParseError::new(format!(
+                    "Duplicate {}",
+                    validate::SINGLE[i]
+                )));
+            }
+        }
         let value = value.trim();
         if is_list_header(name) && !(name.eq_ignore_ascii_case("Contact") && value == "*") {
             for v in line_values(name, value) {
@@ -126,9 +151,11 @@ pub fn parse(data: &[u8]) -> Result<SipMessage, ParseError> {
             return Err(ParseError::new(format!("Missing {name}")));
         }
     }
-    let via = top_via(headers).unwrap_or_default();
-    if via_parts(&via).is_none() {
-        return Err(ParseError::new("Malformed Via"));
+    for via in headers_all(headers, "Via") {
+        validate::via(&via)?;
+    }
+    for name in ["From", "To"] {
+        validate::name_addr(name, &header(headers, name).unwrap_or_default())?;
     }
     let (_, cseq_method) = cseq(headers).ok_or_else(|| ParseError::new("Malformed CSeq"))?;
     if let SipMessage::Request(r) = &msg {
@@ -206,9 +233,10 @@ pub fn frame_stream(buf: &[u8], max_message: usize) -> StreamFrame {
     for line in head.split("\r\n").skip(1) {
         if let Some((name, value)) = line.split_once(':') {
             if names_equal(name.trim(), "Content-Length") {
+                // Two different values: the message boundary is unknowable (RFC 4475 §3.3.9).
                 match value.trim().parse::<usize>() {
-                    Ok(n) => length = Some(n),
-                    Err(_) => return StreamFrame::Invalid,
+                    Ok(n) if length.is_none_or(|l| l == n) => length = Some(n),
+                    _ => return StreamFrame::Invalid,
                 }
             }
         }
@@ -255,11 +283,20 @@ fn check_start_line(line: &str) -> Result<StartLine, ParseError> {
         return Err(ParseError::new("Malformed request line"));
     }
     if *version != "SIP/2.0" {
-        return Err(ParseError::new("Unsupported SIP version"));
+        // RFC 3261 §8.2.1 / RFC 4475 §3.1.2.16: another SIP version is 505; not SIP at all, 400.
+        return Err(if version.starts_with("SIP/") {
+            ParseError::with_code(505, "Version Not Supported")
+        } else {
+            ParseError::new("Unsupported SIP version")
+        });
     }
-    Method::from_str(method)
-        .map_err(|_| ParseError::new(format!("Unsupported method {method}")))?;
-    rsip::Uri::try_from(*uri).map_err(|_| ParseError::new("Malformed Request-URI"))?;
+    // RFC 3261 §8.2.1 / RFC 4475 §3.1.1.2: an unknown method is 501 (the reason phrase does not
+    // echo the method: it is the sender's text).
+    Method::from_str(method).map_err(|_| ParseError::with_code(501, "Not Implemented"))?;
+    validate::request_uri(uri)?;
+    let uri = validate::escape_user_part(line);
+    let uri = uri.split(' ').nth(1).unwrap_or_default();
+    rsip::Uri::try_from(uri).map_err(|_| ParseError::new("Malformed Request-URI"))?;
     Ok(StartLine::Request)
 }
 

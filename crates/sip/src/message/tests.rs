@@ -93,10 +93,10 @@ fn parse_gives_400_reasons_without_panicking() {
         parse(short.as_bytes()).unwrap_err().reason,
         "Body shorter than Content-Length"
     );
-    assert!(parse(b"FOO sip:a@b SIP/2.0\r\n\r\n")
-        .unwrap_err()
-        .reason
-        .contains("FOO"));
+    // An unknown method is 501 Not Implemented (RFC 4475 §3.1.1.2), its name not echoed.
+    let foo = parse(b"FOO sip:a@b SIP/2.0\r\n\r\n").unwrap_err();
+    assert_eq!((foo.code, foo.reason.as_str()), (501, "Not Implemented"));
+    assert_eq!(parse(b"garbage").unwrap_err().code, 400);
     assert_eq!(
         parse(b"SIP/2.0 2000 OK\r\n\r\n").unwrap_err().reason,
         "Malformed status line"
@@ -325,4 +325,133 @@ fn ack_and_cancel_builders() {
         Some("z9hG4bKabc")
     );
     assert!(parse(&to_bytes(&SipMessage::Request(cancel))).is_ok());
+}
+
+/// A valid request to mutate in the RFC 4475 rejection tests.
+const OPTIONS_OK: &str = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+        From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
+
+fn code_of(msg: &str) -> Result<(), (u16, String)> {
+    parse(msg.as_bytes())
+        .map(|_| ())
+        .map_err(|e| (e.code, e.reason))
+}
+
+#[test]
+fn rfc4475_version_and_method_get_their_own_codes() {
+    assert!(code_of(OPTIONS_OK).is_ok());
+    // §3.1.1.2 / §3.1.1.5: an unknown method of token characters is 501, not 400.
+    let unknown = OPTIONS_OK.replace("OPTIONS", "NEWFANGLED");
+    assert_eq!(code_of(&unknown).unwrap_err().0, 501);
+    let escaped = OPTIONS_OK.replace("OPTIONS", "RE%47IST%45R");
+    assert_eq!(code_of(&escaped).unwrap_err().0, 501);
+    // §3.1.2.16: SIP/7.0 is 505; a version that is not SIP at all stays 400.
+    let v7 = OPTIONS_OK.replacen("SIP/2.0\r\n", "SIP/7.0\r\n", 1);
+    assert_eq!(code_of(&v7).unwrap_err().0, 505);
+    let junk = OPTIONS_OK.replacen("SIP/2.0\r\n", "HTTP/1.1\r\n", 1);
+    assert_eq!(code_of(&junk).unwrap_err().0, 400);
+}
+
+#[test]
+fn rfc4475_request_uri_scheme_and_characters() {
+    // §3.3.2 / §3.3.3: a well-formed URI of a scheme we do not serve is 416.
+    for uri in [
+        "nobodyKnowsThisScheme:totallyopaquecontent",
+        "soap.beep://192.0.2.103:3002",
+        "tel:+15551234",
+    ] {
+        let m = OPTIONS_OK.replacen("sip:a@b", uri, 1);
+        assert_eq!(code_of(&m).unwrap_err().0, 416, "{uri}");
+    }
+    // §3.1.2.7: a URI in <> (or holding characters no URI has) is malformed: 400.
+    for uri in ["<sip:a@b>", "sip:a\"b@c", "sip:a{b}@c", "1sip:a@b", "sip"] {
+        let m = OPTIONS_OK.replacen("sip:a@b", uri, 1);
+        assert_eq!(code_of(&m).unwrap_err().0, 400, "{uri}");
+    }
+    // §3.1.1.9: `;` in the user part is user-unreserved, not the start of URI parameters.
+    let semi = OPTIONS_OK.replacen("sip:a@b", "sip:user;par=u%40example.net@example.com", 1);
+    let SipMessage::Request(r) = parse(semi.as_bytes()).unwrap() else {
+        panic!("not a request")
+    };
+    assert_eq!(r.uri.host_with_port.to_string(), "example.com");
+    assert_eq!(
+        uri_user(&r.uri).as_deref(),
+        Some("user;par=u%40example.net")
+    );
+    // rsip ends a user part at its first `.`: dotted users are escaped for it and given back.
+    let dotted = OPTIONS_OK.replacen("sip:a@b", "sip:john.doe@example.com", 1);
+    let SipMessage::Request(r) = parse(dotted.as_bytes()).unwrap() else {
+        panic!("not a request")
+    };
+    assert_eq!(r.uri.host_with_port.to_string(), "example.com");
+    assert_eq!(uri_user(&r.uri).as_deref(), Some("john.doe"));
+}
+
+#[test]
+fn rfc4475_via_forms() {
+    // §3.1.1.1: LWS around the slashes of sent-protocol and before sent-by is legal.
+    let ws = OPTIONS_OK.replace(
+        "Via: SIP/2.0/UDP h;branch=z9hG4bK1",
+        "Via  : SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw",
+    );
+    let SipMessage::Request(r) = parse(ws.as_bytes()).unwrap() else {
+        panic!("not a request")
+    };
+    let via = top_via(&r.headers).unwrap();
+    let parts = via_parts(&via).unwrap();
+    assert_eq!((parts.transport, parts.sent_by), ("UDP", "192.0.2.2"));
+    // §3.1.2.1: empty Via parameters are malformed, in any Via, not only the top one.
+    let empty = OPTIONS_OK.replace("branch=z9hG4bK1", "branch=z9hG4bK1;;");
+    assert_eq!(code_of(&empty).unwrap_err(), (400, "Malformed Via".into()));
+    let second = OPTIONS_OK.replace(
+        "branch=z9hG4bK1\r\n",
+        "branch=z9hG4bK1\r\nVia: SIP/2.0/UDP 192.0.2.15;;,;,,\r\n",
+    );
+    assert_eq!(code_of(&second).unwrap_err(), (400, "Malformed Via".into()));
+}
+
+#[test]
+fn rfc4475_quoted_display_names() {
+    // §3.1.2.6: unterminated quoted display name.
+    let quot = OPTIONS_OK.replace("To: <sip:a@b>", "To: \"Mr. J. User <sip:a@b>");
+    assert_eq!(code_of(&quot).unwrap_err(), (400, "Malformed To".into()));
+    // A `<` inside a quoted display name is text, not the URI's start.
+    let inner = OPTIONS_OK.replace("To: <sip:a@b>", "To: \"A <x>\" <sip:a@b>");
+    assert!(code_of(&inner).is_ok());
+}
+
+#[test]
+fn addr_uri_ignores_angle_brackets_in_a_quoted_display_name() {
+    assert_eq!(
+        addr_uri("\"Alice <x>\" <sip:alice@example.com>;tag=1").as_deref(),
+        Some("sip:alice@example.com")
+    );
+    assert_eq!(
+        addr_uri("\"a \\\" <y>\" <sip:b@h>").as_deref(),
+        Some("sip:b@h")
+    );
+}
+
+#[test]
+fn rfc4475_single_value_headers() {
+    // §3.3.8 / §3.3.9: headers that may appear once only.
+    for (name, line) in [
+        ("To", "To: sip:other@example.net"),
+        ("From", "From: sip:x@z;tag=2"),
+        ("Call-ID", "Call-ID: other"),
+        ("CSeq", "CSeq: 59 OPTIONS"),
+        ("Max-Forwards", "Max-Forwards: 5\r\nMax-Forwards: 6"),
+        ("Content-Length", "Content-Length: 0\r\nl: 0"),
+    ] {
+        let m = OPTIONS_OK.replace("\r\n\r\n", &format!("\r\n{line}\r\n\r\n"));
+        assert_eq!(
+            code_of(&m).unwrap_err(),
+            (400, format!("Duplicate {name}")),
+            "{line}"
+        );
+    }
+    // Conflicting Content-Length on a stream: the message boundary is unknowable.
+    let two =
+        b"OPTIONS sip:x SIP/2.0\r\nContent-Length: 13\r\nContent-Length: 5\r\n\r\n0123456789abc";
+    assert_eq!(frame_stream(two, 65_536), StreamFrame::Invalid);
 }
