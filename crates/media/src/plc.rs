@@ -27,8 +27,8 @@
 //!   at most 10 ms.
 //!
 //! # Resources
-//! Fixed buffers sized in [`Plc::new`] for the sample rate (at most 1.9 KiB at 16 kHz); nothing
-//! allocates afterwards.
+//! Fixed buffers sized in [`Plc::new`] for the sample rate (1.5 KiB at 8 kHz, 3 KiB at 16 kHz);
+//! nothing allocates afterwards.
 
 /// History length in ms·4 (48.75 ms = 195 / 4).
 const HISTORY_QUARTER_MS: usize = 195;
