@@ -596,6 +596,16 @@ mod tests {
         let mut lost = [0i16; 960];
         assert_eq!(dec.conceal(&mut lost), 960);
         assert!(lost.iter().any(|&s| s.abs() > 1000));
+        // Concealment of a frame lost before a packet (in-band FEC when there is some, libopus
+        // PLC otherwise): a full frame continuing the tone.
+        let frame = tone(1000.0, 48000.0, amp, 960, 11 * 960);
+        let mut payload = [0u8; 1500];
+        let n = enc.encode(&frame, &mut payload).unwrap();
+        let mut lost = [0i16; 960];
+        assert_eq!(dec.conceal_before(&payload[..n], &mut lost), 960);
+        assert!(lost.iter().any(|&s| s.abs() > 1000));
+        assert_eq!(dec.samples_in(&payload[..n]), Some(960));
+        assert_eq!(dec.conceal_before(&[0xFF; 3], &mut lost), 960);
         // Bad input is an error, not a panic.
         assert!(dec.decode(&[], &mut [0i16; 960]).is_err());
         assert!(dec.decode(&[0xFF; 3], &mut [0i16; 10]).is_err());
