@@ -9,6 +9,7 @@
 pub mod g722;
 
 use crate::g711::G711Law;
+use crate::plc::Plc;
 use crate::MediaError;
 use g722::{G722Decoder, G722Encoder};
 
@@ -71,62 +72,12 @@ impl CodecKind {
     }
 }
 
-/// Longest frame kept for concealment, in samples: 120 ms at 16 kHz (G.722), enough for any
-/// packetisation a SIP peer sends for G.711/G.722.
-const PLC_HISTORY: usize = 1920;
-/// Concealment fades to silence over this many lost frames.
-const PLC_FADE_FRAMES: usize = 3;
-
-/// Concealment for codecs without their own: repeat the last good frame while fading it out.
-#[derive(Clone, Debug)]
-struct RepeatFade {
-    /// The last decoded frame (first `len` samples valid).
-    last: Box<[i16]>,
-    len: usize,
-    /// Where in `last` concealment continues (successive losses continue the repetition).
-    pos: usize,
-    /// Samples concealed since the last good frame.
-    faded: usize,
-}
-
-impl RepeatFade {
-    fn new() -> RepeatFade {
-        RepeatFade {
-            last: vec![0; PLC_HISTORY].into_boxed_slice(),
-            len: 0,
-            pos: 0,
-            faded: 0,
-        }
-    }
-
-    /// Remember a good frame (its tail if it is longer than the history).
-    fn remember(&mut self, frame: &[i16]) {
-        let n = frame.len().min(self.last.len());
-        self.last[..n].copy_from_slice(&frame[frame.len() - n..]);
-        self.len = n;
-        self.pos = 0;
-        self.faded = 0;
-    }
-
-    fn conceal(&mut self, out: &mut [i16]) -> usize {
-        let total = self.len * PLC_FADE_FRAMES;
-        for o in out.iter_mut() {
-            if self.faded >= total {
-                *o = 0;
-                continue;
-            }
-            // Linear gain from 1 down to 0 over `total` samples, so the loss is a fade, not a
-            // click, and a long outage ends in silence rather than a buzzing loop.
-            let gain = (total - self.faded) as i64;
-            let s = i64::from(self.last[self.pos]) * gain / total as i64;
-            *o = s as i16;
-            self.faded += 1;
-            self.pos += 1;
-            if self.pos >= self.len {
-                self.pos = 0;
-            }
-        }
-        out.len()
+/// The rate of a decoder's [`Plc`]: the codec's, but for Opus (which conceals by itself and
+/// gets a token one).
+pub(crate) fn plc_rate(kind: CodecKind) -> u32 {
+    match kind {
+        CodecKind::Opus => 1000,
+        k => k.sample_rate(),
     }
 }
 
@@ -184,7 +135,8 @@ enum DecoderInner {
 pub struct Decoder {
     kind: CodecKind,
     inner: DecoderInner,
-    plc: RepeatFade,
+    /// Concealment of G.711/G.722 (Opus conceals with its own decoder).
+    plc: Plc,
 }
 
 impl Decoder {
@@ -208,7 +160,7 @@ impl Decoder {
         Ok(Decoder {
             kind,
             inner,
-            plc: RepeatFade::new(),
+            plc: Plc::new(plc_rate(kind)),
         })
     }
 
@@ -228,7 +180,9 @@ impl Decoder {
                 return dec.decode(Some(packet), signals, false).map_err(opus_err);
             }
         };
-        self.plc.remember(&out[..n]);
+        if let Some(good) = out.get_mut(..n) {
+            self.plc.good(good);
+        }
         Ok(n)
     }
 
@@ -245,12 +199,51 @@ impl Decoder {
         }
     }
 
+    /// The number of samples `payload` decodes to, without decoding it (`None` if Opus cannot
+    /// tell: a corrupt packet).
+    pub fn samples_in(&self, payload: &[u8]) -> Option<usize> {
+        match &self.inner {
+            DecoderInner::G711(_) => Some(payload.len()),
+            DecoderInner::G722(_) => Some(payload.len() * 2),
+            #[cfg(feature = "opus")]
+            DecoderInner::Opus(dec) => audiopus::packet::Packet::try_from(payload)
+                .and_then(|p| dec.nb_samples(p))
+                .ok(),
+        }
+    }
+
+    /// Conceal the audio lost just before `next` (the payload that arrived after the gap):
+    /// Opus recovers it from `next`'s in-band FEC when the sender put some there (otherwise
+    /// libopus conceals as [`conceal`](Self::conceal) does); the others just conceal.
+    pub fn conceal_before(&mut self, next: &[u8], out: &mut [i16]) -> usize {
+        #[cfg(feature = "opus")]
+        if let DecoderInner::Opus(dec) = &mut self.inner {
+            let n = out.len() / 120 * 120;
+            if n > 0 {
+                let done = audiopus::packet::Packet::try_from(next)
+                    .and_then(|p| {
+                        audiopus::MutSignals::try_from(&mut out[..n])
+                            .and_then(|s| dec.decode(Some(p), s, true))
+                    })
+                    .ok();
+                if let Some(done) = done {
+                    let len = out.len();
+                    out[done.min(len)..].fill(0);
+                    return len;
+                }
+            }
+        }
+        let _ = next;
+        self.conceal(out)
+    }
+
     /// Packet loss concealment: fill all of `out` (the length of the lost audio) and return its
     /// length.
     ///
     /// Opus uses its decoder's PLC (for a whole number of 2.5 ms; any remainder is silence);
-    /// G.711 and G.722 repeat the last good frame, fading to silence over three frame lengths,
-    /// so a lost packet is not a click and a long outage is not a buzz.
+    /// G.711 and G.722 use [`Plc`]: the last pitch periods repeated with overlap-add at the
+    /// joins, full level for 10 ms, then fading 20 % per 10 ms to silence at 60 ms; the next
+    /// good packet is merged in smoothly.
     pub fn conceal(&mut self, out: &mut [i16]) -> usize {
         match &mut self.inner {
             #[cfg(feature = "opus")]
@@ -268,7 +261,10 @@ impl Decoder {
                 out[done.min(len)..].fill(0);
                 len
             }
-            _ => self.plc.conceal(out),
+            _ => {
+                self.plc.conceal(out);
+                out.len()
+            }
         }
     }
 
@@ -525,39 +521,47 @@ mod tests {
     }
 
     #[test]
-    fn conceal_repeats_then_fades_to_silence() {
+    fn conceal_continues_the_tone_then_fades_to_silence() {
         let mut dec = Decoder::new(CodecKind::Pcmu).unwrap();
         let mut enc = Encoder::new(CodecKind::Pcmu).unwrap();
-        let pcm = tone(500.0, 8000.0, 8000.0, 160, 0);
-        let mut payload = [0u8; 160];
-        enc.encode(&pcm, &mut payload).unwrap();
         let mut good = [0i16; 160];
-        dec.decode(&payload, &mut good).unwrap();
+        let mut payload = [0u8; 160];
+        for k in 0..5 {
+            let pcm = tone(500.0, 8000.0, 8000.0, 160, k * 160);
+            enc.encode(&pcm, &mut payload).unwrap();
+            dec.decode(&payload, &mut good).unwrap();
+        }
 
         let mut lost = [[0i16; 160]; 4];
         for frame in lost.iter_mut() {
             assert_eq!(dec.conceal(frame), 160);
         }
         let energy = |x: &[i16]| x.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
-        // First concealed frame: the last frame again, slightly faded (gain 1 → 2/3).
-        let ratio = energy(&lost[0]) / energy(&good);
-        assert!(
-            ratio > 0.35 && ratio < 0.9,
-            "first frame energy ratio {ratio}"
-        );
+        // First concealed frame: the tone continued, full level for 10 ms then fading 20 %.
+        let level = db(goertzel_amplitude(&lost[0], 500.0, 8000.0), 8000.0);
+        assert!(level > -3.0 && level < 0.5, "first frame at {level:.2} dB");
         assert!(energy(&lost[1]) < energy(&lost[0]));
         assert!(energy(&lost[2]) < energy(&lost[1]));
         assert!(energy(&lost[2]) > 0.0);
-        // After three frames: silence.
+        // After 60 ms: silence.
         assert!(lost[3].iter().all(|&s| s == 0));
-        // The first concealed sample continues from the frame start at (almost) full level, so
-        // there is no sudden drop to zero.
-        assert!((i32::from(lost[0][5]) - i32::from(good[5])).abs() < 200);
-        // A good frame resets the concealment.
+        // The first concealed sample continues from the last good one: no jump beyond the
+        // tone's own steps.
+        let own = good
+            .windows(2)
+            .map(|w| (i32::from(w[1]) - i32::from(w[0])).abs())
+            .max()
+            .unwrap();
+        let join = (i32::from(lost[0][0]) - i32::from(good[159])).abs();
+        assert!(
+            join * 5 <= own * 6,
+            "join step {join}, tone steps up to {own}"
+        );
+        // A good frame ends the concealment; the next loss starts at full level again.
         dec.decode(&payload, &mut good).unwrap();
         let mut again = [0i16; 160];
         dec.conceal(&mut again);
-        assert!(energy(&again) > 0.3 * energy(&good));
+        assert!(energy(&again) > 0.7 * energy(&good));
     }
 
     #[test]
@@ -592,6 +596,16 @@ mod tests {
         let mut lost = [0i16; 960];
         assert_eq!(dec.conceal(&mut lost), 960);
         assert!(lost.iter().any(|&s| s.abs() > 1000));
+        // Concealment of a frame lost before a packet (in-band FEC when there is some, libopus
+        // PLC otherwise): a full frame continuing the tone.
+        let frame = tone(1000.0, 48000.0, amp, 960, 11 * 960);
+        let mut payload = [0u8; 1500];
+        let n = enc.encode(&frame, &mut payload).unwrap();
+        let mut lost = [0i16; 960];
+        assert_eq!(dec.conceal_before(&payload[..n], &mut lost), 960);
+        assert!(lost.iter().any(|&s| s.abs() > 1000));
+        assert_eq!(dec.samples_in(&payload[..n]), Some(960));
+        assert_eq!(dec.conceal_before(&[0xFF; 3], &mut lost), 960);
         // Bad input is an error, not a panic.
         assert!(dec.decode(&[], &mut [0i16; 960]).is_err());
         assert!(dec.decode(&[0xFF; 3], &mut [0i16; 10]).is_err());

@@ -9,6 +9,8 @@
 //! - [`port_pool`]: the RTP port pool (even RTP port, RTCP on port+1), a pure allocator.
 //! - [`codec`]: decoders/encoders per codec (G.711, G.722, Opus behind the `opus` feature) with
 //!   packet loss concealment.
+//! - [`plc`]: packet loss concealment for G.711/G.722 (G.711 Appendix I style pitch-period
+//!   repetition, without its added delay); Opus conceals with its own decoder.
 //! - [`resample`]: low-delay (≤ 1 ms) polyphase resampling between 8, 16 and 48 kHz.
 //! - [`dtmf`]: RFC 4733 telephone-events and SIP INFO dtmf-relay bodies.
 //! - [`jitter`]: the adaptive jitter buffer (0–60 ms) of each mixed input.
@@ -30,6 +32,7 @@ pub mod dtmf;
 pub mod g711;
 pub mod jitter;
 pub mod mixer;
+pub mod plc;
 pub mod port_pool;
 pub mod resample;
 pub mod rtp;

@@ -152,7 +152,23 @@ impl RtpPeer {
             Arc::clone(&self.socket),
             Arc::clone(&self.shared),
             self.ssrc,
-            tone_hz.map(|f| ToneGen::new(f, level_dbfs, 8000)),
+            Source::Tone(tone_hz.map(|f| ToneGen::new(f, level_dbfs, 8000))),
+            payload_type & 0x7F,
+        ));
+        *lock(&self.send_task) = Some(task);
+    }
+
+    /// Start sending `pcm` (8 kHz samples) in 20 ms packets to `target`, once, then digital
+    /// silence; encoded and numbered as by [`start_sending`](Self::start_sending). For speech
+    /// test audio (PESQ).
+    pub fn start_sending_pcm(&self, target: SocketAddr, pcm: Vec<i16>, payload_type: u8) {
+        self.stop_sending();
+        *lock(&self.shared.target) = Some(target);
+        let task = self.runtime.spawn(send_loop(
+            Arc::clone(&self.socket),
+            Arc::clone(&self.shared),
+            self.ssrc,
+            Source::Pcm(pcm, 0),
             payload_type & 0x7F,
         ));
         *lock(&self.send_task) = Some(task);
@@ -186,6 +202,53 @@ impl RtpPeer {
     /// Decoded audio of all received PCMU/PCMA packets, in arrival order.
     pub fn received_audio(&self) -> Vec<i16> {
         lock(&self.shared.record).audio.clone()
+    }
+
+    /// Decoded audio of the received PCMU/PCMA packets of the last packet's SSRC, placed by RTP
+    /// timestamp (as a receiver's playout would, from the earliest timestamp on) rather than
+    /// in arrival order: a lost packet is a span of zeros, a reordered one lands in its place,
+    /// a duplicate overwrites itself. Also returns the number of samples no packet covered.
+    pub fn received_timeline(&self) -> (Vec<i16>, usize) {
+        let r = lock(&self.shared.record);
+        let Some(last) = r.received.last() else {
+            return (Vec::new(), 0);
+        };
+        let ssrc = last.ssrc;
+        let pkts: Vec<&ReceivedPacket> = r
+            .received
+            .iter()
+            .filter(|p| {
+                p.ssrc == ssrc && G711Law::from_static_payload_type(p.payload_type).is_some()
+            })
+            .collect();
+        // Offsets from the last packet's timestamp, read as signed (wrap-safe for any span
+        // below 3 days at 8 kHz).
+        let rel = |ts: u32| i64::from(ts.wrapping_sub(last.timestamp) as i32);
+        let Some(first) = pkts.iter().map(|p| rel(p.timestamp)).min() else {
+            return (Vec::new(), 0);
+        };
+        let end = pkts
+            .iter()
+            .map(|p| rel(p.timestamp) + p.payload.len() as i64)
+            .max()
+            .unwrap_or(first);
+        let len = usize::try_from(end - first).unwrap_or(0);
+        let mut audio = vec![0i16; len];
+        let mut covered = vec![false; len];
+        for p in pkts {
+            let Some(law) = G711Law::from_static_payload_type(p.payload_type) else {
+                continue;
+            };
+            let at = usize::try_from(rel(p.timestamp) - first).unwrap_or(0);
+            for (i, &b) in p.payload.iter().enumerate() {
+                if let (Some(a), Some(c)) = (audio.get_mut(at + i), covered.get_mut(at + i)) {
+                    *a = law.decode_sample(b);
+                    *c = true;
+                }
+            }
+        }
+        let missing = covered.iter().filter(|c| !**c).count();
+        (audio, missing)
     }
 
     /// All received RTP packets, in arrival order.
@@ -288,11 +351,17 @@ async fn receive_loop(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
     }
 }
 
+/// What a sender sends: a tone (or silence), or given samples once (then silence).
+enum Source {
+    Tone(Option<ToneGen>),
+    Pcm(Vec<i16>, usize),
+}
+
 async fn send_loop(
     socket: Arc<UdpSocket>,
     shared: Arc<Shared>,
     ssrc: u32,
-    mut tone: Option<ToneGen>,
+    mut source: Source,
     payload_type: u8,
 ) {
     let law = G711Law::from_static_payload_type(payload_type).unwrap_or(G711Law::Ulaw);
@@ -307,9 +376,15 @@ async fn send_loop(
         let Some(target) = *lock(&shared.target) else {
             continue;
         };
-        match tone.as_mut() {
-            Some(g) => g.fill(&mut pcm),
-            None => pcm.fill(0),
+        match &mut source {
+            Source::Tone(Some(g)) => g.fill(&mut pcm),
+            Source::Tone(None) => pcm.fill(0),
+            Source::Pcm(data, pos) => {
+                pcm.fill(0);
+                let n = SAMPLES_PER_PACKET.min(data.len().saturating_sub(*pos));
+                pcm[..n].copy_from_slice(&data[*pos..*pos + n]);
+                *pos += n;
+            }
         }
         let (seq, ts) = {
             let mut next = lock(&shared.next);

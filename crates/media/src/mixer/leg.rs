@@ -57,14 +57,14 @@ impl JbPath {
     }
 }
 
-/// Heap a codec's decoder holds: the concealment history of codec.rs (1920 samples) and the
-/// boxed G.722 state. libopus' own state is not counted.
+/// Heap a codec's decoder holds: its concealment history (`crate::plc`) and the boxed G.722
+/// state. libopus' own state is not counted.
 pub(super) fn decoder_heap(kind: CodecKind) -> usize {
     let g722 = match kind {
         CodecKind::G722 => std::mem::size_of::<crate::codec::g722::G722Decoder>(),
         _ => 0,
     };
-    1920 * std::mem::size_of::<i16>() + g722
+    crate::plc::Plc::heap_bytes_at(crate::codec::plc_rate(kind)) + g722
 }
 
 /// Heap a codec's encoder holds: the boxed G.722 state (libopus' own is not counted).

@@ -10,9 +10,10 @@ use super::CallMixer;
 use crate::codec::CodecKind;
 use crate::rtp::RtpHeader;
 
-/// On a packet-clocked path a sequence gap up to this many packets is passed on as the same
-/// gap in the output (the receiver conceals it); a larger jump is a restart, not loss.
-pub(super) const MAX_GAP_PASSED: i32 = 5;
+/// On a packet-clocked path a sequence gap up to this many packets is concealed (`crate::plc`,
+/// or Opus' own PLC/FEC) and sent on as that many frames; a larger jump is a restart, not loss
+/// (and concealment is muted after 60 ms anyway).
+pub(super) const MAX_GAP_CONCEALED: i32 = 5;
 
 /// Signed distance from sequence number `b` to `a`, modulo 2^16.
 pub(super) fn seq_diff(a: u16, b: u16) -> i32 {
@@ -25,33 +26,74 @@ pub(super) fn apply_gain(s: i16, gain_q16: i64) -> i32 {
 }
 
 impl CallMixer {
-    /// Decode an audio packet of `src` on the packet-clocked path into `s_pcm` (native rate).
-    /// Returns the number of packets of `src` lost just before it (passed on as a gap), or
-    /// `None` if it is not to be mixed (late, duplicate, undecodable, implausibly long).
-    pub(super) fn decode_direct(
+    /// Where an audio packet of `src` stands on the packet-clocked path: `None` if it is not to
+    /// be mixed (late or duplicate: its place in the output has passed), else the number of
+    /// packets of `src` lost just before it and its length in samples (the length each of them
+    /// is concealed with). Nothing is concealed when the mixer's clock produced the frames
+    /// meanwhile (`clocked_meanwhile`: the input was quiet for more than 3 ptime).
+    pub(super) fn direct_gap(
         &mut self,
         src: usize,
         h: &RtpHeader,
         packet: &[u8],
-    ) -> Option<usize> {
-        let max_samples = |rate: u32| (rate * MAX_PACKET_MS / 1000) as usize;
+        clocked_meanwhile: bool,
+    ) -> Option<(usize, usize)> {
         let s = &mut self.legs[src];
         let mut missing = 0usize;
         if let Some(last) = s.last_direct_seq {
             let d = seq_diff(h.seq, last);
             if d <= 0 && d > -100 {
-                // Late or duplicate: its place in the output has passed (no buffering here).
+                // Late or duplicate: no buffering here.
                 s.stats.rx_discarded += 1;
                 return None;
             }
-            if (2..=MAX_GAP_PASSED + 1).contains(&d) {
+            if (2..=MAX_GAP_CONCEALED + 1).contains(&d) && !clocked_meanwhile {
                 missing = (d - 1) as usize;
             }
         }
+        let max = (s.rate * MAX_PACKET_MS / 1000) as usize;
+        let len = s
+            .dec_direct
+            .as_ref()
+            .and_then(|dec| dec.samples_in(h.payload(packet)))
+            .filter(|&n| n > 0 && n <= max);
+        match len {
+            Some(n) => Some((missing, n)),
+            // Not concealed: the packet's own length is unknown (its decoding will fail or be
+            // discarded too).
+            None => Some((0, 0)),
+        }
+    }
+
+    /// Conceal one lost packet of `src` (`len` samples) into `s_pcm`, for the packet-clocked
+    /// mixes; `next` is the payload that arrived after the gap (Opus' in-band FEC), given for
+    /// the last lost packet only.
+    pub(super) fn conceal_direct(&mut self, src: usize, len: usize, next: Option<&[u8]>) {
+        let s = &mut self.legs[src];
+        self.scratch.pcm.clear();
+        self.scratch.pcm.resize(len.min(MAX_PCM), 0);
+        let Some(dec) = s.dec_direct.as_mut() else {
+            return;
+        };
+        match next {
+            Some(p) => dec.conceal_before(p, &mut self.scratch.pcm),
+            None => dec.conceal(&mut self.scratch.pcm),
+        };
+        s.stats.concealed += 1;
+        if !s.jb_active {
+            s.meter.feed(&self.scratch.pcm, s.rate);
+        }
+    }
+
+    /// Decode an audio packet of `src` on the packet-clocked path into `s_pcm` (native rate);
+    /// `false` if it is not to be mixed (undecodable, implausibly long).
+    pub(super) fn decode_direct(&mut self, src: usize, h: &RtpHeader, packet: &[u8]) -> bool {
+        let max_samples = |rate: u32| (rate * MAX_PACKET_MS / 1000) as usize;
+        let s = &mut self.legs[src];
         let Some(dec) = s.dec_direct.as_mut() else {
             // Not reached: `replan` gives the source of every mixed output its decoder.
             s.stats.rx_discarded += 1;
-            return None;
+            return false;
         };
         self.scratch.pcm.clear();
         let bound = dec.max_samples(h.payload(packet)).min(MAX_PCM);
@@ -60,13 +102,13 @@ impl CallMixer {
             Ok(n) => n,
             Err(_) => {
                 s.stats.decode_errors += 1;
-                return None;
+                return false;
             }
         };
         if n == 0 || n > max_samples(s.rate) {
             // Longer than any sane packet time: not sent on (it would stall the mix).
             s.stats.rx_discarded += 1;
-            return None;
+            return false;
         }
         s.last_direct_seq = Some(h.seq);
         self.scratch.pcm.truncate(n);
@@ -75,12 +117,12 @@ impl CallMixer {
             // meter (the same audio; fed twice it would fill the window twice as fast).
             s.meter.feed(&self.scratch.pcm, s.rate);
         }
-        Some(missing)
+        true
     }
 
-    /// Packet-clocked mix: the audio packet of `src` decoded into `s_pcm` makes one frame for
-    /// `dst`; `missing` packets of `src` were lost just before it.
-    pub(super) fn direct_mix(&mut self, now: Instant, src: usize, dst: usize, missing: usize) {
+    /// Packet-clocked mix: the audio of `src` in `s_pcm` (a decoded or concealed packet) makes
+    /// one frame for `dst`.
+    pub(super) fn direct_mix(&mut self, now: Instant, src: usize, dst: usize) {
         let s = &mut self.legs[src];
         self.scratch.rs.clear();
         match s.direct_conv.as_mut() {
@@ -90,31 +132,6 @@ impl CallMixer {
         let len = self.scratch.rs.len();
         let to_agent = Some(dst) == self.agent;
 
-        // Lost packets of the source: pass the gap on (sequence and timestamp), and let the
-        // supervisor audio of that span go.
-        if missing > 0 {
-            let d = &mut self.legs[dst];
-            if let Some(rw) = d.rewriter.as_mut() {
-                let step = (len as u64 * u64::from(d.rtp_clock) / u64::from(d.mix_rate)) as u32;
-                for _ in 0..missing {
-                    rw.next_generated(step);
-                }
-            }
-            // The tone keeps time with the stream: the lost span's part of it is gone.
-            if let Some(t) = d.tone.as_mut() {
-                t.skip(len * missing);
-            }
-            for l in &mut self.legs {
-                let side = if to_agent {
-                    &mut l.side_agent
-                } else {
-                    &mut l.side_customer
-                };
-                let k = (len * missing).min(side.len());
-                side.drain(..k);
-            }
-        }
-
         self.scratch.acc.clear();
         self.scratch
             .acc
@@ -123,10 +140,10 @@ impl CallMixer {
         self.emit(now, dst);
     }
 
-    /// The customer's audio packet decoded into `s_pcm` makes one frame for every supervisor:
-    /// the customer as received, plus the same span of the supervisor's FIFO (agent and
-    /// the supervisors the agent hears); `missing` customer packets were lost just before it.
-    pub(super) fn supervisor_mix(&mut self, now: Instant, missing: usize) {
+    /// The customer's audio in `s_pcm` (a decoded or concealed packet) makes one frame for
+    /// every supervisor: the customer as received, plus the same span of the supervisor's
+    /// FIFO (agent and the supervisors the agent hears).
+    pub(super) fn supervisor_mix(&mut self, now: Instant) {
         for s in 0..self.legs.len() {
             let l = &mut self.legs[s];
             if l.route != Route::Clocked {
@@ -140,21 +157,6 @@ impl CallMixer {
             self.scratch.rs.clear();
             conv.run(&self.scratch.pcm, &mut self.scratch.rs);
             let len = self.scratch.rs.len();
-            if missing > 0 {
-                // As for the agent's mix: the gap is passed on and the rest of the mix for
-                // that span goes with it.
-                if let Some(rw) = l.rewriter.as_mut() {
-                    let step = (len as u64 * u64::from(l.rtp_clock) / u64::from(l.mix_rate)) as u32;
-                    for _ in 0..missing {
-                        rw.next_generated(step);
-                    }
-                }
-                if let Some(t) = l.tone.as_mut() {
-                    t.skip(len * missing);
-                }
-                let k = (len * missing).min(l.others.len());
-                l.others.drain(..k);
-            }
             self.scratch.acc.clear();
             self.scratch
                 .acc

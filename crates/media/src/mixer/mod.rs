@@ -69,8 +69,13 @@
 //!   the customer's while a barge supervisor is; also a codec mismatch between customer and
 //!   agent): each packet of the opposite party is decoded on arrival — never jitter-buffered, so
 //!   its timing is kept — the supervisors' audio for the same span is added from their FIFOs,
-//!   and the result is encoded and sent at once. When that party has sent nothing for more than
-//!   3 ptime (hold, DTX), the mixer's own clock produces the frames (supervisors only).
+//!   and the result is encoded and sent at once. Packets of that party lost in sequence (up to
+//!   5 in a row) are concealed when the next one arrives, one frame each, sent just before it:
+//!   G.711/G.722 by [`crate::plc`] (pitch repetition, muted after 60 ms), Opus by its own PLC
+//!   (the last one from the next packet's in-band FEC when there is some); the supervisors'
+//!   audio of that span is mixed into them as usual. When that party has sent nothing for more
+//!   than 3 ptime (hold, DTX), the mixer's own clock produces the frames (supervisors only),
+//!   and nothing lost over that pause is concealed afterwards.
 //! - **Supervisor mix** (every supervisor's output: customer + agent + the other supervisors
 //!   the agent hears): clocked by the customer's packets too, so the customer reaches a
 //!   supervisor with no added delay. Each customer packet is decoded on arrival (the same
@@ -85,7 +90,7 @@
 //!   packet's length), exactly like the agent's output. As there, the packets follow the
 //!   customer's packet time (10 or 30 ms customer packets make 10 or 30 ms supervisor
 //!   packets; Opus outputs split spans it has no frame size for), a customer packet lost in
-//!   sequence is passed on as the same gap, and the customer's telephone-events reach no
+//!   sequence is concealed, and the customer's telephone-events reach no
 //!   supervisor. The customer's jitter buffer feeds only its level meter.
 //!
 //! Every mix runs at the highest sample rate among the legs taking part in it; inputs are
@@ -397,6 +402,11 @@ impl CallMixer {
             leg.stats.rx_discarded += 1;
             return;
         };
+        // The mixer's clock makes the frames of an input quiet for more than 3 ptime (see
+        // `clock`): packets lost over such a pause are not concealed afterwards.
+        let clocked_meanwhile = leg
+            .last_rx
+            .is_none_or(|at| now.saturating_duration_since(at) > self.cfg.ptime * 3);
         if is_audio {
             if let (true, Some(p)) = (leg.jb_active, leg.jbp.as_deref_mut()) {
                 p.jb.push(now, h.seq, h.timestamp, h.ssrc, h.marker, payload);
@@ -419,17 +429,36 @@ impl CallMixer {
             _ => None,
         };
         if to_dst.is_some() || to_sups {
-            // Decoded once, for the opposite party's mix and the supervisors' alike.
-            if let Some(missing) = self.decode_direct(i, &h, packet) {
-                if let Some(d) = to_dst {
-                    self.direct_mix(now, i, d, missing);
+            // Decoded once, for the opposite party's mix and the supervisors' alike; packets
+            // lost just before it are concealed first, one frame each, so the outputs carry
+            // the concealment instead of a gap.
+            if let Some((missing, len)) = self.direct_gap(i, &h, packet, clocked_meanwhile) {
+                for k in 0..missing {
+                    let next = (k + 1 == missing).then_some(h.payload(packet));
+                    self.conceal_direct(i, len, next);
+                    self.mix_direct(now, i, to_dst, to_sups);
                 }
-                if to_sups {
-                    self.supervisor_mix(now, missing);
+                if missing > 0 {
+                    // Concealed: if this packet does not decode, the next one conceals it
+                    // alone, not the whole gap again.
+                    self.legs[i].last_direct_seq = Some(h.seq.wrapping_sub(1));
+                }
+                if self.decode_direct(i, &h, packet) {
+                    self.mix_direct(now, i, to_dst, to_sups);
                 }
             }
         }
         self.finish_tones(now);
+    }
+
+    /// The frame of `src` in `s_pcm` into the opposite party's mix and the supervisors'.
+    fn mix_direct(&mut self, now: Instant, src: usize, to_dst: Option<usize>, to_sups: bool) {
+        if let Some(d) = to_dst {
+            self.direct_mix(now, src, d);
+        }
+        if to_sups {
+            self.supervisor_mix(now);
+        }
     }
 
     /// Back to the routing without the tones that ended while producing frames (a relay

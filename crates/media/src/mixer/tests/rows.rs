@@ -660,3 +660,63 @@ fn a_late_packet_is_concealed_in_the_supervisor_mix() {
         "the customer never drops out of the supervisor's mix: {frames:?}"
     );
 }
+
+/// Customer packets lost in the network (one alone, then two in a row): the packet-clocked
+/// outputs (the supervisor's monitor mix, the coached agent's mix) conceal them, one frame per
+/// lost packet, instead of passing the gap on. The stream stays continuous and every frame
+/// carries the customer's tone near its level, agent and coach included.
+#[test]
+fn lost_customer_packets_are_concealed_in_the_packet_clocked_mixes() {
+    for mode in [SessionMode::Monitor, SessionMode::Coach] {
+        let mut sim = Sim::call(CodecKind::Pcmu);
+        sim.add(SUP_A, LegRole::Supervisor(mode), CodecKind::Pcmu, F_A, 3);
+        sim.run_until(800);
+        // The customer sends at every 20 ms; the packets of 820, 920 and 940 ms are lost.
+        for (from, lost) in [(801u64, 1u64), (901, 2)] {
+            sim.run_until(from);
+            sim.senders.get_mut(&CUST).unwrap().on = false;
+            for _ in 0..lost {
+                let _dropped = sim.senders.get_mut(&CUST).unwrap().packet();
+            }
+            sim.run_until(from + 20 * lost);
+            sim.senders.get_mut(&CUST).unwrap().on = true;
+        }
+        sim.run_until(1300);
+        let out = if mode == SessionMode::Monitor {
+            SUP_A
+        } else {
+            AGENT
+        };
+        sim.assert_continuous(out);
+        let frames: Vec<f64> = sim.outputs[&out]
+            .iter()
+            .filter(|s| (760..1100).contains(&s.ms))
+            .map(|s| packet_level(&sim, out, s, F_CUST))
+            .collect();
+        assert!(frames.len() >= 16, "{mode:?}: {} frames", frames.len());
+        // Within 3 dB in every frame, but the second of two lost in a row: concealment fades
+        // 20 % per 10 ms after the first 10 ms (G.711 Appendix I), about −4 dB there.
+        let low = frames
+            .iter()
+            .filter(|l| (*l - LEVEL_DB).abs() > 3.0)
+            .count();
+        assert!(
+            low <= 1 && frames.iter().all(|l| (*l - LEVEL_DB).abs() <= 6.0),
+            "{mode:?}: the customer's tone in every frame: {frames:?}"
+        );
+        let other = if mode == SessionMode::Monitor {
+            F_AGENT
+        } else {
+            F_A
+        };
+        let frames: Vec<f64> = sim.outputs[&out]
+            .iter()
+            .filter(|s| (760..1100).contains(&s.ms))
+            .map(|s| packet_level(&sim, out, s, other))
+            .collect();
+        assert!(
+            frames.iter().all(|l| (l - LEVEL_DB).abs() <= 3.0),
+            "{mode:?}: {other} Hz within 3 dB in every frame: {frames:?}"
+        );
+    }
+}
