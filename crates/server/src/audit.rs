@@ -1,6 +1,11 @@
 //! The durable audit log: one JSON object per line, appended and fsync'd before `append`
 //! returns, so a session start is on disk before the supervisor is connected (docs/design.md §5).
 //!
+//! The server writes it from a thread of its own ([`AuditWriter`]): the engine task hands
+//! records over a bounded queue and gets each completion back as an input once the record is
+//! fsync'd; records that queue up meanwhile are written together and share one `fdatasync`
+//! (group commit), each still reported only once durable.
+//!
 //! Why JSON lines in a plain file rather than an embedded database: an append-only file opened
 //! with `O_APPEND` is exactly the access pattern (no updates, no deletes), one `write` plus
 //! `fdatasync` per record is the whole durability story, there is no C library to build, and
@@ -12,7 +17,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use bibridge_b2bua::audit::{AuditError, AuditRecord, AuditSink};
+use bibridge_b2bua::audit::{AuditAppend, AuditError, AuditId, AuditRecord, AuditSink};
 use serde_json::{json, Value};
 
 use crate::control::rfc3339;
@@ -88,6 +93,104 @@ impl AuditSink for JsonlAudit {
         // One write call per record: with O_APPEND the line lands whole at the end.
         self.file.write_all(&self.line).map_err(err)?;
         self.file.sync_data().map_err(err)
+    }
+}
+
+impl JsonlAudit {
+    /// Append records (one `write` each, so each line lands whole) and fsync once.
+    fn append_batch<'a>(
+        &mut self,
+        records: impl Iterator<Item = &'a AuditRecord>,
+    ) -> Result<(), AuditError> {
+        let now = SystemTime::now();
+        for r in records {
+            self.line.clear();
+            serde_json::to_writer(&mut self.line, &record_json(r, now))
+                .map_err(|e| AuditError(e.to_string()))?;
+            self.line.push(b'\n');
+            let path = &self.path;
+            self.file
+                .write_all(&self.line)
+                .map_err(|e| AuditError(format!("{}: {e}", path.display())))?;
+        }
+        let path = &self.path;
+        self.file
+            .sync_data()
+            .map_err(|e| AuditError(format!("{}: {e}", path.display())))
+    }
+}
+
+/// Records written together at most (one `fdatasync` for all of them).
+const GROUP_COMMIT_MAX: usize = 256;
+
+/// A record's outcome, back to the engine task.
+pub(crate) struct AuditDone {
+    pub(crate) id: AuditId,
+    pub(crate) result: Result<(), AuditError>,
+}
+
+/// The audit log's writer thread: appends and fsyncs off the engine task.
+pub(crate) struct AuditWriter {
+    tx: Option<std::sync::mpsc::SyncSender<AuditAppend>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AuditWriter {
+    /// Start the thread; completions go to `done`.
+    pub(crate) fn spawn(
+        mut log: JsonlAudit,
+        capacity: usize,
+        done: tokio::sync::mpsc::Sender<AuditDone>,
+    ) -> std::io::Result<AuditWriter> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<AuditAppend>(capacity);
+        let thread = std::thread::Builder::new()
+            .name("bibridge-audit".into())
+            .spawn(move || {
+                // Ends once the engine task drops its sender and everything queued is written.
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while batch.len() < GROUP_COMMIT_MAX {
+                        match rx.try_recv() {
+                            Ok(a) => batch.push(a),
+                            Err(_) => break,
+                        }
+                    }
+                    let result = log.append_batch(batch.iter().map(|a| &a.record));
+                    for a in batch {
+                        let d = AuditDone {
+                            id: a.id,
+                            result: result.clone(),
+                        };
+                        // The engine task is gone at shutdown: nobody waits any more.
+                        let _ = done.blocking_send(d);
+                    }
+                }
+            })?;
+        Ok(AuditWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queue a record without waiting; `Err` when the queue is full or the thread is gone.
+    pub(crate) fn try_append(&self, a: AuditAppend) -> Result<(), String> {
+        use std::sync::mpsc::TrySendError;
+        let Some(tx) = &self.tx else {
+            return Err("audit writer stopped".into());
+        };
+        match tx.try_send(a) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err("audit writer backlog full".into()),
+            Err(TrySendError::Disconnected(_)) => Err("audit writer stopped".into()),
+        }
+    }
+
+    /// Write what is queued and stop the thread.
+    pub(crate) async fn finish(mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
     }
 }
 
