@@ -167,6 +167,8 @@ impl Server {
             media_tx,
             audit,
             api_waiting: HashMap::new(),
+            test_panic: cfg!(debug_assertions)
+                && std::env::var_os("BIBRIDGE_TEST_PANIC").is_some_and(|v| v == "engine"),
             events: EventPublisher::new(events_tx, clock),
             metrics: metrics.clone(),
         };
@@ -283,6 +285,8 @@ struct EngineTask {
     audit: Option<audit::AuditWriter>,
     /// API session starts waiting for their audit record, by record id.
     api_waiting: HashMap<bibridge_b2bua::audit::AuditId, control::StartReply>,
+    /// Debug builds: panic on the first SIP message (`BIBRIDGE_TEST_PANIC=engine`).
+    test_panic: bool,
     events: EventPublisher,
     metrics: Arc<Metrics>,
 }
@@ -352,7 +356,13 @@ impl EngineTask {
                 data,
                 source,
                 transport,
-            } => engine.handle_datagram(Instant::now(), &data, source, transport),
+            } => {
+                // Debug builds only: the panic test of the binary (crates/server/tests/panic.rs).
+                if cfg!(debug_assertions) && self.test_panic {
+                    panic!("BIBRIDGE_TEST_PANIC=engine: the engine task panics on purpose");
+                }
+                engine.handle_datagram(Instant::now(), &data, source, transport)
+            }
             Input::Media(ev) => engine.handle_media_event(Instant::now(), ev),
             Input::Control(req) => {
                 // Events already queued belong before the snapshot's sequence number.
