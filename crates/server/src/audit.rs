@@ -270,11 +270,15 @@ pub fn parse_since(s: &str) -> Option<String> {
 
 /// One human-readable line per record.
 pub fn human_line(v: &Value) -> String {
-    let f = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("-").to_string();
+    // Fields may hold anything a request carried: escape control characters so that a record
+    // is one line whatever its fields say.
+    let f = |k: &str| {
+        crate::text::escape_controls(v.get(k).and_then(Value::as_str).unwrap_or("-")).into_owned()
+    };
     let reason = v
         .get("reason")
         .and_then(Value::as_str)
-        .map(|r| format!("  ({r})"))
+        .map(|r| format!("  ({})", crate::text::escape_controls(r)))
         .unwrap_or_default();
     format!(
         "{}  {:<8} {:<7} supervisor {:<6} agent {:<6} mode {:<7} call {} {}{}",
@@ -377,6 +381,25 @@ mod tests {
         let agents: Vec<&str> = all.iter().map(|v| v["agent"].as_str().unwrap()).collect();
         assert_eq!(agents, ["1001", "1002"]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_field_with_a_newline_and_escape_codes_prints_on_one_line() {
+        let mut r = rec(
+            AuditEvent::Refusal,
+            "1001\n2026-11-25T14:03:07.120Z  start    api     supervisor 2001   agent 1001",
+        );
+        r.reason = Some("x\x1b[31m\r".into());
+        r.supervisor = "2001\x1b[2J".into();
+        let line = human_line(&record_json(&r, SystemTime::UNIX_EPOCH));
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(!line.contains('\x1b') && !line.contains('\r'), "{line}");
+        assert!(
+            line.contains("agent 1001\\n2026-11-25T14:03:07.120Z  start"),
+            "{line}"
+        );
+        assert!(line.contains("(x\\u{1b}[31m\\r)"), "{line}");
+        assert!(line.contains("supervisor 2001\\u{1b}[2J"), "{line}");
     }
 
     #[test]

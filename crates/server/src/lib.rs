@@ -9,6 +9,7 @@
 //! - [`control`]: requests from the HTTP API into the engine task, and its events back out.
 //! - [`http`]: the HTTP API, SSE event stream, operator console assets and `/metrics`.
 //! - [`metrics`]: media counters, processing-time histograms and level meters.
+//! - [`text`]: control characters escaped in the log and in `bibridge audit`'s text output.
 //!
 //! The engine ([`bibridge_b2bua::engine::Engine`]) is sans-IO; the engine task here feeds it
 //! datagrams, timeouts and media events with `Instant::now()`, and carries out what it polls.
@@ -19,6 +20,7 @@ pub mod control;
 pub mod http;
 mod media;
 pub mod metrics;
+pub mod text;
 mod transport;
 
 use std::collections::HashMap;

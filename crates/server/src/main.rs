@@ -48,11 +48,12 @@ fn main() -> ExitCode {
                     }
                 },
             };
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-                )
-                .init();
+            let filter =
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+            let sub = bibridge::text::log_subscriber(filter, std::io::stdout);
+            if tracing::subscriber::set_global_default(sub).is_err() {
+                eprintln!("bibridge: a logger is already installed");
+            }
             run(cfg)
         }
     }
