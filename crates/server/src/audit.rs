@@ -120,6 +120,72 @@ impl JsonlAudit {
     }
 }
 
+impl JsonlAudit {
+    /// After a crash: every session whose `start` has no `stop` gets one now, reason
+    /// `interrupted` (the other fields copied from its start), so that the log says when each
+    /// session ended, at the latest.
+    /// Returns how many were closed. Reads the whole log (streaming; memory only for the open
+    /// sessions). Session ids start again at 1 in each process: a stop closes the latest open
+    /// start with the same session, SIP Call-ID and people.
+    pub fn close_interrupted_sessions(&mut self) -> std::io::Result<usize> {
+        let f = File::open(&self.path)?;
+        // Open starts in log order, with their key: (session, SIP Call-ID, supervisor, agent).
+        let mut open: Vec<([String; 4], Value)> = Vec::new();
+        let key = |v: &Value| -> [String; 4] {
+            ["session", "call_id", "supervisor", "agent"].map(|k| {
+                v.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        };
+        for line in BufReader::new(f).split(b'\n') {
+            let line = line?;
+            let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                continue;
+            };
+            let k = key(&v);
+            if k[0].is_empty() {
+                continue;
+            }
+            match v.get("event").and_then(Value::as_str) {
+                Some("start") => open.push((k, v)),
+                // The most recent start of that session (same call and people if there is
+                // one: ids are reused after a restart).
+                Some("stop") => {
+                    let pos = open
+                        .iter()
+                        .rposition(|(o, _)| *o == k)
+                        .or_else(|| open.iter().rposition(|(o, _)| o[0] == k[0]));
+                    if let Some(pos) = pos {
+                        open.remove(pos);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let time = rfc3339(SystemTime::now());
+        let mut n = 0;
+        for (_, start) in open {
+            let mut stop = start;
+            if let Some(o) = stop.as_object_mut() {
+                o.insert("time".into(), Value::String(time.clone()));
+                o.insert("event".into(), Value::String("stop".into()));
+                o.insert("reason".into(), Value::String("interrupted".into()));
+            }
+            self.line.clear();
+            serde_json::to_writer(&mut self.line, &stop).map_err(std::io::Error::other)?;
+            self.line.push(b'\n');
+            self.file.write_all(&self.line)?;
+            n += 1;
+        }
+        if n > 0 {
+            self.file.sync_data()?;
+        }
+        Ok(n)
+    }
+}
+
 /// Records written together at most (one `fdatasync` for all of them).
 const GROUP_COMMIT_MAX: usize = 256;
 
@@ -400,6 +466,49 @@ mod tests {
         );
         assert!(line.contains("(x\\u{1b}[31m\\r)"), "{line}");
         assert!(line.contains("supervisor 2001\\u{1b}[2J"), "{line}");
+    }
+
+    #[test]
+    fn sessions_left_open_by_crashes_are_closed_once() {
+        let dir = std::env::temp_dir().join(format!("bibridge-audit-open-{}", std::process::id()));
+        let path = dir.join("a.jsonl");
+        let _ = std::fs::remove_file(&path);
+        let mut log = JsonlAudit::open(&path).unwrap();
+        let with = |event, sid: u64, agent: &str| {
+            let mut r = rec(event, agent);
+            r.session = Some(sid);
+            r
+        };
+        // Run 1: session 7 starts, the process dies. Run 2 (ids start again): session 7 again,
+        // stopped properly; session 8 starts, the process dies.
+        log.append(&with(AuditEvent::Start, 7, "1001")).unwrap();
+        log.append(&with(AuditEvent::Start, 7, "1002")).unwrap();
+        log.append(&with(AuditEvent::Stop, 7, "1002")).unwrap();
+        log.append(&with(AuditEvent::Start, 8, "1003")).unwrap();
+        drop(log);
+        let mut log = JsonlAudit::open(&path).unwrap();
+        assert_eq!(log.close_interrupted_sessions().unwrap(), 2);
+        let (all, _) = read(&path, &Query::default()).unwrap();
+        let tail: Vec<(&str, &str, &str)> = all[4..]
+            .iter()
+            .map(|v| {
+                (
+                    v["event"].as_str().unwrap(),
+                    v["agent"].as_str().unwrap(),
+                    v["reason"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            tail,
+            [
+                ("stop", "1001", "interrupted"),
+                ("stop", "1003", "interrupted")
+            ]
+        );
+        // Nothing left open: a second start closes nothing.
+        assert_eq!(log.close_interrupted_sessions().unwrap(), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -148,7 +148,15 @@ impl Server {
                     path: path.clone(),
                     source,
                 };
-                let log = audit::JsonlAudit::open(path).map_err(err)?;
+                let mut log = audit::JsonlAudit::open(path).map_err(err)?;
+                // After a crash: sessions left open are closed on record (`interrupted`).
+                match log.close_interrupted_sessions().map_err(err)? {
+                    0 => {}
+                    n => warn!(
+                        sessions = n,
+                        "sessions interrupted by a crash closed in the audit log"
+                    ),
+                }
                 let writer =
                     audit::AuditWriter::spawn(log, AUDIT_QUEUE, audit_done_tx).map_err(err)?;
                 info!(path = %path.display(), "audit log");
