@@ -109,3 +109,46 @@ async fn dtmf_switches_the_mode_during_a_sip_flood() {
     eprintln!("SIP datagrams dropped at the full queue: {dropped}");
     lab.server.shutdown().await;
 }
+
+/// Finding 7: registrations were lost on restart (calls to agents got 480 until their phones
+/// re-registered). Now the bindings are saved in the state directory and restored at start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_registered_before_a_restart_is_reachable_after_it() {
+    let lab = start(|_| {}).await;
+    let state = lab
+        .cfg
+        .state_dir()
+        .expect("a state dir next to the audit log");
+    let mut agent = lab.registered("1002").await;
+    // Saved within the debounce interval, without waiting for a shutdown.
+    let file = state.join(bibridge::state::REGISTRATIONS_FILE);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !std::fs::read_to_string(&file).is_ok_and(|t| t.contains("\"1002\"")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registrations not saved to {}",
+            file.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let lab = lab.stop().await.restart().await;
+    let mut trunk = lab.trunk_ua().await;
+    let offer =
+        bibridge_testkit::ua::sdp_offer("127.0.0.1:45010".parse().unwrap(), &[0, 101], "sendrecv");
+    let mut call = trunk.invite("1002", &offer, false).await.unwrap();
+    let incoming = agent
+        .wait_invite(Duration::from_secs(5))
+        .await
+        .expect("the agent's phone rings without having re-registered");
+    let answer =
+        bibridge_testkit::ua::sdp_offer("127.0.0.1:45012".parse().unwrap(), &[0, 101], "sendrecv");
+    agent.answer(&incoming, &answer).await.unwrap();
+    let ok = trunk
+        .wait_final(&mut call, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(ok.status_code.code(), 200);
+    lab.server.shutdown().await;
+    let _ = std::fs::remove_dir_all(&state);
+}

@@ -10,6 +10,7 @@
 //! - [`http`]: the HTTP API, SSE event stream, operator console assets and `/metrics`.
 //! - [`metrics`]: media counters, processing-time histograms and level meters.
 //! - [`text`]: control characters escaped in the log and in `bibridge audit`'s text output.
+//! - [`state`]: the registrar's bindings kept across restarts (`[state] dir`).
 //!
 //! The engine ([`bibridge_b2bua::engine::Engine`]) is sans-IO; the engine task here feeds it
 //! datagrams, timeouts and media events with `Instant::now()`, and carries out what it polls.
@@ -20,6 +21,7 @@ pub mod control;
 pub mod http;
 mod media;
 pub mod metrics;
+pub mod state;
 pub mod text;
 mod transport;
 
@@ -167,9 +169,19 @@ impl Server {
                 None
             }
         };
+        let state_dir = cfg.state_dir();
         let mut engine = Engine::new(cfg, local, seed, Instant::now());
         if audit.is_some() {
             engine.use_audit_queue();
+        }
+        // Registrations from before a restart: agents stay reachable without re-registering.
+        if let Some(dir) = &state_dir {
+            match state::load(dir) {
+                Ok(saved) => {
+                    engine.import_registrations(Instant::now(), saved);
+                }
+                Err(e) => warn!(dir = %dir.display(), error = %e, "saved registrations not loaded"),
+            }
         }
         let task = EngineTask {
             udp,
@@ -177,6 +189,12 @@ impl Server {
             media_tx,
             audit,
             api_waiting: HashMap::new(),
+            registrations: RegistrationSaver {
+                saved_version: engine.registrations_version(),
+                dir: state_dir,
+                last_save: None,
+                saving: None,
+            },
             test_panic: cfg!(debug_assertions)
                 && std::env::var_os("BIBRIDGE_TEST_PANIC").is_some_and(|v| v == "engine"),
             events: EventPublisher::new(events_tx, clock),
@@ -277,6 +295,69 @@ async fn log_media_figures(metrics: Arc<Metrics>) {
     }
 }
 
+/// Saves the registrar's bindings (see [`state`]) off the engine task, at most once per
+/// [`state::SAVE_INTERVAL`] while they change, and at shutdown.
+struct RegistrationSaver {
+    dir: Option<std::path::PathBuf>,
+    /// The engine's registrations version last handed to a save.
+    saved_version: u64,
+    last_save: Option<tokio::time::Instant>,
+    /// The save in flight (one at a time: they share the temporary file).
+    saving: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RegistrationSaver {
+    /// When the engine task must wake up to save changes held back by the interval.
+    fn wake(&self, engine: &Engine) -> Option<tokio::time::Instant> {
+        self.dir.as_ref()?;
+        if engine.registrations_version() == self.saved_version {
+            return None;
+        }
+        Some(
+            self.last_save
+                .map(|t| t + state::SAVE_INTERVAL)
+                .unwrap_or_else(tokio::time::Instant::now),
+        )
+    }
+
+    /// Start a save if the bindings changed and the interval allows (`force`: at shutdown).
+    fn maybe_save(&mut self, engine: &Engine, force: bool) {
+        let Some(dir) = self.dir.clone() else {
+            return;
+        };
+        let version = engine.registrations_version();
+        if version == self.saved_version {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let due = self
+            .last_save
+            .is_none_or(|t| now >= t + state::SAVE_INTERVAL);
+        let busy = self.saving.as_ref().is_some_and(|h| !h.is_finished());
+        if busy || !(due || force) {
+            return;
+        }
+        let doc = state::to_json(
+            &engine.export_registrations(Instant::now()),
+            std::time::SystemTime::now(),
+        );
+        self.saved_version = version;
+        self.last_save = Some(now);
+        self.saving = Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = state::save(&dir, &doc) {
+                warn!(dir = %dir.display(), error = %e, "registrations not saved");
+            }
+        }));
+    }
+
+    /// Wait for the save in flight.
+    async fn settle(&mut self) {
+        if let Some(h) = self.saving.take() {
+            let _ = h.await;
+        }
+    }
+}
+
 /// The engine task's input queues (see [`SIP_QUEUE`]).
 struct Inputs {
     media: mpsc::Receiver<Input>,
@@ -295,6 +376,8 @@ struct EngineTask {
     audit: Option<audit::AuditWriter>,
     /// API session starts waiting for their audit record, by record id.
     api_waiting: HashMap<bibridge_b2bua::audit::AuditId, control::StartReply>,
+    /// Keeps the registrar's bindings in the state directory.
+    registrations: RegistrationSaver,
     /// Debug builds: panic on the first SIP message (`BIBRIDGE_TEST_PANIC=engine`).
     test_panic: bool,
     events: EventPublisher,
@@ -329,6 +412,11 @@ impl EngineTask {
                 Some(d) => wake.min(d),
                 None => wake,
             };
+            self.registrations.maybe_save(&engine, false);
+            let wake = match self.registrations.wake(&engine) {
+                Some(w) => wake.min(w.max(tokio::time::Instant::now() + Duration::from_millis(10))),
+                None => wake,
+            };
             // Priority: media events (supervisor DTMF) and audit completions first, then the
             // operator, timers and shutdown, and SIP last: a SIP flood fills only its own queue.
             tokio::select! {
@@ -352,7 +440,11 @@ impl EngineTask {
             m.close();
             self.metrics.forget_call(call);
         }
-        // The last records (stops at shutdown) are on disk before the process may exit.
+        // The last records (stops at shutdown) and registrations are on disk before the
+        // process may exit.
+        self.registrations.settle().await;
+        self.registrations.maybe_save(&engine, true);
+        self.registrations.settle().await;
         self.send_audit(&mut engine);
         if let Some(w) = self.audit.take() {
             w.finish().await;
