@@ -601,3 +601,13 @@ fn unauthenticated_refusals_are_rate_limited_per_source_then_summed_up() {
     dial_feature(&mut h, "*811001", "2001", "wrong", 200);
     assert_eq!(refusals(&sink).len(), 12);
 }
+
+#[test]
+fn the_refusal_record_limit_is_configurable() {
+    let (mut h, sink) = lab_with(|cfg| cfg.compliance.unauthenticated_refusals_per_minute = 3);
+    connected_call(&mut h);
+    for i in 0..5 {
+        dial_feature(&mut h, "*811001", "2001", "wrong", 300 + i);
+    }
+    assert_eq!(sink.records().len(), 3);
+}

@@ -580,6 +580,12 @@ fn state_dir_defaults_next_to_the_audit_log_and_bad_values_are_named() {
     assert_eq!(c.state_dir(), None);
     let c = Config::from_toml("[compliance]\naudit_log = false\n", "x.toml").unwrap();
     assert_eq!(c.state_dir(), None, "no audit log, no default state dir");
+    assert_eq!(lab.compliance.unauthenticated_refusals_per_minute, 10);
+    let e = errors("[compliance]\nunauthenticated_refusals_per_minute = 0\n").to_string();
+    assert!(
+        e.contains("compliance.unauthenticated_refusals_per_minute: expected an integer between 1 and 10000"),
+        "{e}"
+    );
     let e = errors("[state]\ndir = 3\nfile = \"x\"\n").to_string();
     assert!(
         e.contains("x.toml:2:7: state.dir: expected a directory path string, or false"),

@@ -116,6 +116,9 @@ pub struct ComplianceConfig {
     pub barge_tone: ToneSpec,
     /// The append-only audit log (JSON lines, fsync'd); `None` (`audit_log = false`) disables it.
     pub audit_log: Option<std::path::PathBuf>,
+    /// Refusal records for wrong digest credentials on a feature code, per source address and
+    /// minute; more are summed up in one record (anybody can cause these).
+    pub unauthenticated_refusals_per_minute: u32,
 }
 
 impl Default for ComplianceConfig {
@@ -132,6 +135,7 @@ impl Default for ComplianceConfig {
             start_tone: tone,
             barge_tone: ToneSpec { beeps: 2, ..tone },
             audit_log: Some("bibridge-audit.jsonl".into()),
+            unauthenticated_refusals_per_minute: 10,
         }
     }
 }

@@ -661,6 +661,7 @@ impl Parser<'_> {
             "barge_tone_dbfs",
             "barge_tone_beeps",
             "audit_log",
+            "unauthenticated_refusals_per_minute",
         ];
         let Some(t) = self.section(item, "compliance", &keys) else {
             return c;
@@ -712,6 +713,14 @@ impl Parser<'_> {
             _ => None,
         }) {
             c.audit_log = v;
+        }
+        if let Some((v, _)) = self.get(
+            &t,
+            "unauthenticated_refusals_per_minute",
+            "an integer between 1 and 10000",
+            range(1, 10_000),
+        ) {
+            c.unauthenticated_refusals_per_minute = v;
         }
         c
     }

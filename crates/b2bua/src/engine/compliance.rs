@@ -25,9 +25,6 @@ use crate::audit::{AuditAppend, AuditError, AuditEvent, AuditId, AuditRecord, Au
 use crate::config::{Mode, Notify};
 use crate::ids::{CallId, LegId, SessionId, SessionOrigin};
 
-/// Unauthenticated refusal records per source address and minute; more are counted and
-/// summed up in one record when the minute is over.
-pub(super) const REFUSALS_PER_MINUTE: u32 = 10;
 /// Sources tracked by the refusal limiter; beyond, new sources share one bucket.
 const REFUSAL_SOURCES_MAX: usize = 4096;
 const REFUSAL_WINDOW: Duration = Duration::from_secs(60);
@@ -81,7 +78,7 @@ struct RefusalWindow {
 
 impl AuditLog {
     /// Whether another unauthenticated refusal from `ip` may be written now.
-    fn allow_refusal(&mut self, now: Instant, ip: IpAddr) -> bool {
+    fn allow_refusal(&mut self, now: Instant, ip: IpAddr, per_minute: u32) -> bool {
         let ip = if self.refusals.len() >= REFUSAL_SOURCES_MAX && !self.refusals.contains_key(&ip) {
             IpAddr::from([0, 0, 0, 0])
         } else {
@@ -92,7 +89,7 @@ impl AuditLog {
             written: 0,
             suppressed: 0,
         });
-        if w.written < REFUSALS_PER_MINUTE {
+        if w.written < per_minute {
             w.written += 1;
             true
         } else {
@@ -252,7 +249,8 @@ impl Engine {
 
     /// Whether an unauthenticated refusal from `ip` gets its own record (rate limit).
     pub(super) fn allow_unauthenticated_refusal(&mut self, now: Instant, ip: IpAddr) -> bool {
-        self.audit.allow_refusal(now, ip)
+        let per_minute = self.cfg.compliance.unauthenticated_refusals_per_minute;
+        self.audit.allow_refusal(now, ip, per_minute)
     }
 
     /// Put a session start on record before the supervisor hears anything (docs/design.md §5:

@@ -97,8 +97,8 @@ impl Engine {
     }
 
     /// Wrong digest credentials on a feature code (the 401 is sent already): a refused
-    /// session, on record, at most `REFUSALS_PER_MINUTE` records per source address and
-    /// minute (then one summary record): anybody can send these.
+    /// session, on record, at most `[compliance] unauthenticated_refusals_per_minute` records per
+    /// source address and minute (then one summary record): anybody can send these.
     pub(super) fn refuse_unauthenticated(
         &mut self,
         now: Instant,
