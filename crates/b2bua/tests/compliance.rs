@@ -611,3 +611,45 @@ fn the_refusal_record_limit_is_configurable() {
     }
     assert_eq!(sink.records().len(), 3);
 }
+
+#[test]
+fn a_cancel_while_the_start_record_is_written_gets_200_and_the_invite_487() {
+    let mut h = queued();
+    connected_call(&mut h);
+    let ports = h.e.stats().ports_in_use;
+    dial_feature(&mut h, "*811001", "2001", "lab2001", 1);
+    let a = appends(&mut h);
+    assert_eq!(a.len(), 1);
+    // The CANCEL of the authenticated INVITE (same branch, Call-ID, CSeq number).
+    h.send(
+        SUPERVISOR,
+        &format!(
+            "CANCEL sip:*811001@{US} SIP/2.0
+Via: SIP/2.0/UDP {SUPERVISOR};branch=z9hG4bKfc1x2;rport
+Max-Forwards: 70
+From: <sip:2001@{US}>;tag=s1
+To: <sip:*811001@{US}>
+Call-ID: fc-1
+CSeq: 2 CANCEL
+Content-Length: 0
+
+"
+        ),
+    );
+    let out = h.out();
+    assert!(
+        out.iter()
+            .any(|(_, m)| m.starts_with("SIP/2.0 200 OK") && m.contains("CSeq: 2 CANCEL")),
+        "{out:?}"
+    );
+    let now = h.now;
+    h.e.handle_audit_done(now, a[0].id, Ok(()));
+    let out = h.out();
+    assert_eq!(status(&out), "SIP/2.0 487 Request Terminated");
+    assert!(h.e.calls()[0].sessions.is_empty());
+    let rest = appends(&mut h);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].record.event, AuditEvent::Stop);
+    assert_eq!(rest[0].record.reason.as_deref(), Some("cancelled"));
+    assert_eq!(h.e.stats().ports_in_use, ports);
+}

@@ -26,7 +26,9 @@ use crate::wire;
 /// A feature-code session authorized, its port taken and its start record on its way to the
 /// audit log: what it takes to answer once the record is stored.
 pub(super) struct FeatureCodeStart {
-    key: TxKey,
+    pub(super) key: TxKey,
+    /// A CANCEL came while the record was being written: answer 487 when it is.
+    pub(super) cancelled: bool,
     req: rsip::Request,
     /// Who asked, as the audit log names them (`trunk <name>` for a trunk).
     pub(super) who: String,
@@ -273,6 +275,7 @@ impl Engine {
         let stored = self.audit_start(&who, ext, call_id, sid, mode, SessionOrigin::Phone);
         let ctx = FeatureCodeStart {
             key,
+            cancelled: false,
             req,
             who,
             supervisor,
@@ -291,6 +294,20 @@ impl Engine {
         }
     }
 
+    /// A CANCEL for a feature-code INVITE whose start record is still being written: marks it
+    /// (answered 487 once the record is back). `false`: no such parked INVITE.
+    pub(super) fn cancel_parked_feature_code(&mut self, invite: &TxKey) -> bool {
+        for p in self.audit.parked.values_mut() {
+            if let Parked::FeatureCode(ctx) = p {
+                if ctx.key == *invite {
+                    ctx.cancelled = true;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// A feature-code session whose start record is stored (`Ok`: attach and answer 200) or
     /// could not be (`Err`: 500, the port goes back).
     pub(super) fn resume_feature_code(
@@ -301,6 +318,7 @@ impl Engine {
     ) {
         let FeatureCodeStart {
             key,
+            cancelled,
             req,
             who,
             supervisor,
@@ -314,6 +332,22 @@ impl Engine {
             sid,
         } = ctx;
         let ext = ext.as_str();
+        if cancelled {
+            self.pool.release(port);
+            if stored.is_ok() {
+                self.audit_abandoned_start(
+                    &who,
+                    ext,
+                    call_id,
+                    sid,
+                    mode,
+                    SessionOrigin::Phone,
+                    "cancelled",
+                );
+            }
+            self.respond_new_dialog(now, (&key, &req), 487, "Request Terminated", &[]);
+            return;
+        }
         if stored.is_err() {
             self.pool.release(port);
             self.respond_new_dialog(
