@@ -1,10 +1,15 @@
 //! Audit records (docs/design.md §5): who listened to whom, when, how, and every refusal.
 //!
-//! The engine produces an [`AuditRecord`] for each session start, mode change, stop and refusal
-//! and hands it to an [`AuditSink`] synchronously: a session start is connected only after the
-//! sink has made its record durable, and refused with 500 when it cannot. The sink is the one
-//! piece of I/O the engine calls directly, behind this trait, so that the engine stays testable
-//! with [`MemorySink`]; the server's sink appends JSON lines and fsyncs (and stamps wall time).
+//! The engine produces an [`AuditRecord`] for each session start, mode change, stop and refusal.
+//! A session start is connected only after its record is durable, and refused with 500 when it
+//! cannot be stored. Two ways to store them:
+//!
+//! - asynchronously (the server): the engine emits an [`AuditAppend`] (`Engine::poll_audit`),
+//!   parks whatever depends on it (the 200 OK of a feature code, the call to an API session's
+//!   phone) and goes on with other work; the server's writer thread appends, fsyncs and reports
+//!   back with `Engine::handle_audit_done`. Records are written in the order they were emitted.
+//! - in-process, through an [`AuditSink`] (tests: [`MemorySink`]): stored at once, the parked
+//!   action resumes immediately.
 
 use std::sync::{Arc, Mutex};
 
@@ -57,6 +62,18 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     /// Who started (or asked for) the session.
     pub origin: SessionOrigin,
+}
+
+/// Identifies one record handed out by `Engine::poll_audit`, for its completion.
+pub type AuditId = u64;
+
+/// A record to append to the audit log; report the outcome with `Engine::handle_audit_done`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditAppend {
+    /// Identifies the completion.
+    pub id: AuditId,
+    /// What to store.
+    pub record: AuditRecord,
 }
 
 /// Why a record could not be stored.

@@ -417,3 +417,239 @@ fn a_feature_code_refused_for_lack_of_media_ports_is_audited() {
         .iter()
         .any(|n| matches!(n, Notice::SessionRefused { reason, .. } if reason == "no_media_ports")));
 }
+
+/// The server's way: records handed out by `poll_audit`, completions driven by the test.
+fn queued() -> H {
+    let mut h = H::with(|cfg| {
+        for u in &mut cfg.users {
+            if u.extension == "2001" {
+                u.contact = Some(format!("sip:2001@{SUPERVISOR}"));
+            }
+        }
+    });
+    h.e.use_audit_queue();
+    h
+}
+
+fn appends(h: &mut H) -> Vec<bibridge_b2bua::audit::AuditAppend> {
+    std::iter::from_fn(|| h.e.poll_audit()).collect()
+}
+
+#[test]
+fn a_feature_code_start_waits_for_its_record_and_the_engine_goes_on_meanwhile() {
+    let mut h = queued();
+    connected_call(&mut h);
+    let out = dial_feature(&mut h, "*811001", "2001", "lab2001", 1);
+    assert_eq!(
+        status(&out),
+        "",
+        "no final answer before the record is durable"
+    );
+    let a = appends(&mut h);
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].record.event, AuditEvent::Start);
+    assert_eq!(h.e.audit_parked(), 1);
+    assert!(h.e.calls()[0].sessions.is_empty());
+    assert!(!h
+        .media()
+        .iter()
+        .any(|m| matches!(m, MediaCommand::AddLeg { .. })));
+    // The engine is not blocked: another request is served meanwhile.
+    let out = dial_feature(&mut h, "*811001", "2002", "lab2002", 2);
+    assert_eq!(status(&out), "", "second start parked too");
+    let b = appends(&mut h);
+    assert_eq!(b.len(), 1);
+    // Completions arrive; the first one durable: 200 OK and attached.
+    let now = h.now;
+    h.e.handle_audit_done(now, a[0].id, Ok(()));
+    let out = h.out();
+    assert_eq!(status(&out), "SIP/2.0 200 OK");
+    assert_eq!(h.e.calls()[0].sessions.len(), 1);
+    assert!(h
+        .media()
+        .iter()
+        .any(|m| matches!(m, MediaCommand::AddLeg { .. })));
+    // The second one failed: 500, its port back.
+    let ports = h.e.stats().ports_in_use;
+    h.e.handle_audit_done(
+        now,
+        b[0].id,
+        Err(bibridge_b2bua::audit::AuditError("disk full".into())),
+    );
+    let out = h.out();
+    assert_eq!(
+        status(&out),
+        "SIP/2.0 500 Server Internal Error (audit log unavailable)"
+    );
+    assert_eq!(h.e.stats().ports_in_use, ports - 1);
+    assert_eq!(h.e.audit_parked(), 0);
+    // Mode and stop records need no wait: the switch is in effect at once.
+    let sid = h.e.calls()[0].sessions[0].id;
+    assert!(h.e.switch_mode(sid, Mode::Coach, "API"));
+    assert_eq!(h.e.calls()[0].sessions[0].mode, Mode::Coach);
+    let m = appends(&mut h);
+    assert_eq!(m.len(), 1);
+    assert_eq!(m[0].record.event, AuditEvent::Mode);
+    assert!(m[0].id > b[0].id, "in order");
+    assert_eq!(h.e.audit_parked(), 0);
+}
+
+#[test]
+fn a_start_whose_call_ended_while_its_record_was_written_is_refused_and_closed_on_record() {
+    let mut h = queued();
+    let (_, agent_inv) = connected_call_inv(&mut h);
+    dial_feature(&mut h, "*811001", "2001", "lab2001", 1);
+    let a = appends(&mut h);
+    agent_bye(&mut h, &agent_inv);
+    h.out();
+    let now = h.now;
+    h.e.handle_audit_done(now, a[0].id, Ok(()));
+    let out = h.out();
+    assert_eq!(
+        status(&out),
+        "SIP/2.0 480 Temporarily Unavailable (agent not in a call)"
+    );
+    let rest = appends(&mut h);
+    let last = &rest.last().unwrap().record;
+    assert_eq!(last.event, AuditEvent::Stop);
+    assert_eq!(last.session, a[0].record.session);
+    assert_eq!(h.e.stats().ports_in_use, 0);
+}
+
+#[test]
+fn an_api_start_calls_the_phone_only_once_its_record_is_durable() {
+    let mut h = queued();
+    connected_call(&mut h);
+    let now = h.now;
+    let target = || SessionTarget::Agent("1001".into());
+    let id = match h.e.begin_session(now, "2001", target(), Mode::Monitor) {
+        bibridge_b2bua::engine::ApiStart::Pending(id) => id,
+        other => panic!("expected to wait for the record: {other:?}"),
+    };
+    assert!(
+        h.out().iter().all(|(d, _)| d.to_string() != SUPERVISOR),
+        "phone not called yet"
+    );
+    // A second start by the same supervisor while the first waits: refused.
+    assert_eq!(
+        h.e.begin_session(now, "2001", target(), Mode::Monitor),
+        bibridge_b2bua::engine::ApiStart::Done(Err(ApiRefusal::SessionExists))
+    );
+    let a = appends(&mut h);
+    assert_eq!(a[0].id, id);
+    assert_eq!(a[0].record.origin, SessionOrigin::Api);
+    h.e.handle_audit_done(now, id, Ok(()));
+    let (rid, r) = h.e.poll_api_reply().unwrap();
+    assert_eq!(rid, id);
+    let view = r.unwrap();
+    assert_eq!(view.supervisor, "2001");
+    assert!(find(&h.out(), SUPERVISOR, "INVITE ").is_some());
+    h.e.stop_session(now, "2001", view.id).unwrap();
+    h.out();
+    appends(&mut h);
+
+    // A record that cannot be written: AuditUnavailable, the phone never called, port back.
+    let ports = h.e.stats().ports_in_use;
+    let id = match h.e.begin_session(now, "2001", target(), Mode::Monitor) {
+        bibridge_b2bua::engine::ApiStart::Pending(id) => id,
+        other => panic!("{other:?}"),
+    };
+    h.e.handle_audit_done(
+        now,
+        id,
+        Err(bibridge_b2bua::audit::AuditError("disk full".into())),
+    );
+    assert_eq!(
+        h.e.poll_api_reply().unwrap(),
+        (id, Err(ApiRefusal::AuditUnavailable))
+    );
+    assert!(h
+        .out()
+        .iter()
+        .all(|(d, m)| d.to_string() != SUPERVISOR || !m.starts_with("INVITE ")));
+    assert_eq!(h.e.stats().ports_in_use, ports);
+}
+
+#[test]
+fn unauthenticated_refusals_are_rate_limited_per_source_then_summed_up() {
+    let (mut h, sink) = lab_with(|_| {});
+    connected_call(&mut h);
+    for i in 0..30 {
+        let out = dial_feature(&mut h, "*811001", "2001", "wrong", 100 + i);
+        assert!(status(&out).starts_with("SIP/2.0 401"));
+    }
+    let refusals = |sink: &MemorySink| {
+        sink.records()
+            .into_iter()
+            .filter(|r| r.event == AuditEvent::Refusal)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        refusals(&sink).len(),
+        10,
+        "at most 10 a minute from one source"
+    );
+    // A minute later, one summary record for the rest.
+    h.run_for(std::time::Duration::from_secs(66));
+    let r = refusals(&sink);
+    assert_eq!(r.len(), 11);
+    assert_eq!(
+        r[10].reason.as_deref(),
+        Some("unauthenticated: 20 more refusals from 127.0.0.1 suppressed")
+    );
+    // And the next minute starts afresh.
+    dial_feature(&mut h, "*811001", "2001", "wrong", 200);
+    assert_eq!(refusals(&sink).len(), 12);
+}
+
+#[test]
+fn the_refusal_record_limit_is_configurable() {
+    let (mut h, sink) = lab_with(|cfg| cfg.compliance.unauthenticated_refusals_per_minute = 3);
+    connected_call(&mut h);
+    for i in 0..5 {
+        dial_feature(&mut h, "*811001", "2001", "wrong", 300 + i);
+    }
+    assert_eq!(sink.records().len(), 3);
+}
+
+#[test]
+fn a_cancel_while_the_start_record_is_written_gets_200_and_the_invite_487() {
+    let mut h = queued();
+    connected_call(&mut h);
+    let ports = h.e.stats().ports_in_use;
+    dial_feature(&mut h, "*811001", "2001", "lab2001", 1);
+    let a = appends(&mut h);
+    assert_eq!(a.len(), 1);
+    // The CANCEL of the authenticated INVITE (same branch, Call-ID, CSeq number).
+    h.send(
+        SUPERVISOR,
+        &format!(
+            "CANCEL sip:*811001@{US} SIP/2.0
+Via: SIP/2.0/UDP {SUPERVISOR};branch=z9hG4bKfc1x2;rport
+Max-Forwards: 70
+From: <sip:2001@{US}>;tag=s1
+To: <sip:*811001@{US}>
+Call-ID: fc-1
+CSeq: 2 CANCEL
+Content-Length: 0
+
+"
+        ),
+    );
+    let out = h.out();
+    assert!(
+        out.iter()
+            .any(|(_, m)| m.starts_with("SIP/2.0 200 OK") && m.contains("CSeq: 2 CANCEL")),
+        "{out:?}"
+    );
+    let now = h.now;
+    h.e.handle_audit_done(now, a[0].id, Ok(()));
+    let out = h.out();
+    assert_eq!(status(&out), "SIP/2.0 487 Request Terminated");
+    assert!(h.e.calls()[0].sessions.is_empty());
+    let rest = appends(&mut h);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].record.event, AuditEvent::Stop);
+    assert_eq!(rest[0].record.reason.as_deref(), Some("cancelled"));
+    assert_eq!(h.e.stats().ports_in_use, ports);
+}

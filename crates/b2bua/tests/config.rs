@@ -568,3 +568,28 @@ fn a_policy_rule_may_set_its_own_notification() {
         "{e}"
     );
 }
+
+#[test]
+fn state_dir_defaults_next_to_the_audit_log_and_bad_values_are_named() {
+    use std::path::PathBuf;
+    let lab = Config::lab();
+    assert_eq!(lab.state_dir(), Some(PathBuf::from("bibridge-audit.state")));
+    let c = Config::from_toml("[state]\ndir = \"/var/lib/bibridge\"\n", "x.toml").unwrap();
+    assert_eq!(c.state_dir(), Some(PathBuf::from("/var/lib/bibridge")));
+    let c = Config::from_toml("[state]\ndir = false\n", "x.toml").unwrap();
+    assert_eq!(c.state_dir(), None);
+    let c = Config::from_toml("[compliance]\naudit_log = false\n", "x.toml").unwrap();
+    assert_eq!(c.state_dir(), None, "no audit log, no default state dir");
+    assert_eq!(lab.compliance.unauthenticated_refusals_per_minute, 10);
+    let e = errors("[compliance]\nunauthenticated_refusals_per_minute = 0\n").to_string();
+    assert!(
+        e.contains("compliance.unauthenticated_refusals_per_minute: expected an integer between 1 and 10000"),
+        "{e}"
+    );
+    let e = errors("[state]\ndir = 3\nfile = \"x\"\n").to_string();
+    assert!(
+        e.contains("x.toml:2:7: state.dir: expected a directory path string, or false"),
+        "{e}"
+    );
+    assert!(e.contains("unknown key \"file\""), "{e}");
+}

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bibridge_b2bua::config::Mode;
 use bibridge_b2bua::engine::{
-    AgentView, ApiRefusal, CallView, Engine, EngineStats, Notice, SessionId, SessionTarget,
-    SessionView,
+    AgentView, ApiRefusal, ApiStart, CallView, Engine, EngineStats, Notice, SessionId,
+    SessionTarget, SessionView,
 };
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -383,8 +383,17 @@ fn is_agent(engine: &Engine, user: &str) -> bool {
         .is_some_and(|u| u.has_role(bibridge_b2bua::config::Role::Agent))
 }
 
-/// Carry out one control request against the engine (engine task).
-pub(crate) fn handle(engine: &mut Engine, seq: u64, req: ControlRequest) {
+/// Where an API session start's answer goes.
+pub(crate) type StartReply = oneshot::Sender<Result<SessionView, ApiRefusal>>;
+
+/// Carry out one control request against the engine (engine task). A session start that waits
+/// for its audit record leaves its reply channel in `waiting` under the record's id.
+pub(crate) fn handle(
+    engine: &mut Engine,
+    seq: u64,
+    req: ControlRequest,
+    waiting: &mut std::collections::HashMap<bibridge_b2bua::audit::AuditId, StartReply>,
+) {
     let now = Instant::now();
     match req {
         ControlRequest::Snapshot { viewer, reply } => {
@@ -399,9 +408,14 @@ pub(crate) fn handle(engine: &mut Engine, seq: u64, req: ControlRequest) {
             target,
             mode,
             reply,
-        } => {
-            let _ = reply.send(engine.start_session(now, &supervisor, target, mode));
-        }
+        } => match engine.begin_session(now, &supervisor, target, mode) {
+            ApiStart::Done(r) => {
+                let _ = reply.send(r);
+            }
+            ApiStart::Pending(id) => {
+                waiting.insert(id, reply);
+            }
+        },
         ControlRequest::SwitchMode {
             supervisor,
             session,

@@ -9,6 +9,8 @@
 //! - [`control`]: requests from the HTTP API into the engine task, and its events back out.
 //! - [`http`]: the HTTP API, SSE event stream, operator console assets and `/metrics`.
 //! - [`metrics`]: media counters, processing-time histograms and level meters.
+//! - [`text`]: control characters escaped in the log and in `bibridge audit`'s text output.
+//! - [`state`]: the registrar's bindings kept across restarts (`[state] dir`).
 //!
 //! The engine ([`bibridge_b2bua::engine::Engine`]) is sans-IO; the engine task here feeds it
 //! datagrams, timeouts and media events with `Instant::now()`, and carries out what it polls.
@@ -19,6 +21,8 @@ pub mod control;
 pub mod http;
 mod media;
 pub mod metrics;
+pub mod state;
+pub mod text;
 mod transport;
 
 use std::collections::HashMap;
@@ -53,6 +57,20 @@ pub enum ServerError {
     },
 }
 
+/// The engine task's input queues, one per kind, bounded, served in priority order (media
+/// events, audit completions, control, timers, then SIP): a SIP flood can fill its own queue
+/// only. UDP datagrams that find the SIP queue full are dropped and counted (SIP retransmits);
+/// TCP messages wait (backpressure on the connection); media events and control requests wait
+/// for room in their own queues, which nothing else competes for.
+pub(crate) const SIP_QUEUE: usize = 4096;
+/// Media events: DTMF digits, RTP inactivity, a few per call at most.
+pub(crate) const MEDIA_QUEUE: usize = 1024;
+/// Control requests from the HTTP API.
+pub(crate) const CONTROL_QUEUE: usize = 256;
+/// Audit records waiting for the writer thread; when full, a record fails (a session start is
+/// refused with 500) instead of blocking the engine task.
+pub(crate) const AUDIT_QUEUE: usize = 4096;
+
 /// Input for the engine task.
 pub(crate) enum Input {
     Sip {
@@ -82,15 +100,22 @@ impl Server {
         if cfg.sip.udp.is_none() && cfg.sip.tcp.is_none() {
             return Err(ServerError::NoListener);
         }
-        let (in_tx, in_rx) = mpsc::channel::<Input>(4096);
+        let (sip_tx, sip_rx) = mpsc::channel::<Input>(SIP_QUEUE);
+        let (media_tx, media_rx) = mpsc::channel::<Input>(MEDIA_QUEUE);
+        let (control_tx, control_rx) = mpsc::channel::<Input>(CONTROL_QUEUE);
+        let metrics = Metrics::new();
         let udp = match cfg.sip.udp {
-            Some(addr) => Some(transport::Udp::bind(addr, in_tx.clone()).await?),
+            Some(addr) => Some(
+                transport::Udp::bind(addr, sip_tx.clone(), metrics.sip_queue_dropped.clone())
+                    .await?,
+            ),
             None => None,
         };
         let tcp = match cfg.sip.tcp {
-            Some(addr) => Some(transport::Tcp::bind(addr, in_tx.clone()).await?),
+            Some(addr) => Some(transport::Tcp::bind(addr, sip_tx.clone()).await?),
             None => None,
         };
+        drop(sip_tx);
         let local = LocalAddrs {
             udp: udp.as_ref().map(|u| u.local_addr()),
             tcp: tcp.as_ref().map(|t| t.local_addr()),
@@ -103,8 +128,7 @@ impl Server {
         let seed: [u8; 32] = rand::random();
         let clock = Clock::now();
         let (events_tx, _) = broadcast::channel(control::EVENT_BACKLOG);
-        let control = ControlHandle::new(in_tx.clone(), events_tx.clone(), clock);
-        let metrics = Metrics::new();
+        let control = ControlHandle::new(control_tx, events_tx.clone(), clock);
         let http = match cfg.http.listen {
             Some(addr) => Some(
                 http::start(
@@ -117,32 +141,72 @@ impl Server {
             ),
             None => None,
         };
-        let audit_log = match &cfg.compliance.audit_log {
+        // The audit log is written by a thread of its own: the engine task never waits on a
+        // disk; a session start waits (parked in the engine) for its record's completion.
+        let (audit_done_tx, audit_done_rx) = mpsc::channel(AUDIT_QUEUE);
+        let audit = match &cfg.compliance.audit_log {
             Some(path) => {
-                let log = audit::JsonlAudit::open(path).map_err(|source| ServerError::Audit {
+                let err = |source| ServerError::Audit {
                     path: path.clone(),
                     source,
-                })?;
+                };
+                let mut log = audit::JsonlAudit::open(path).map_err(err)?;
+                // After a crash: sessions left open are closed on record (`interrupted`).
+                match log.close_interrupted_sessions().map_err(err)? {
+                    0 => {}
+                    n => warn!(
+                        sessions = n,
+                        "sessions interrupted by a crash closed in the audit log"
+                    ),
+                }
+                let writer =
+                    audit::AuditWriter::spawn(log, AUDIT_QUEUE, audit_done_tx).map_err(err)?;
                 info!(path = %path.display(), "audit log");
-                Some(log)
+                Some(writer)
             }
             None => {
                 warn!("audit log disabled ([compliance] audit_log = false)");
                 None
             }
         };
+        let state_dir = cfg.state_dir();
         let mut engine = Engine::new(cfg, local, seed, Instant::now());
-        if let Some(log) = audit_log {
-            engine.set_audit_sink(Box::new(log));
+        if audit.is_some() {
+            engine.use_audit_queue();
+        }
+        // Registrations from before a restart: agents stay reachable without re-registering.
+        if let Some(dir) = &state_dir {
+            match state::load(dir) {
+                Ok(saved) => {
+                    engine.import_registrations(Instant::now(), saved);
+                }
+                Err(e) => warn!(dir = %dir.display(), error = %e, "saved registrations not loaded"),
+            }
         }
         let task = EngineTask {
             udp,
             tcp,
-            self_tx: in_tx,
+            media_tx,
+            audit,
+            api_waiting: HashMap::new(),
+            registrations: RegistrationSaver {
+                saved_version: engine.registrations_version(),
+                dir: state_dir,
+                last_save: None,
+                saving: None,
+            },
+            test_panic: cfg!(debug_assertions)
+                && std::env::var_os("BIBRIDGE_TEST_PANIC").is_some_and(|v| v == "engine"),
             events: EventPublisher::new(events_tx, clock),
             metrics: metrics.clone(),
         };
-        let done = tokio::spawn(task.run(engine, in_rx, stop_rx));
+        let inputs = Inputs {
+            media: media_rx,
+            control: control_rx,
+            sip: sip_rx,
+            audit_done: audit_done_rx,
+        };
+        let done = tokio::spawn(task.run(engine, inputs, stop_rx));
         tokio::spawn(log_media_figures(metrics.clone()));
         let (http, http_task) = match http {
             Some((addr, task)) => (Some(addr), Some(task)),
@@ -231,22 +295,97 @@ async fn log_media_figures(metrics: Arc<Metrics>) {
     }
 }
 
+/// Saves the registrar's bindings (see [`state`]) off the engine task, at most once per
+/// [`state::SAVE_INTERVAL`] while they change, and at shutdown.
+struct RegistrationSaver {
+    dir: Option<std::path::PathBuf>,
+    /// The engine's registrations version last handed to a save.
+    saved_version: u64,
+    last_save: Option<tokio::time::Instant>,
+    /// The save in flight (one at a time: they share the temporary file).
+    saving: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl RegistrationSaver {
+    /// When the engine task must wake up to save changes held back by the interval.
+    fn wake(&self, engine: &Engine) -> Option<tokio::time::Instant> {
+        self.dir.as_ref()?;
+        if engine.registrations_version() == self.saved_version {
+            return None;
+        }
+        Some(
+            self.last_save
+                .map(|t| t + state::SAVE_INTERVAL)
+                .unwrap_or_else(tokio::time::Instant::now),
+        )
+    }
+
+    /// Start a save if the bindings changed and the interval allows (`force`: at shutdown).
+    fn maybe_save(&mut self, engine: &Engine, force: bool) {
+        let Some(dir) = self.dir.clone() else {
+            return;
+        };
+        let version = engine.registrations_version();
+        if version == self.saved_version {
+            return;
+        }
+        let now = tokio::time::Instant::now();
+        let due = self
+            .last_save
+            .is_none_or(|t| now >= t + state::SAVE_INTERVAL);
+        let busy = self.saving.as_ref().is_some_and(|h| !h.is_finished());
+        if busy || !(due || force) {
+            return;
+        }
+        let doc = state::to_json(
+            &engine.export_registrations(Instant::now()),
+            std::time::SystemTime::now(),
+        );
+        self.saved_version = version;
+        self.last_save = Some(now);
+        self.saving = Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = state::save(&dir, &doc) {
+                warn!(dir = %dir.display(), error = %e, "registrations not saved");
+            }
+        }));
+    }
+
+    /// Wait for the save in flight.
+    async fn settle(&mut self) {
+        if let Some(h) = self.saving.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+/// The engine task's input queues (see [`SIP_QUEUE`]).
+struct Inputs {
+    media: mpsc::Receiver<Input>,
+    control: mpsc::Receiver<Input>,
+    sip: mpsc::Receiver<Input>,
+    audit_done: mpsc::Receiver<audit::AuditDone>,
+}
+
 /// The task that owns the engine: feeds it input and carries out what it asks for.
 struct EngineTask {
     udp: Option<transport::Udp>,
     tcp: Option<transport::Tcp>,
-    self_tx: mpsc::Sender<Input>,
+    /// Given to each call's media task for its events.
+    media_tx: mpsc::Sender<Input>,
+    /// The audit log's writer thread (none when the log is disabled).
+    audit: Option<audit::AuditWriter>,
+    /// API session starts waiting for their audit record, by record id.
+    api_waiting: HashMap<bibridge_b2bua::audit::AuditId, control::StartReply>,
+    /// Keeps the registrar's bindings in the state directory.
+    registrations: RegistrationSaver,
+    /// Debug builds: panic on the first SIP message (`BIBRIDGE_TEST_PANIC=engine`).
+    test_panic: bool,
     events: EventPublisher,
     metrics: Arc<Metrics>,
 }
 
 impl EngineTask {
-    async fn run(
-        mut self,
-        mut engine: Engine,
-        mut input: mpsc::Receiver<Input>,
-        mut stop: oneshot::Receiver<()>,
-    ) {
+    async fn run(mut self, mut engine: Engine, mut input: Inputs, mut stop: oneshot::Receiver<()>) {
         let mut calls: media::Calls = HashMap::new();
         let media_cfg = media::MediaConfig {
             ip: engine.config().rtp.address,
@@ -273,17 +412,20 @@ impl EngineTask {
                 Some(d) => wake.min(d),
                 None => wake,
             };
+            self.registrations.maybe_save(&engine, false);
+            let wake = match self.registrations.wake(&engine) {
+                Some(w) => wake.min(w.max(tokio::time::Instant::now() + Duration::from_millis(10))),
+                None => wake,
+            };
+            // Priority: media events (supervisor DTMF) and audit completions first, then the
+            // operator, timers and shutdown, and SIP last: a SIP flood fills only its own queue.
             tokio::select! {
-                msg = input.recv() => match msg {
-                    Some(Input::Sip { data, source, transport }) => engine.handle_datagram(Instant::now(), &data, source, transport),
-                    Some(Input::Media(ev)) => engine.handle_media_event(Instant::now(), ev),
-                    Some(Input::Control(req)) => {
-                        // Events already queued belong before the snapshot's sequence number.
-                        self.publish_notices(&mut engine);
-                        control::handle(&mut engine, self.events.seq(), req);
-                    }
-                    None => break,
-                },
+                biased;
+                Some(msg) = input.media.recv() => self.on_input(&mut engine, msg),
+                Some(done) = input.audit_done.recv() => {
+                    engine.handle_audit_done(Instant::now(), done.id, done.result);
+                }
+                Some(msg) = input.control.recv() => self.on_input(&mut engine, msg),
                 _ = tokio::time::sleep_until(wake) => engine.handle_timeout(Instant::now()),
                 _ = &mut stop, if stopping.is_none() => {
                     info!(calls = engine.call_count(), "shutting down");
@@ -291,13 +433,73 @@ impl EngineTask {
                     // Let BYEs go out and their answers come back.
                     stopping = Some(tokio::time::Instant::now() + Duration::from_millis(500));
                 }
+                Some(msg) = input.sip.recv() => self.on_input(&mut engine, msg),
             }
         }
         for (call, m) in calls.drain() {
             m.close();
             self.metrics.forget_call(call);
         }
+        // The last records (stops at shutdown) and registrations are on disk before the
+        // process may exit.
+        self.registrations.settle().await;
+        self.registrations.maybe_save(&engine, true);
+        self.registrations.settle().await;
+        self.send_audit(&mut engine);
+        if let Some(w) = self.audit.take() {
+            w.finish().await;
+        }
         info!("bibridge stopped");
+    }
+
+    fn on_input(&mut self, engine: &mut Engine, msg: Input) {
+        match msg {
+            Input::Sip {
+                data,
+                source,
+                transport,
+            } => {
+                // Debug builds only: the panic test of the binary (crates/server/tests/panic.rs).
+                if cfg!(debug_assertions) && self.test_panic {
+                    panic!("BIBRIDGE_TEST_PANIC=engine: the engine task panics on purpose");
+                }
+                engine.handle_datagram(Instant::now(), &data, source, transport)
+            }
+            Input::Media(ev) => engine.handle_media_event(Instant::now(), ev),
+            Input::Control(req) => {
+                // Events already queued belong before the snapshot's sequence number.
+                self.publish_notices(engine);
+                control::handle(engine, self.events.seq(), req, &mut self.api_waiting);
+            }
+        }
+    }
+
+    /// Hand the engine's audit records to the writer thread, in order. A full queue or a dead
+    /// writer fails the record at once (a waiting session start is refused, as when the disk
+    /// fails) rather than blocking the engine task.
+    fn send_audit(&mut self, engine: &mut Engine) {
+        while let Some(a) = engine.poll_audit() {
+            let id = a.id;
+            let r = match &self.audit {
+                Some(w) => w.try_append(a),
+                None => Err("audit log disabled".to_string()),
+            };
+            if let Err(e) = r {
+                self.metrics
+                    .audit_failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                engine.handle_audit_done(
+                    Instant::now(),
+                    id,
+                    Err(bibridge_b2bua::audit::AuditError(e)),
+                );
+            }
+        }
+        while let Some((id, r)) = engine.poll_api_reply() {
+            if let Some(reply) = self.api_waiting.remove(&id) {
+                let _ = reply.send(r);
+            }
+        }
     }
 
     fn publish_notices(&mut self, engine: &mut Engine) {
@@ -320,11 +522,13 @@ impl EngineTask {
         calls: &mut media::Calls,
         media_cfg: &media::MediaConfig,
     ) {
+        self.send_audit(engine);
         self.send_sip(engine).await;
         while let Some(cmd) = engine.poll_media() {
             match cmd {
                 MediaCommand::Open { call, legs } => {
-                    match media::CallMedia::open(call, media_cfg, &legs, self.self_tx.clone()).await
+                    match media::CallMedia::open(call, media_cfg, &legs, self.media_tx.clone())
+                        .await
                     {
                         Ok(m) => {
                             calls.insert(call, m);
@@ -383,7 +587,8 @@ impl EngineTask {
                 }
             }
         }
-        // Media events handled above (ports bound) may have produced more SIP.
+        // Media events handled above (ports bound) may have produced more SIP (and records).
+        self.send_audit(engine);
         self.send_sip(engine).await;
         self.publish_notices(engine);
     }

@@ -8,6 +8,7 @@ use bibridge_b2bua::config::Config;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    abort_on_panic();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match cli::parse(&args) {
         Ok(c) => c,
@@ -47,14 +48,29 @@ fn main() -> ExitCode {
                     }
                 },
             };
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-                )
-                .init();
+            let filter =
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+            let sub = bibridge::text::log_subscriber(filter, std::io::stdout);
+            if tracing::subscriber::set_global_default(sub).is_err() {
+                eprintln!("bibridge: a logger is already installed");
+            }
             run(cfg)
         }
     }
+}
+
+/// A panic anywhere (the engine task, a media task, the audit writer, an HTTP handler) ends the
+/// process at once instead of leaving it up with a dead task and its ports bound: a supervisor
+/// (systemd's `Restart=on-failure`, see deploy/systemd/bibridge.service) starts a fresh one. The
+/// default hook prints the message (and a backtrace with RUST_BACKTRACE=1) first. Installed here
+/// only, not in the library: test binaries keep unwinding panics for `catch_unwind`.
+fn abort_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        tracing::error!(%info, "panic: aborting");
+        std::process::abort();
+    }));
 }
 
 /// `bibridge audit`: print the records, human-readable or as JSON lines.

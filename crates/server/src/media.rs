@@ -369,14 +369,12 @@ async fn run(
             match ev {
                 MixerEvent::Dtmf { leg, digit } => {
                     debug!(leg, %digit, "DTMF from supervisor");
-                    // Never block the packet path on the engine: a digit dropped under overload
-                    // is better than stalled RTP for the whole call.
-                    if to_engine
-                        .try_send(Input::Media(MediaEvent::Dtmf { call, leg, digit }))
-                        .is_err()
-                    {
-                        warn!(leg, %digit, "engine busy: DTMF digit dropped");
-                    }
+                    // Media events have a queue of their own that the engine task serves
+                    // first (SIP cannot fill it): waiting for room is brief and a digit is
+                    // never lost.
+                    let _ = to_engine
+                        .send(Input::Media(MediaEvent::Dtmf { call, leg, digit }))
+                        .await;
                 }
             }
         }

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub session_starts: Mutex<HashMap<(String, String), u64>>,
     /// Session refusals by reason key.
     pub session_refusals: Mutex<HashMap<String, u64>>,
+    /// SIP/UDP datagrams dropped because the engine's SIP queue was full.
+    pub sip_queue_dropped: Arc<AtomicU64>,
+    /// Audit records that could not be handed to the writer thread (queue full, thread gone).
+    pub audit_failed: AtomicU64,
     hist: Mutex<Hists>,
     /// Interarrival jitter (ms), the worst leg of each call.
     jitter: DashMap<CallId, f64>,

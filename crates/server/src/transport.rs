@@ -64,11 +64,15 @@ impl Drop for Udp {
 
 /// Receive buffer asked for on the SIP UDP socket.
 const SIP_RCVBUF: usize = 4 << 20;
+/// At most one log line per interval about datagrams dropped at a full SIP queue.
+const DROP_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Udp {
+    /// `dropped` counts datagrams dropped because the engine's SIP queue was full.
     pub async fn bind(
         addr: SocketAddr,
         to_engine: mpsc::Sender<Input>,
+        dropped: Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<Udp, ServerError> {
         let socket = UdpSocket::bind(addr)
             .await
@@ -93,21 +97,35 @@ impl Udp {
         let tasks = Tasks::default();
         tasks.spawn(async move {
             let mut buf = vec![0u8; MAX_MESSAGE];
+            let mut drops_since_log = 0u64;
+            let mut last_log: Option<std::time::Instant> = None;
             loop {
                 match rx.recv_from(&mut buf).await {
                     Ok((n, source)) => {
                         trace!(%source, bytes = n, "SIP/UDP in");
                         let data = Bytes::copy_from_slice(&buf[..n]);
-                        if to_engine
-                            .send(Input::Sip {
-                                data,
-                                source,
-                                transport: Transport::Udp,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            break;
+                        // Never wait for the engine: a full SIP queue drops the datagram
+                        // (the sender retransmits), counted, logged once per interval.
+                        match to_engine.try_send(Input::Sip {
+                            data,
+                            source,
+                            transport: Transport::Udp,
+                        }) {
+                            Ok(()) => {}
+                            Err(mpsc::error::TrySendError::Full(_)) => {
+                                dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                drops_since_log += 1;
+                                let now = std::time::Instant::now();
+                                if last_log.is_none_or(|t| now - t >= DROP_LOG_INTERVAL) {
+                                    warn!(
+                                        dropped = drops_since_log,
+                                        "engine busy: SIP/UDP datagrams dropped (SIP queue full)"
+                                    );
+                                    drops_since_log = 0;
+                                    last_log = Some(now);
+                                }
+                            }
+                            Err(mpsc::error::TrySendError::Closed(_)) => break,
                         }
                     }
                     // ICMP port unreachable from an earlier send shows up here on Linux; keep going.

@@ -1,6 +1,7 @@
 //! The audit log survives a crash: a real `bibridge` process connects a monitor session, is
 //! killed with SIGKILL, and the start record is on disk and readable by `bibridge audit`; after a
-//! restart the log goes on (a refusal is appended after the old records).
+//! restart the session the crash interrupted is closed on record (`stop`, `interrupted`) and the
+//! log goes on (a refusal is appended after the old records).
 #![allow(clippy::unwrap_used)]
 
 use std::net::{SocketAddr, UdpSocket};
@@ -176,8 +177,21 @@ async fn the_start_record_survives_kill_9_and_the_log_goes_on_after_restart() {
     child.wait().unwrap();
     let recs = audit_json(&audit);
     let events: Vec<&str> = recs.iter().map(|r| r["event"].as_str().unwrap()).collect();
-    assert_eq!(events, ["start", "refusal"]);
-    assert_eq!(recs[1]["reason"], "agent_not_in_call");
+    // The session the crash left open is closed at start, before anything else.
+    assert_eq!(events, ["start", "stop", "refusal"]);
+    assert_eq!(recs[1]["reason"], "interrupted");
+    for k in [
+        "session",
+        "supervisor",
+        "agent",
+        "mode",
+        "origin",
+        "call_id",
+    ] {
+        assert_eq!(recs[1][k], recs[0][k], "{k}");
+    }
+    assert!(recs[1]["time"].as_str().unwrap() >= recs[0]["time"].as_str().unwrap());
+    assert_eq!(recs[2]["reason"], "agent_not_in_call");
     // Filters.
     let out = Command::new(env!("CARGO_BIN_EXE_bibridge"))
         .args([
@@ -193,6 +207,23 @@ async fn the_start_record_survives_kill_9_and_the_log_goes_on_after_restart() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(
         text.contains("refusal") && text.contains("agent_not_in_call"),
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_bibridge"))
+        .args([
+            "audit",
+            "--file",
+            audit.to_str().unwrap(),
+            "--agent",
+            "1001",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.lines()
+            .nth(1)
+            .is_some_and(|l| l.contains("stop") && l.contains("(interrupted)")),
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -95,7 +95,8 @@ pub struct StoppedLab {
 
 impl StoppedLab {
     /// A new server with the same config and on the same HTTP address, as after a restart of
-    /// the process: registrations, calls and console tokens (all in memory) start empty. SIP gets
+    /// the process: calls and console tokens (in memory) start empty; registrations come back
+    /// from the state directory next to the lab's audit log. SIP gets
     /// fresh ephemeral ports, as in [`start`]: the stopped server's SIP/TCP accept task outlives
     /// `shutdown` and keeps its port.
     pub async fn restart(self) -> Lab {

@@ -29,6 +29,43 @@ pub struct Config {
     pub policy: Vec<PolicyRule>,
     /// Notification tones and the audit log (`[compliance]`).
     pub compliance: ComplianceConfig,
+    /// What survives a restart besides the audit log (`[state]`).
+    pub state: StateConfig,
+}
+
+/// `[state]`: where bibridge keeps what must survive a restart (the registrar's bindings).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StateConfig {
+    /// The state directory.
+    pub dir: StateDir,
+}
+
+/// `[state] dir`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StateDir {
+    /// Key absent: `<audit log>.state` next to the audit log (`bibridge-audit.state` in the lab),
+    /// none when the audit log is disabled.
+    #[default]
+    NextToAuditLog,
+    /// This directory.
+    At(std::path::PathBuf),
+    /// `dir = false`: nothing kept; phones re-register after a restart.
+    Off,
+}
+
+impl Config {
+    /// The state directory in effect, if any (see [`StateDir`]).
+    pub fn state_dir(&self) -> Option<std::path::PathBuf> {
+        match &self.state.dir {
+            StateDir::At(p) => Some(p.clone()),
+            StateDir::Off => None,
+            StateDir::NextToAuditLog => self
+                .compliance
+                .audit_log
+                .as_ref()
+                .map(|p| p.with_extension("state")),
+        }
+    }
 }
 
 /// Who hears a notification tone when a supervisor attaches (docs/design.md §5).
@@ -79,6 +116,9 @@ pub struct ComplianceConfig {
     pub barge_tone: ToneSpec,
     /// The append-only audit log (JSON lines, fsync'd); `None` (`audit_log = false`) disables it.
     pub audit_log: Option<std::path::PathBuf>,
+    /// Refusal records for wrong digest credentials on a feature code, per source address and
+    /// minute; more are summed up in one record (anybody can cause these).
+    pub unauthenticated_refusals_per_minute: u32,
 }
 
 impl Default for ComplianceConfig {
@@ -95,6 +135,7 @@ impl Default for ComplianceConfig {
             start_tone: tone,
             barge_tone: ToneSpec { beeps: 2, ..tone },
             audit_log: Some("bibridge-audit.jsonl".into()),
+            unauthenticated_refusals_per_minute: 10,
         }
     }
 }

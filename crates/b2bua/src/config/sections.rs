@@ -49,6 +49,7 @@ impl Config {
                 "features",
                 "policy",
                 "compliance",
+                "state",
             ],
         );
         let sip = p.sip(root.table.get("sip"));
@@ -61,6 +62,7 @@ impl Config {
         let features = p.features(root.table.get("features"));
         let policy = p.policy(root.table.get("policy"), &users);
         let compliance = p.compliance(root.table.get("compliance"));
+        let state = p.state(root.table.get("state"));
         if !p.errors.is_empty() {
             return Err(p.into_errors(file));
         }
@@ -75,6 +77,7 @@ impl Config {
             features,
             policy,
             compliance,
+            state,
         })
     }
 }
@@ -658,6 +661,7 @@ impl Parser<'_> {
             "barge_tone_dbfs",
             "barge_tone_beeps",
             "audit_log",
+            "unauthenticated_refusals_per_minute",
         ];
         let Some(t) = self.section(item, "compliance", &keys) else {
             return c;
@@ -709,6 +713,36 @@ impl Parser<'_> {
             _ => None,
         }) {
             c.audit_log = v;
+        }
+        if let Some((v, _)) = self.get(
+            &t,
+            "unauthenticated_refusals_per_minute",
+            "an integer between 1 and 10000",
+            range(1, 10_000),
+        ) {
+            c.unauthenticated_refusals_per_minute = v;
+        }
+        c
+    }
+
+    fn state(&mut self, item: Option<&Item>) -> StateConfig {
+        let mut c = StateConfig::default();
+        let Some(t) = self.section(item, "state", &["dir"]) else {
+            return c;
+        };
+        if let Some((v, _)) = self.get(
+            &t,
+            "dir",
+            "a directory path string, or false",
+            |v| match v {
+                Value::Boolean(b) if !*b.value() => Some(StateDir::Off),
+                Value::String(s) if !s.value().is_empty() => {
+                    Some(StateDir::At(std::path::PathBuf::from(s.value())))
+                }
+                _ => None,
+            },
+        ) {
+            c.dir = v;
         }
         c
     }

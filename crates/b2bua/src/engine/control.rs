@@ -16,10 +16,12 @@ use tracing::{info, info_span};
 
 use super::auth::Caller;
 use super::calls::{CallState, Leg};
+use super::compliance::{Parked, Stored};
 use super::media_plane::{LegCodec, LegSetup, MediaCommand, MediaRole};
 use super::refusal::Refusal;
 use super::sessions::{Session, SessionState};
 use super::{request_on_leg, sessions, ClientPurpose, Engine, Notice, ReqOpts};
+use crate::audit::{AuditError, AuditId};
 use crate::config::{Mode, Role};
 use crate::ids::{CallId, LegId, SessionId, SessionOrigin};
 use crate::sdp::Origin;
@@ -88,6 +90,34 @@ impl ApiRefusal {
             }
         }
     }
+}
+
+/// The outcome of [`Engine::begin_session`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiStart {
+    /// Answered at once (the start record was stored, or the request refused).
+    Done(Result<SessionView, ApiRefusal>),
+    /// Waiting for the start record to be durable: the answer comes from
+    /// [`Engine::poll_api_reply`] with this id.
+    Pending(AuditId),
+}
+
+/// What `start_session_inner` got to.
+enum InnerStart {
+    /// On record; the phone is being called.
+    Calling(SessionView),
+    /// Waiting for the record.
+    Parked(AuditId),
+}
+
+/// An API session authorized, its port taken and its start record on its way to the log.
+pub(super) struct ApiStartCtx {
+    pub(super) supervisor: String,
+    pub(super) ext: String,
+    pub(super) call_id: CallId,
+    pub(super) mode: Mode,
+    pub(super) port: u16,
+    pub(super) sid: SessionId,
 }
 
 /// An agent as the console lists it.
@@ -243,6 +273,12 @@ impl Engine {
     }
 
     /// Start a session for `supervisor` from the API: call their phone, attach when it answers.
+    ///
+    /// For an engine whose audit records are stored at once (an in-process sink, or none): the
+    /// answer is immediate. With the asynchronous log ([`use_audit_queue`](Self::use_audit_queue))
+    /// use [`begin_session`](Self::begin_session); here a start that would have to wait for its
+    /// record is abandoned (its port returned, a stop record written) and refused with
+    /// `AuditUnavailable`.
     pub fn start_session(
         &mut self,
         now: Instant,
@@ -250,7 +286,44 @@ impl Engine {
         target: SessionTarget,
         mode: Mode,
     ) -> Result<SessionView, ApiRefusal> {
-        let r = self.start_session_inner(now, supervisor, &target, mode);
+        match self.begin_session(now, supervisor, target, mode) {
+            ApiStart::Done(r) => r,
+            ApiStart::Pending(id) => {
+                if let Some(Parked::Api(ctx)) = self.audit.parked.remove(&id) {
+                    self.pool.release(ctx.port);
+                    self.audit_abandoned_start(
+                        &ctx.supervisor,
+                        &ctx.ext,
+                        ctx.call_id,
+                        ctx.sid,
+                        ctx.mode,
+                        SessionOrigin::Api,
+                        "abandoned",
+                    );
+                }
+                Err(ApiRefusal::AuditUnavailable)
+            }
+        }
+    }
+
+    /// Start a session for `supervisor` from the API: call their phone, attach when it answers.
+    /// [`ApiStart::Pending`]: the start waits for its audit record; its answer comes from
+    /// [`poll_api_reply`](Self::poll_api_reply) after [`handle_audit_done`](Self::handle_audit_done).
+    pub fn begin_session(
+        &mut self,
+        now: Instant,
+        supervisor: &str,
+        target: SessionTarget,
+        mode: Mode,
+    ) -> ApiStart {
+        let r = match self.start_session_inner(now, supervisor, &target, mode) {
+            Ok(InnerStart::Parked(id)) => {
+                self.process(now);
+                return ApiStart::Pending(id);
+            }
+            Ok(InnerStart::Calling(v)) => Ok(v),
+            Err(e) => Err(e),
+        };
         if let Err(refusal) = r {
             let (agent, call) = match &target {
                 SessionTarget::Agent(a) => (a.clone(), self.active_call_of(a)),
@@ -262,20 +335,32 @@ impl Engine {
                     self.calls.contains_key(id).then_some(*id),
                 ),
             };
-            info!(%supervisor, %agent, mode = mode.as_str(), reason = refusal.key(), origin = "api", "session refused");
-            if refusal != ApiRefusal::AuditUnavailable {
-                self.refuse_session(
-                    supervisor,
-                    &agent,
-                    call,
-                    mode,
-                    refusal.key(),
-                    SessionOrigin::Api,
-                );
-            }
+            self.record_api_refusal(supervisor, &agent, call, mode, refusal);
         }
         self.process(now);
-        r
+        ApiStart::Done(r)
+    }
+
+    /// Log a refused API start and put it on record (not `AuditUnavailable`: nothing can be).
+    fn record_api_refusal(
+        &mut self,
+        supervisor: &str,
+        agent: &str,
+        call: Option<CallId>,
+        mode: Mode,
+        refusal: ApiRefusal,
+    ) {
+        info!(%supervisor, %agent, mode = mode.as_str(), reason = refusal.key(), origin = "api", "session refused");
+        if refusal != ApiRefusal::AuditUnavailable {
+            self.refuse_session(
+                supervisor,
+                agent,
+                call,
+                mode,
+                refusal.key(),
+                SessionOrigin::Api,
+            );
+        }
     }
 
     fn start_session_inner(
@@ -284,7 +369,7 @@ impl Engine {
         supervisor: &str,
         target: &SessionTarget,
         mode: Mode,
-    ) -> Result<SessionView, ApiRefusal> {
+    ) -> Result<InnerStart, ApiRefusal> {
         let (ext, call) = match target {
             SessionTarget::Agent(a) => (a.clone(), None),
             SessionTarget::Call(id) => {
@@ -300,24 +385,110 @@ impl Engine {
         let call_id = self
             .authorize_session(&caller, mode, &ext, call)
             .map_err(ApiRefusal::Policy)?;
-        if self
-            .sessions
+        let parked_start = self
+            .audit
+            .parked
             .values()
-            .any(|s| s.supervisor == supervisor && s.origin == SessionOrigin::Api)
+            .any(|p| matches!(p, Parked::Api(a) if a.supervisor == supervisor));
+        if parked_start
+            || self
+                .sessions
+                .values()
+                .any(|s| s.supervisor == supervisor && s.origin == SessionOrigin::Api)
         {
             return Err(ApiRefusal::SessionExists);
         }
-        let phone = self
-            .phone_of(now, supervisor)
+        self.phone_of(now, supervisor)
             .ok_or(ApiRefusal::PhoneUnreachable)?;
         let port = self.pool.allocate().map_err(|_| ApiRefusal::NoMediaPorts)?;
         let sid = self.sessions.next_id();
         // docs/design.md §5: on record before the phone is even called.
-        let start = self.audit_start(supervisor, &ext, call_id, sid, mode, SessionOrigin::Api);
-        if start.is_err() {
-            self.pool.release(port);
+        let stored = self.audit_start(supervisor, &ext, call_id, sid, mode, SessionOrigin::Api);
+        let ctx = ApiStartCtx {
+            supervisor: supervisor.to_string(),
+            ext,
+            call_id,
+            mode,
+            port,
+            sid,
+        };
+        match stored {
+            Stored::Now(Ok(())) => self.api_call_phone(now, ctx).map(InnerStart::Calling),
+            Stored::Now(Err(_)) => {
+                self.pool.release(port);
+                Err(ApiRefusal::AuditUnavailable)
+            }
+            Stored::Later(id) => {
+                self.park(id, Parked::Api(Box::new(ctx)));
+                Ok(InnerStart::Parked(id))
+            }
+        }
+    }
+
+    /// An API start whose record has been written (`Ok`: call the phone) or could not be.
+    pub(super) fn resume_api_start(
+        &mut self,
+        now: Instant,
+        ctx: ApiStartCtx,
+        stored: Result<(), AuditError>,
+    ) -> Result<SessionView, ApiRefusal> {
+        if stored.is_err() {
+            self.pool.release(ctx.port);
+            info!(supervisor = %ctx.supervisor, agent = %ctx.ext, mode = ctx.mode.as_str(), reason = "audit_unavailable", origin = "api", "session refused");
             return Err(ApiRefusal::AuditUnavailable);
         }
+        let (supervisor, ext, call_id, mode, sid) = (
+            ctx.supervisor.clone(),
+            ctx.ext.clone(),
+            ctx.call_id,
+            ctx.mode,
+            ctx.sid,
+        );
+        // While the record was being written the call may have ended.
+        let still_there = self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.state == CallState::Connected);
+        let r = if still_there {
+            self.api_call_phone(now, ctx)
+        } else {
+            self.pool.release(ctx.port);
+            Err(ApiRefusal::Policy(Refusal::AgentNotInCall))
+        };
+        if let Err(refusal) = r {
+            self.audit_abandoned_start(
+                &supervisor,
+                &ext,
+                call_id,
+                sid,
+                mode,
+                SessionOrigin::Api,
+                refusal.key(),
+            );
+            self.record_api_refusal(&supervisor, &ext, Some(call_id), mode, refusal);
+        }
+        r
+    }
+
+    /// Call the supervisor's phone for an API session whose start is on record.
+    fn api_call_phone(
+        &mut self,
+        now: Instant,
+        ctx: ApiStartCtx,
+    ) -> Result<SessionView, ApiRefusal> {
+        let ApiStartCtx {
+            supervisor,
+            ext,
+            call_id,
+            mode,
+            port,
+            sid,
+        } = ctx;
+        let supervisor = supervisor.as_str();
+        let Some(phone) = self.phone_of(now, supervisor) else {
+            self.pool.release(port);
+            return Err(ApiRefusal::PhoneUnreachable);
+        };
         let media_leg = sessions::media_leg_of(sid);
         let domain = self.cfg.sip.domain.clone();
         let mut leg = Leg {

@@ -9,17 +9,39 @@ use std::time::Instant;
 
 use bibridge_sip::transaction::TxKey;
 use bibridge_sip::{message, Transport};
-use tracing::{info, info_span};
+use tracing::{debug, info, info_span};
 
 use super::auth::Caller;
 use super::calls::{CallState, Leg};
+use super::compliance::{Parked, Stored};
 use super::media_plane::LegSetup;
 use super::refusal::Refusal;
 use super::sessions::{media_leg_of, role_of, session_answer, Session, SessionState};
 use super::{DialogRef, Engine, Notice};
+use crate::audit::AuditError;
 use crate::config::{Mode, Role};
-use crate::ids::{CallId, SessionOrigin};
+use crate::ids::{CallId, SessionId, SessionOrigin};
 use crate::wire;
+
+/// A feature-code session authorized, its port taken and its start record on its way to the
+/// audit log: what it takes to answer once the record is stored.
+pub(super) struct FeatureCodeStart {
+    pub(super) key: TxKey,
+    /// A CANCEL came while the record was being written: answer 487 when it is.
+    pub(super) cancelled: bool,
+    req: rsip::Request,
+    /// Who asked, as the audit log names them (`trunk <name>` for a trunk).
+    pub(super) who: String,
+    supervisor: String,
+    mode: Mode,
+    pub(super) ext: String,
+    offer: rtc_sdp::description::session::SessionDescription,
+    source: SocketAddr,
+    transport: Transport,
+    call_id: CallId,
+    port: u16,
+    sid: SessionId,
+}
 
 impl Engine {
     /// Whether an INVITE asks for a session rather than a call: a `Join` header, or a dialled
@@ -77,10 +99,21 @@ impl Engine {
     }
 
     /// Wrong digest credentials on a feature code (the 401 is sent already): a refused
-    /// session, on record.
-    pub(super) fn refuse_unauthenticated(&mut self, req: &rsip::Request, user: &str) {
+    /// session, on record, at most `[compliance] unauthenticated_refusals_per_minute` records per
+    /// source address and minute (then one summary record): anybody can send these.
+    pub(super) fn refuse_unauthenticated(
+        &mut self,
+        now: Instant,
+        req: &rsip::Request,
+        user: &str,
+        source: SocketAddr,
+    ) {
         let dialled = message::uri_user(&req.uri).unwrap_or_default();
         if let Some((mode, ext)) = self.cfg.features.parse_dialled(&dialled) {
+            if !self.allow_unauthenticated_refusal(now, source.ip()) {
+                debug!(%source, %user, "unauthenticated refusal not audited (rate limit)");
+                return;
+            }
             let ext = ext.to_string();
             let call = self.active_call_of(&ext);
             self.refuse_session(
@@ -234,9 +267,88 @@ impl Engine {
             return;
         };
         let sid = self.sessions.next_id();
+        let supervisor = match caller {
+            Caller::User(u) => u.clone(),
+            Caller::Trunk(_) => String::new(),
+        };
         // docs/design.md §5: the start is on record before the supervisor hears anything.
-        let start = self.audit_start(&who, ext, call_id, sid, mode, SessionOrigin::Phone);
-        if start.is_err() {
+        let stored = self.audit_start(&who, ext, call_id, sid, mode, SessionOrigin::Phone);
+        let ctx = FeatureCodeStart {
+            key,
+            cancelled: false,
+            req,
+            who,
+            supervisor,
+            mode,
+            ext: ext.to_string(),
+            offer,
+            source,
+            transport,
+            call_id,
+            port,
+            sid,
+        };
+        match stored {
+            Stored::Now(r) => self.resume_feature_code(now, ctx, r),
+            Stored::Later(id) => self.park(id, Parked::FeatureCode(Box::new(ctx))),
+        }
+    }
+
+    /// A CANCEL for a feature-code INVITE whose start record is still being written: marks it
+    /// (answered 487 once the record is back). `false`: no such parked INVITE.
+    pub(super) fn cancel_parked_feature_code(&mut self, invite: &TxKey) -> bool {
+        for p in self.audit.parked.values_mut() {
+            if let Parked::FeatureCode(ctx) = p {
+                if ctx.key == *invite {
+                    ctx.cancelled = true;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// A feature-code session whose start record is stored (`Ok`: attach and answer 200) or
+    /// could not be (`Err`: 500, the port goes back).
+    pub(super) fn resume_feature_code(
+        &mut self,
+        now: Instant,
+        ctx: FeatureCodeStart,
+        stored: Result<(), AuditError>,
+    ) {
+        let FeatureCodeStart {
+            key,
+            cancelled,
+            req,
+            who,
+            supervisor,
+            mode,
+            ext,
+            offer,
+            source,
+            transport,
+            call_id,
+            port,
+            sid,
+        } = ctx;
+        let ext = ext.as_str();
+        if cancelled {
+            self.pool.release(port);
+            if stored.is_ok() {
+                self.audit_abandoned_start(
+                    &who,
+                    ext,
+                    call_id,
+                    sid,
+                    mode,
+                    SessionOrigin::Phone,
+                    "cancelled",
+                );
+            }
+            self.respond_new_dialog(now, (&key, &req), 487, "Request Terminated", &[]);
+            return;
+        }
+        if stored.is_err() {
             self.pool.release(port);
             self.respond_new_dialog(
                 now,
@@ -245,6 +357,26 @@ impl Engine {
                 "Server Internal Error (audit log unavailable)",
                 &[],
             );
+            return;
+        }
+        // While the record was being written the call may have ended.
+        let still_there = self
+            .calls
+            .get(&call_id)
+            .is_some_and(|c| c.state == CallState::Connected);
+        if !still_there {
+            self.pool.release(port);
+            self.audit_abandoned_start(
+                &who,
+                ext,
+                call_id,
+                sid,
+                mode,
+                SessionOrigin::Phone,
+                "call ended before the session connected",
+            );
+            let r = Refusal::AgentNotInCall;
+            self.respond_new_dialog(now, (&key, &req), r.code(), r.reason(), &[]);
             return;
         }
         let media_leg = media_leg_of(sid);
@@ -268,10 +400,6 @@ impl Engine {
             origin: self.fresh_origin(),
             last_sdp_sent: None,
             remote_media: None,
-        };
-        let supervisor = match caller {
-            Caller::User(u) => u.clone(),
-            Caller::Trunk(_) => String::new(),
         };
         let call_span = self
             .calls

@@ -163,7 +163,7 @@ impl Engine {
                 Ok(user) => Caller::User(user),
                 Err(failed) => {
                     if let Some(user) = failed {
-                        self.refuse_unauthenticated(&req, &user);
+                        self.refuse_unauthenticated(now, &req, &user, source);
                     }
                     return;
                 }

@@ -52,7 +52,7 @@ mod sessions;
 
 pub use crate::ids::{CallId, LegId, SessionId, SessionOrigin, Side};
 use calls::{Call, Leg};
-pub use control::{AgentView, ApiRefusal, CallView, SessionTarget, SessionView};
+pub use control::{AgentView, ApiRefusal, ApiStart, CallView, SessionTarget, SessionView};
 pub use media_plane::{LegCodec, LegSetup, MediaCommand, MediaEvent, MediaRole};
 pub use refusal::Refusal;
 pub use sessions::SessionState;
@@ -249,8 +249,8 @@ pub struct Engine {
     /// B-leg INVITEs of calls that are gone: a 2xx that still arrives is ACKed and hung up.
     orphans: HashMap<TxKey, Orphan>,
     sessions: Sessions,
-    /// Where audit records go (docs/design.md §5); `None`: not audited (tests of other things).
-    audit: Option<Box<dyn crate::audit::AuditSink>>,
+    /// Where audit records go (docs/design.md §5), starts waiting for theirs, the refusal limiter.
+    audit: compliance::AuditLog,
     transmits: VecDeque<Transmit>,
     media: VecDeque<MediaCommand>,
     notices: VecDeque<Notice>,
@@ -317,7 +317,7 @@ impl Engine {
             orphans: HashMap::new(),
             relayed: HashMap::new(),
             sessions: Sessions::new(),
-            audit: None,
+            audit: compliance::AuditLog::default(),
             transmits: VecDeque::new(),
             media: VecDeque::new(),
             notices: VecDeque::new(),
@@ -326,12 +326,6 @@ impl Engine {
             cfg,
             local,
         }
-    }
-
-    /// Send audit records to `sink` (the server's durable log). Session starts are connected
-    /// only once their record is stored.
-    pub fn set_audit_sink(&mut self, sink: Box<dyn crate::audit::AuditSink>) {
-        self.audit = Some(sink);
     }
 
     /// The configuration the engine runs with.
@@ -403,6 +397,7 @@ impl Engine {
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING;
             self.digest.prune(now);
+            self.flush_refusal_summaries(now);
             self.ended_dialogs
                 .retain(|_, t| now.saturating_duration_since(*t) < ENDED_DIALOG_MEMORY);
         }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use bibridge_sip::registrar::RegisterOutcome;
+use bibridge_sip::registrar::{RegisterOutcome, SavedBinding};
 use bibridge_sip::transaction::TxKey;
 use bibridge_sip::{message, Transport};
 use tracing::info;
@@ -101,5 +101,31 @@ impl Engine {
                 &[],
             ),
         }
+    }
+}
+
+impl Engine {
+    /// Changes REGISTERs (and imports) made to the registrar's bindings so far: when it moves,
+    /// the server saves [`export_registrations`](Self::export_registrations) again.
+    pub fn registrations_version(&self) -> u64 {
+        self.registrar.version()
+    }
+
+    /// The live bindings as data, to keep across a restart.
+    pub fn export_registrations(&self, now: Instant) -> Vec<SavedBinding> {
+        self.registrar.export(now)
+    }
+
+    /// Restore bindings saved before a restart (still live, of users still configured).
+    /// Returns how many were restored.
+    pub fn import_registrations(&mut self, now: Instant, saved: Vec<SavedBinding>) -> usize {
+        let cfg = &self.cfg;
+        let n = self
+            .registrar
+            .import(now, saved, |user| cfg.user(user).is_some());
+        if n > 0 {
+            info!(bindings = n, "registrations restored");
+        }
+        n
     }
 }

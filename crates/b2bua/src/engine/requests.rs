@@ -311,6 +311,14 @@ impl Engine {
         invite: Option<TxKey>,
         req: rsip::Request,
     ) {
+        // A feature-code INVITE waiting for its audit record: 487 once the record is back.
+        if invite
+            .as_ref()
+            .is_some_and(|k| self.cancel_parked_feature_code(k))
+        {
+            self.respond(now, (&key, &req), 200, "OK", None, &[]);
+            return;
+        }
         let target = invite
             .as_ref()
             .and_then(|k| self.server_invites.get(k).copied());

@@ -147,6 +147,16 @@ pub(super) fn render(
         "RTP packets lost (sequence gaps) on all legs",
         counter(load(&m.rtp_lost)),
     );
+    r.register(
+        "bibridge_sip_queue_dropped",
+        "SIP/UDP datagrams dropped because the engine's SIP queue was full",
+        counter(load(&m.sip_queue_dropped)),
+    );
+    r.register(
+        "bibridge_audit_queue_failed",
+        "Audit records that could not be queued for the writer (backlog full or writer gone)",
+        counter(load(&m.audit_failed)),
+    );
     let jitter = Gauge::<f64, AtomicU64>::default();
     jitter.set(m.jitter_max_ms());
     r.register(

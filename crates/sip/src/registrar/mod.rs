@@ -40,6 +40,30 @@ pub struct Binding {
     pub q: Option<f32>,
 }
 
+/// A live binding as data, to keep across a restart (the caller stores it; see
+/// [`Registrar::export`] and [`Registrar::import`]). Its lifetime is relative (`remaining`),
+/// since an `Instant` means nothing to another process: the caller turns it into wall-clock
+/// time and back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedBinding {
+    /// The address-of-record user.
+    pub user: String,
+    /// The Contact URI.
+    pub contact: String,
+    /// Where the REGISTER came from.
+    pub source: SocketAddr,
+    /// Transport the REGISTER came in on.
+    pub transport: Transport,
+    /// Lifetime left when exported.
+    pub remaining: Duration,
+    /// Call-ID of the REGISTER that created or refreshed it.
+    pub call_id: String,
+    /// Its CSeq number.
+    pub cseq: u32,
+    /// The `q` Contact parameter, if given.
+    pub q: Option<f32>,
+}
+
 /// Registrar policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RegistrarConfig {
@@ -90,6 +114,9 @@ pub struct Registrar {
     cfg: RegistrarConfig,
     /// AOR user -> bindings, most recently registered first.
     users: HashMap<String, Vec<Binding>>,
+    /// Bumped on every change a REGISTER makes (not on expiry), so that a caller that keeps the
+    /// bindings somewhere knows when to save them again.
+    version: u64,
     /// Expiry index (deadline, user) -> number of bindings with that deadline, so that
     /// `poll_timeout` and `expire` do not scan every binding.
     index: BTreeMap<(Instant, String), usize>,
@@ -108,8 +135,85 @@ impl Registrar {
         Self {
             cfg,
             users: HashMap::new(),
+            version: 0,
             index: BTreeMap::new(),
         }
+    }
+
+    /// Changes made by REGISTERs (and imports) so far; expiry does not count.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Every live binding as data, most recently registered first per user.
+    pub fn export(&self, now: Instant) -> Vec<SavedBinding> {
+        let mut users: Vec<&String> = self.users.keys().collect();
+        users.sort();
+        let mut out = Vec::new();
+        for user in users {
+            for b in self.lookup(now, user) {
+                out.push(SavedBinding {
+                    user: user.clone(),
+                    contact: b.contact.clone(),
+                    source: b.source,
+                    transport: b.transport,
+                    remaining: b.expires_at.saturating_duration_since(now),
+                    call_id: b.call_id.clone(),
+                    cseq: b.cseq,
+                    q: b.q,
+                });
+            }
+        }
+        out
+    }
+
+    /// Restore bindings saved by [`export`](Self::export): those still live (`remaining` > 0)
+    /// and accepted by `keep` (e.g. users that still exist), lifetimes capped at `max_expires`,
+    /// at most [`MAX_BINDINGS_PER_USER`] per user, never replacing a binding already there for
+    /// the same contact. Returns how many were restored.
+    pub fn import(
+        &mut self,
+        now: Instant,
+        saved: Vec<SavedBinding>,
+        keep: impl Fn(&str) -> bool,
+    ) -> usize {
+        let mut n = 0;
+        // Saved most recent first per user: insert in reverse so the order survives.
+        for s in saved.into_iter().rev() {
+            if s.remaining.is_zero() || !keep(&s.user) {
+                continue;
+            }
+            let key = uri_key(&s.contact);
+            let list = self.users.entry(s.user.clone()).or_default();
+            if list.len() >= MAX_BINDINGS_PER_USER
+                || list.iter().any(|b| uri_key(&b.contact) == key)
+            {
+                continue;
+            }
+            let life = s
+                .remaining
+                .min(Duration::from_secs(u64::from(self.cfg.max_expires)));
+            let expires_at = now + life;
+            list.insert(
+                0,
+                Binding {
+                    contact: s.contact,
+                    source: s.source,
+                    transport: s.transport,
+                    expires_at,
+                    call_id: s.call_id,
+                    cseq: s.cseq,
+                    q: s.q,
+                },
+            );
+            self.index_add(expires_at, &s.user);
+            n += 1;
+        }
+        self.users.retain(|_, l| !l.is_empty());
+        if n > 0 {
+            self.version += 1;
+        }
+        n
     }
 
     /// The effective configuration.
@@ -179,6 +283,7 @@ impl Registrar {
                 for b in &bindings {
                     self.index_remove(b.expires_at, user);
                 }
+                self.version += 1;
             }
             return RegisterOutcome::Ok {
                 bindings: Vec::new(),
@@ -227,6 +332,7 @@ impl Registrar {
         }
 
         // Commit.
+        self.version += 1;
         for (spec, secs) in specs.into_iter().zip(granted) {
             let old = self.users.get_mut(user).and_then(|list| {
                 let pos = list.iter().position(|b| uri_key(&b.contact) == spec.key)?;

@@ -390,3 +390,51 @@ fn config_is_normalised() {
         }
     );
 }
+
+#[test]
+fn bindings_exported_and_imported_keep_their_remaining_life() {
+    let t0 = Instant::now();
+    let mut r = Registrar::new(RegistrarConfig::default());
+    let src: SocketAddr = "127.0.0.1:5071".parse().unwrap();
+    let v0 = r.version();
+    assert!(matches!(
+        r.register(
+            t0,
+            "1001",
+            &["<sip:1001@127.0.0.1:5071>".to_string()],
+            Some("600"),
+            "c1",
+            1,
+            src,
+            Transport::Udp
+        ),
+        RegisterOutcome::Ok { .. }
+    ));
+    assert!(r.version() > v0);
+    let saved = r.export(t0 + Duration::from_secs(100));
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].remaining, Duration::from_secs(500));
+    assert_eq!(saved[0].user, "1001");
+
+    // Another process, later: 500 s left from its own clock; users it no longer knows dropped.
+    let t1 = Instant::now() + Duration::from_secs(10_000);
+    let mut other = saved.clone();
+    other[0].user = "9999".into();
+    let mut r2 = Registrar::new(RegistrarConfig::default());
+    let expired = SavedBinding {
+        remaining: Duration::ZERO,
+        ..saved[0].clone()
+    };
+    let n = r2.import(t1, [saved, other, vec![expired]].concat(), |u| u == "1001");
+    assert_eq!(n, 1);
+    let b = r2.lookup(t1, "1001");
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].source, src);
+    assert!(!r2.is_registered(t1, "9999"));
+    assert!(r2.is_registered(t1 + Duration::from_secs(499), "1001"));
+    assert!(!r2.is_registered(t1 + Duration::from_secs(500), "1001"));
+    assert_eq!(
+        r2.expire(t1 + Duration::from_secs(500)),
+        vec!["1001".to_string()]
+    );
+}
