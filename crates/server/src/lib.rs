@@ -19,6 +19,7 @@ pub mod control;
 pub mod http;
 mod media;
 pub mod metrics;
+pub mod net_guard;
 mod transport;
 
 use std::collections::HashMap;
@@ -83,12 +84,17 @@ impl Server {
             return Err(ServerError::NoListener);
         }
         let (in_tx, in_rx) = mpsc::channel::<Input>(4096);
+        let metrics = Metrics::new();
         let udp = match cfg.sip.udp {
             Some(addr) => Some(transport::Udp::bind(addr, in_tx.clone()).await?),
             None => None,
         };
         let tcp = match cfg.sip.tcp {
-            Some(addr) => Some(transport::Tcp::bind(addr, in_tx.clone()).await?),
+            Some(addr) => {
+                let limits = transport::TcpLimits::from_config(&cfg.sip);
+                let stats = metrics.sip_tcp.clone();
+                Some(transport::Tcp::bind(addr, in_tx.clone(), limits, stats).await?)
+            }
             None => None,
         };
         let local = LocalAddrs {
@@ -104,7 +110,6 @@ impl Server {
         let clock = Clock::now();
         let (events_tx, _) = broadcast::channel(control::EVENT_BACKLOG);
         let control = ControlHandle::new(in_tx.clone(), events_tx.clone(), clock);
-        let metrics = Metrics::new();
         let http = match cfg.http.listen {
             Some(addr) => Some(
                 http::start(
