@@ -2,13 +2,16 @@
 //!
 //! # Layout
 //! - [`Server`] (this file): starts the transports and the engine task, and stops them.
-//! - `transport`: UDP and TCP SIP sockets; TCP framing by Content-Length.
+//! - `transport`: UDP and TCP SIP sockets; TCP framing by Content-Length, connection limits,
+//!   idle and message timeouts.
 //! - `media`: one task per call owning its RTP/RTCP sockets; relays packets between legs.
 //! - [`audit`]: the durable audit log (JSON lines, fsync'd) and its reader.
 //! - [`cli`]: command line and config loading for the `bibridge` binary.
 //! - [`control`]: requests from the HTTP API into the engine task, and its events back out.
 //! - [`http`]: the HTTP API, SSE event stream, operator console assets and `/metrics`.
 //! - [`metrics`]: media counters, processing-time histograms and level meters.
+//! - [`net_guard`]: connection limits (total, per address), accept back-off and the descriptor
+//!   budget shared by the SIP/TCP and HTTP listeners.
 //!
 //! The engine ([`bibridge_b2bua::engine::Engine`]) is sans-IO; the engine task here feeds it
 //! datagrams, timeouts and media events with `Instant::now()`, and carries out what it polls.

@@ -115,6 +115,9 @@ pub async fn start(
         cfg.http.max_connections_per_address,
         metrics.http_conns.clone(),
     );
+    if cfg.http.metrics_token.as_deref() == Config::lab().http.metrics_token.as_deref() {
+        warn!("http.metrics_token is the lab's public token: for labs and tests only");
+    }
     let header_timeout = Duration::from_secs(cfg.http.header_timeout_s);
     let state = Arc::new(AppState {
         auth: Auth::new(
