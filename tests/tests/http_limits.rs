@@ -68,6 +68,17 @@ async fn a_header_trickled_byte_by_byte_is_cut_at_the_header_timeout() {
     // Others are served meanwhile and after.
     let r = http(addr, "GET", "/api/me", &[], None).await;
     assert_eq!(r.status, 401);
+    // The header deadline is for reading a request, not for a long answer: an event stream
+    // outlives it.
+    let token = login(addr, "2001", "lab2001").await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let (text, closed) = read_until_closed(&mut s, Duration::from_millis(2500)).await;
+    assert!(!closed, "the event stream was cut: {text}");
+    assert!(text.contains("event: snapshot"), "{text}");
     lab.server.shutdown().await;
 }
 
