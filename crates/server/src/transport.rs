@@ -561,7 +561,7 @@ mod tests {
         let mut i = 0;
         let mut idle_closed_at = None;
         let mut slow_closed_at = None;
-        while start.elapsed() < Duration::from_millis(2000) {
+        while start.elapsed() < Duration::from_millis(3000) {
             alive.write_all(b"\r\n\r\n").await.unwrap();
             if slow_closed_at.is_none() && i < slow_msg.len() {
                 // One byte every 100 ms: never idle, never complete.
@@ -581,7 +581,8 @@ mod tests {
         assert!(idle_at >= Duration::from_millis(550), "{idle_at:?}");
         let slow_at = slow_closed_at.expect("slow message cut");
         assert!(
-            slow_at >= Duration::from_millis(850) && slow_at < Duration::from_millis(1600),
+            // Bounded above loosely: the machine running the tests may be loaded.
+            slow_at >= Duration::from_millis(850) && slow_at < Duration::from_millis(2500),
             "{slow_at:?}"
         );
         assert!(!closed_within(&mut alive, Duration::from_millis(50)).await);
