@@ -115,8 +115,13 @@ fn parse_metrics(text: &str) -> Vec<(String, f64)> {
     out
 }
 
+/// `/metrics` with the lab's metrics token (it is never anonymous).
 async fn scrape(addr: SocketAddr) -> Vec<(String, f64)> {
-    let r = http(addr, "GET", "/metrics", &[], None).await;
+    let token = bibridge_b2bua::config::Config::lab()
+        .http
+        .metrics_token
+        .expect("the lab config sets a metrics token");
+    let r = api(addr, &token, "GET", "/metrics", None).await;
     assert_eq!(r.status, 200, "{r:?}");
     assert!(r.body.ends_with("# EOF\n"));
     parse_metrics(&r.body)

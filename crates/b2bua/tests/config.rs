@@ -593,3 +593,54 @@ fn state_dir_defaults_next_to_the_audit_log_and_bad_values_are_named() {
     );
     assert!(e.contains("unknown key \"file\""), "{e}");
 }
+
+/// The transport and HTTP bounds (docs/reliability/transport-http.md): defaults, the lab's
+/// metrics token, and bad values named by key.
+#[test]
+fn connection_limits_have_defaults_and_bad_values_are_named() {
+    let c = Config::from_toml("", "empty.toml").unwrap();
+    assert_eq!(
+        (
+            c.sip.tcp_max_connections,
+            c.sip.tcp_max_per_address,
+            c.sip.tcp_idle_timeout_s,
+            c.sip.tcp_message_timeout_s
+        ),
+        (4096, 32, 300, 10)
+    );
+    assert_eq!((c.http.header_timeout_s, c.http.body_timeout_s), (10, 10));
+    assert_eq!(
+        (
+            c.http.max_connections,
+            c.http.max_connections_per_address,
+            c.http.max_logins_per_user,
+            c.http.max_streams_per_user
+        ),
+        (256, 32, 8, 8)
+    );
+    assert_eq!(c.http.metrics_token, None);
+    assert_eq!(
+        Config::lab().http.metrics_token.as_deref(),
+        Some("lab-metrics-token")
+    );
+    let c = Config::from_toml("[http]\nmetrics_token = false\n", "x.toml").unwrap();
+    assert_eq!(c.http.metrics_token, None);
+    let e = errors(
+        "[sip]\ntcp_max_connections = 0\ntcp_idle_timeout_s = -1\n\n[http]\nmetrics_token = \"short\"\nmax_streams_per_user = 0\nbody_timeout_s = \"10\"\nmetrics_auth = false\n",
+    );
+    let mut keys: Vec<&str> = e.errors.iter().map(|e| e.key.as_str()).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "http.body_timeout_s",
+            "http.max_streams_per_user",
+            // Gone: /metrics is never anonymous now.
+            "http.metrics_auth",
+            "http.metrics_token",
+            "sip.tcp_idle_timeout_s",
+            "sip.tcp_max_connections",
+        ],
+        "{e}"
+    );
+}

@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - [`Server`] (this file): starts the transports and the engine task, and stops them.
-//! - `transport`: UDP and TCP SIP sockets; TCP framing by Content-Length.
+//! - `transport`: UDP and TCP SIP sockets; TCP framing by Content-Length, connection limits,
+//!   idle and message timeouts.
 //! - `media`: one task per call owning its RTP/RTCP sockets; relays packets between legs.
 //! - [`audit`]: the durable audit log (JSON lines, fsync'd) and its reader.
 //! - [`cli`]: command line and config loading for the `bibridge` binary.
@@ -11,6 +12,8 @@
 //! - [`metrics`]: media counters, processing-time histograms and level meters.
 //! - [`text`]: control characters escaped in the log and in `bibridge audit`'s text output.
 //! - [`state`]: the registrar's bindings kept across restarts (`[state] dir`).
+//! - [`net_guard`]: connection limits (total, per address), accept back-off and the descriptor
+//!   budget shared by the SIP/TCP and HTTP listeners.
 //!
 //! The engine ([`bibridge_b2bua::engine::Engine`]) is sans-IO; the engine task here feeds it
 //! datagrams, timeouts and media events with `Instant::now()`, and carries out what it polls.
@@ -21,6 +24,7 @@ pub mod control;
 pub mod http;
 mod media;
 pub mod metrics;
+pub mod net_guard;
 pub mod state;
 pub mod text;
 mod transport;
@@ -112,7 +116,11 @@ impl Server {
             None => None,
         };
         let tcp = match cfg.sip.tcp {
-            Some(addr) => Some(transport::Tcp::bind(addr, sip_tx.clone()).await?),
+            Some(addr) => {
+                let limits = transport::TcpLimits::from_config(&cfg.sip);
+                let stats = metrics.sip_tcp.clone();
+                Some(transport::Tcp::bind(addr, sip_tx.clone(), limits, stats).await?)
+            }
             None => None,
         };
         drop(sip_tx);

@@ -140,6 +140,9 @@ fn audit(args: cli::AuditArgs) -> ExitCode {
 }
 
 fn run(cfg: Config) -> ExitCode {
+    // Connections and RTP ports each take a descriptor: use all the hard limit allows.
+    let nofile = bibridge::net_guard::raise_nofile_limit();
+    tracing::info!(nofile = ?nofile, "open-file limit");
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

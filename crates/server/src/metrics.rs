@@ -53,6 +53,12 @@ pub struct Metrics {
     jitter: DashMap<CallId, f64>,
     /// Input level (dBFS) of each leg that is decoded (calls with a supervisor).
     levels: DashMap<(CallId, LegId), f32>,
+    /// The SIP/TCP listener's connections (docs/reliability/transport-http.md).
+    pub sip_tcp: Arc<crate::net_guard::ListenerStats>,
+    /// The HTTP listener's connections.
+    pub http_conns: Arc<crate::net_guard::ListenerStats>,
+    /// Event streams refused because their supervisor held the maximum.
+    pub streams_refused: AtomicU64,
 }
 
 struct Hists {

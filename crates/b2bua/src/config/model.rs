@@ -167,6 +167,16 @@ pub struct SipConfig {
     /// A call that is not answered within this many seconds is given up (480 to the caller,
     /// CANCEL to the callee). Also bounds a callee that rang and then vanished.
     pub no_answer_timeout_s: u64,
+    /// Most SIP/TCP connections open at once (accepted and opened); further ones are accepted
+    /// and closed at once. Capped at start-up at half the process's descriptor limit.
+    pub tcp_max_connections: usize,
+    /// Most SIP/TCP connections accepted from one IP address.
+    pub tcp_max_per_address: usize,
+    /// A SIP/TCP connection on which nothing arrives for this long is closed (RFC 5626
+    /// keep-alives count).
+    pub tcp_idle_timeout_s: u64,
+    /// A SIP message begun on a TCP connection must be complete within this long (slowloris).
+    pub tcp_message_timeout_s: u64,
 }
 
 impl Default for SipConfig {
@@ -184,6 +194,10 @@ impl Default for SipConfig {
             registrar_default_expires: 3600,
             user_agent: "bibridge/0.1".to_owned(),
             no_answer_timeout_s: 180,
+            tcp_max_connections: 4096,
+            tcp_max_per_address: 32,
+            tcp_idle_timeout_s: 300,
+            tcp_message_timeout_s: 10,
         }
     }
 }
@@ -223,8 +237,23 @@ pub struct HttpConfig {
     pub listen: Option<SocketAddr>,
     /// How long a console login token lives.
     pub token_ttl_s: u64,
-    /// Whether `/metrics` needs a login token too.
-    pub metrics_auth: bool,
+    /// A bearer token that may read `/metrics` (besides a supervisor's login); `None`: only
+    /// supervisors' logins.
+    pub metrics_token: Option<String>,
+    /// A request's header must arrive within this long (slowloris); also closes idle
+    /// keep-alive connections.
+    pub header_timeout_s: u64,
+    /// A request's body must arrive within this long once its header has.
+    pub body_timeout_s: u64,
+    /// Most HTTP connections open at once; capped at start-up at an eighth of the process's
+    /// descriptor limit.
+    pub max_connections: usize,
+    /// Most HTTP connections open from one IP address.
+    pub max_connections_per_address: usize,
+    /// Live login tokens per supervisor; a further login evicts the oldest.
+    pub max_logins_per_user: usize,
+    /// Open event streams per supervisor (all their logins together).
+    pub max_streams_per_user: usize,
     /// Headers added to the INVITE that calls a supervisor's phone for a console session, so
     /// that it answers by itself (RFC 5373 and the widespread Call-Info variant).
     pub auto_answer_headers: Vec<(String, String)>,
@@ -244,7 +273,13 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080)),
             token_ttl_s: 8 * 3600,
-            metrics_auth: false,
+            metrics_token: None,
+            header_timeout_s: 10,
+            body_timeout_s: 10,
+            max_connections: 256,
+            max_connections_per_address: 32,
+            max_logins_per_user: 8,
+            max_streams_per_user: 8,
             auto_answer_headers: vec![
                 ("Answer-Mode".to_owned(), "Auto".to_owned()),
                 (

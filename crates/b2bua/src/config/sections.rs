@@ -100,6 +100,10 @@ impl Parser<'_> {
                 "registrar_default_expires",
                 "user_agent",
                 "no_answer_timeout_s",
+                "tcp_max_connections",
+                "tcp_max_per_address",
+                "tcp_idle_timeout_s",
+                "tcp_message_timeout_s",
             ],
         ) else {
             return c;
@@ -134,6 +138,20 @@ impl Parser<'_> {
         }
         if let Some((v, _)) = self.get(&t, "user_agent", EXP_STRING, non_empty) {
             c.user_agent = v;
+        }
+        let count = "a positive number";
+        let secs = "a positive number of seconds";
+        if let Some((v, _)) = self.get(&t, "tcp_max_connections", count, positive) {
+            c.tcp_max_connections = v;
+        }
+        if let Some((v, _)) = self.get(&t, "tcp_max_per_address", count, positive) {
+            c.tcp_max_per_address = v;
+        }
+        if let Some((v, _)) = self.get(&t, "tcp_idle_timeout_s", secs, positive) {
+            c.tcp_idle_timeout_s = v;
+        }
+        if let Some((v, _)) = self.get(&t, "tcp_message_timeout_s", secs, positive) {
+            c.tcp_message_timeout_s = v;
         }
         let ms = "a positive number of milliseconds";
         let t1 = self.get(&t, "t1_ms", ms, positive);
@@ -287,7 +305,13 @@ impl Parser<'_> {
             &[
                 "listen",
                 "token_ttl_s",
-                "metrics_auth",
+                "metrics_token",
+                "header_timeout_s",
+                "body_timeout_s",
+                "max_connections",
+                "max_connections_per_address",
+                "max_logins_per_user",
+                "max_streams_per_user",
                 "auto_answer_headers",
                 "answer_timeout_s",
                 "legal_notice",
@@ -312,8 +336,42 @@ impl Parser<'_> {
             ) {
                 c.answer_timeout_s = v;
             }
-            if let Some((v, _)) = self.get(&t, "metrics_auth", EXP_BOOL, Value::as_bool) {
-                c.metrics_auth = v;
+            if let Some((v, _)) = self.get(
+                &t,
+                "metrics_token",
+                "a string of at least 16 visible ASCII characters, or false",
+                |v| match v {
+                    Value::Boolean(b) if !*b.value() => Some(None),
+                    v => v
+                        .as_str()
+                        .filter(|s| s.len() >= 16 && s.bytes().all(|b| b.is_ascii_graphic()))
+                        .map(|s| Some(s.to_owned())),
+                },
+            ) {
+                c.metrics_token = v;
+            }
+            let count = "a positive number";
+            let secs = "a positive number of seconds";
+            for (key, field) in [
+                ("header_timeout_s", &mut c.header_timeout_s),
+                ("body_timeout_s", &mut c.body_timeout_s),
+            ] {
+                if let Some((v, _)) = self.get(&t, key, secs, positive) {
+                    *field = v;
+                }
+            }
+            for (key, field) in [
+                ("max_connections", &mut c.max_connections),
+                (
+                    "max_connections_per_address",
+                    &mut c.max_connections_per_address,
+                ),
+                ("max_logins_per_user", &mut c.max_logins_per_user),
+                ("max_streams_per_user", &mut c.max_streams_per_user),
+            ] {
+                if let Some((v, _)) = self.get(&t, key, count, positive) {
+                    *field = v;
+                }
             }
             if let Some((v, _)) = self.get(&t, "legal_notice", EXP_STRING, non_empty) {
                 c.legal_notice = v;

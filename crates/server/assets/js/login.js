@@ -98,6 +98,11 @@ export async function onLoginSubmit(ev) {
     setLoginMsg("Wrong extension or password");
     $("login-password").select();
     $("login-password").focus();
+  } else if (r.status === 400) {
+    // bad_extension: the API takes 1 to 16 digits.
+    setLoginMsg("The extension is a number of up to 16 digits");
+    $("login-extension").select();
+    $("login-extension").focus();
   } else {
     setLoginMsg(`Login failed (HTTP ${r.status})`);
   }

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -102,6 +103,10 @@ pub struct Auth {
     tokens: DashMap<String, Login>,
     throttle: Mutex<HashMap<Key, Failures>>,
     ttl: Duration,
+    /// Live tokens per supervisor; a further login evicts the oldest.
+    max_per_user: usize,
+    /// Tokens evicted so (for `/metrics`).
+    pub evicted: AtomicU64,
     /// Compared against when the extension is unknown, to take the same time.
     dummy: [u8; 32],
 }
@@ -111,12 +116,14 @@ fn digest(s: &str) -> [u8; 32] {
 }
 
 impl Auth {
-    pub fn new(ttl: Duration) -> Auth {
+    pub fn new(ttl: Duration, max_per_user: usize) -> Auth {
         let salt: [u8; 16] = rand::random();
         Auth {
             tokens: DashMap::new(),
             throttle: Mutex::new(HashMap::new()),
             ttl,
+            max_per_user: max_per_user.max(1),
+            evicted: AtomicU64::new(0),
             dummy: Sha256::digest(salt).into(),
         }
     }
@@ -165,6 +172,22 @@ impl Auth {
         }
         drop(t);
         self.tokens.retain(|_, l| l.expires > now);
+        // At most `max_per_user` live tokens per supervisor: the oldest ones go (a forgotten tab
+        // or a lost cookie must not lock the supervisor out; a script looping over logins must
+        // not grow the table).
+        let mut mine: Vec<(Instant, String)> = self
+            .tokens
+            .iter()
+            .filter(|e| e.value().extension == extension)
+            .map(|e| (e.value().expires, e.key().clone()))
+            .collect();
+        if mine.len() >= self.max_per_user {
+            mine.sort();
+            for (_, t) in &mine[..=mine.len() - self.max_per_user] {
+                self.tokens.remove(t);
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         let token = hex::encode(rand::random::<[u8; 32]>());
         let login = Login {
             extension: extension.to_string(),
@@ -217,30 +240,35 @@ fn throttle_address(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The token from `Authorization: Bearer` or the session cookie.
+/// The bearer token of `Authorization: Bearer <token>`, exactly as sent: one space after the
+/// scheme, nothing around the token (a token with whitespace in or around it matches nothing).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    let ok = scheme.eq_ignore_ascii_case("bearer")
+        && !token.is_empty()
+        && token.bytes().all(|b| b.is_ascii_graphic());
+    ok.then_some(token)
+}
+
+/// The token from `Authorization: Bearer` or the session cookie, matched exactly.
 fn token_of(headers: &HeaderMap) -> Option<String> {
-    if let Some(v) = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        let mut parts = v.splitn(2, ' ');
-        if parts
-            .next()
-            .is_some_and(|s| s.eq_ignore_ascii_case("bearer"))
-        {
-            if let Some(t) = parts.next() {
-                return Some(t.trim().to_string());
-            }
-        }
+    if headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return bearer(headers).map(str::to_string);
     }
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
+        // RFC 6265 §4.2.1: pairs are separated by "; ".
         .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().split_once('='))
+        .filter_map(|c| c.trim_start().split_once('='))
         .find(|(name, _)| *name == COOKIE)
-        .map(|(_, v)| v.trim().to_string())
+        .map(|(_, v)| v.to_string())
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// `Set-Cookie` value for a new token.
@@ -264,7 +292,7 @@ mod tests {
     #[test]
     fn only_supervisors_with_the_right_password_log_in() {
         let cfg = Config::lab();
-        let a = Auth::new(Duration::from_secs(60));
+        let a = Auth::new(Duration::from_secs(60), 8);
         let now = Instant::now();
         let (token, login) = a
             .login(&cfg, "2001", "lab2001", ip(), now)
@@ -290,7 +318,7 @@ mod tests {
     #[test]
     fn throttling_doubles_the_wait_and_success_clears_the_extension() {
         let cfg = Config::lab();
-        let a = Auth::new(Duration::from_secs(60));
+        let a = Auth::new(Duration::from_secs(60), 8);
         let mut now = Instant::now();
         for _ in 0..4 {
             assert_eq!(
@@ -346,7 +374,7 @@ mod tests {
     #[test]
     fn fresh_ipv6_addresses_of_one_prefix_and_mapped_ipv4_are_one_address() {
         let cfg = Config::lab();
-        let a = Auth::new(Duration::from_secs(60));
+        let a = Auth::new(Duration::from_secs(60), 8);
         let now = Instant::now();
         // Unknown extensions: only the address counts.
         for i in 0..5u16 {

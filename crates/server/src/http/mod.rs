@@ -6,6 +6,7 @@
 //! - `auth`: password check, tokens, throttling of failed logins.
 //! - `sse`: `GET /api/events` (snapshot, lifecycle events, level meters).
 //! - `prom`: `GET /metrics` in the Prometheus/OpenMetrics text format.
+//! - `serve`: the accept loop (connection limits, header read timeout) and the body deadline.
 //!
 //! Every engine request goes through [`ControlHandle`]; handlers never touch engine state. Input
 //! is never trusted: bodies are size-limited and parsed by hand into problem documents, so no
@@ -14,6 +15,7 @@
 pub mod auth;
 mod prom;
 mod refusal;
+mod serve;
 mod sse;
 
 use std::net::SocketAddr;
@@ -73,8 +75,10 @@ pub(crate) struct AppState {
     control: ControlHandle,
     metrics: Arc<Metrics>,
     auth: Auth,
-    /// Open event streams per login token (bounded: each one is a task and a subscription).
+    /// Open event streams per supervisor (bounded: each one is a task and a subscription).
     streams: dashmap::DashMap<String, usize>,
+    /// The last `/metrics` exposition and when it was made: scrapes within a second share it.
+    metrics_cache: tokio::sync::Mutex<Option<(Instant, String)>>,
 }
 
 type St = Arc<AppState>;
@@ -94,20 +98,41 @@ pub async fn start(
             source,
         })?;
     let local = l.local_addr().unwrap_or(addr);
+    let max = crate::net_guard::cap_by_nofile(
+        cfg.http.max_connections,
+        crate::net_guard::nofile_limit(),
+        8,
+    );
+    if max < cfg.http.max_connections {
+        warn!(
+            configured = cfg.http.max_connections,
+            capped = max,
+            "http.max_connections capped at an eighth of the open-file limit (RLIMIT_NOFILE)"
+        );
+    }
+    let limiter = crate::net_guard::ConnLimiter::new(
+        max,
+        cfg.http.max_connections_per_address,
+        metrics.http_conns.clone(),
+    );
+    if cfg.http.metrics_token.as_deref() == Config::lab().http.metrics_token.as_deref() {
+        warn!("http.metrics_token is the lab's public token: for labs and tests only");
+    }
+    let header_timeout = Duration::from_secs(cfg.http.header_timeout_s);
     let state = Arc::new(AppState {
-        auth: Auth::new(Duration::from_secs(cfg.http.token_ttl_s)),
+        auth: Auth::new(
+            Duration::from_secs(cfg.http.token_ttl_s),
+            cfg.http.max_logins_per_user,
+        ),
         cfg,
         control,
         metrics,
         streams: dashmap::DashMap::new(),
+        metrics_cache: tokio::sync::Mutex::new(None),
     });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    info!(http = %local, "HTTP API, console and metrics listening");
-    let task = tokio::spawn(async move {
-        if let Err(e) = axum::serve(l, app).await {
-            warn!(error = %e, "HTTP server stopped");
-        }
-    });
+    let app = router(state);
+    info!(http = %local, max_connections = max, "HTTP API, console and metrics listening");
+    let task = tokio::spawn(serve::serve(l, app, limiter, header_timeout));
     Ok((local, task))
 }
 
@@ -133,6 +158,10 @@ fn router(state: St) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            serve::body_deadline,
+        ))
         .layer(middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -377,6 +406,22 @@ fn str_field<'a>(
     }
 }
 
+/// Longest extension accepted at the API.
+const MAX_EXTENSION_DIGITS: usize = 16;
+
+/// An extension named by a request: 1 to 16 ASCII digits, or 400 (the value is not echoed: it
+/// may hold control characters meant for a log or a terminal).
+fn extension_field<'a>(name: &str, v: &'a str) -> Result<&'a str, Problem> {
+    if (1..=MAX_EXTENSION_DIGITS).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(v)
+    } else {
+        Err(Problem::bad_request(
+            "bad_extension",
+            format!("\"{name}\" must be an extension: 1 to {MAX_EXTENSION_DIGITS} digits"),
+        ))
+    }
+}
+
 fn mode_field(m: &serde_json::Map<String, Value>) -> Result<Mode, Problem> {
     let s = str_field(m, "mode")?.ok_or_else(|| {
         Problem::bad_request(
@@ -460,7 +505,7 @@ async fn login(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     let m = json_body(&headers, body)?;
-    let ext = str_field(&m, "extension")?.unwrap_or("");
+    let ext = extension_field("extension", str_field(&m, "extension")?.unwrap_or(""))?;
     let password = str_field(&m, "password")?.unwrap_or("");
     match st
         .auth
@@ -572,7 +617,10 @@ async fn create_session(
             ))
         }
     };
-    let agent = str_field(&m, "agent")?;
+    let agent = match str_field(&m, "agent")? {
+        Some(a) => Some(extension_field("agent", a)?),
+        None => None,
+    };
     let target = match (&call, agent) {
         (Some(c), None) => match parse_id(c) {
             Some(id) => SessionTarget::Call(id),

@@ -1,13 +1,15 @@
 //! `GET /metrics`: the series of docs/api.md in the OpenMetrics text format (which Prometheus
 //! scrapes natively).
 //!
-//! A registry is built per scrape from the current values: the engine's counts (calls, legs,
-//! sessions by mode) come from one stats request and one snapshot, the media counters and
+//! Never anonymous: a scrape needs `http.metrics_token` as a bearer token or a supervisor's
+//! login. A registry is built from the current values at most once a second (scrapes within a
+//! second share the text, so scraping cannot load the engine task): the engine's counts (calls,
+//! legs, sessions by mode) come from one stats request and one snapshot, the media counters and
 //! histograms from [`Metrics`]. The processing-time histogram is already bucketed by the media
 //! tasks, so it is written through a custom [`Collector`] rather than a live `Histogram`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -21,20 +23,52 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+use subtle::ConstantTimeEq;
 
 use super::{Problem, St};
 use crate::control::Snapshot;
 use crate::metrics::{HistSnapshot, Metrics};
+use crate::net_guard::ListenerStats;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// How long one exposition is served to every scraper.
+const CACHE_FOR: Duration = Duration::from_secs(1);
+
+/// The metrics token (compared in constant time) or a supervisor's login.
+fn authorized(st: &St, headers: &HeaderMap) -> bool {
+    if let (Some(want), Some(got)) = (&st.cfg.http.metrics_token, super::auth::bearer(headers)) {
+        if bool::from(want.as_bytes().ct_eq(got.as_bytes())) {
+            return true;
+        }
+    }
+    st.auth.check(headers, Instant::now()).is_some()
+}
+
 pub(super) async fn metrics(State(st): State<St>, headers: HeaderMap) -> Result<Response, Problem> {
-    if st.cfg.http.metrics_auth && st.auth.check(&headers, Instant::now()).is_none() {
+    if !authorized(&st, &headers) {
         return Err(Problem::unauthorized());
     }
-    let stats = st.control.stats().await.map_err(Problem::engine)?;
-    let snap = st.control.snapshot(None).await.map_err(Problem::engine)?;
-    match render(&st.metrics, &stats, &snap) {
+    let mut cache = st.metrics_cache.lock().await;
+    let text = match &*cache {
+        Some((at, text)) if at.elapsed() < CACHE_FOR => Ok(text.clone()),
+        _ => {
+            let stats = st.control.stats().await.map_err(Problem::engine)?;
+            let snap = st.control.snapshot(None).await.map_err(Problem::engine)?;
+            let r = render(
+                &st.metrics,
+                &stats,
+                &snap,
+                st.auth.evicted.load(Ordering::Relaxed),
+            );
+            if let Ok(text) = &r {
+                *cache = Some((Instant::now(), text.clone()));
+            }
+            r
+        }
+    };
+    drop(cache);
+    match text {
         Ok(text) => Ok((
             [(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))],
             text,
@@ -66,6 +100,7 @@ pub(super) fn render(
     m: &Metrics,
     stats: &EngineStats,
     snap: &Snapshot,
+    logins_evicted: u64,
 ) -> Result<String, std::fmt::Error> {
     let mut r = Registry::default();
     r.register(
@@ -164,11 +199,63 @@ pub(super) fn render(
         "Worst interarrival jitter of any live leg, milliseconds",
         jitter,
     );
+    listener(&mut r, "sip_tcp", "SIP/TCP", &m.sip_tcp, "idle", "message");
+    listener(&mut r, "http", "HTTP", &m.http_conns, "header", "body");
+    r.register(
+        "bibridge_http_logins_evicted",
+        "Login tokens evicted by a further login of their supervisor (http.max_logins_per_user)",
+        counter(logins_evicted),
+    );
+    r.register(
+        "bibridge_http_streams_refused",
+        "Event streams refused: the supervisor held http.max_streams_per_user",
+        counter(load(&m.streams_refused)),
+    );
     let (relay, mix) = m.histograms();
     r.register_collector(Box::new(ProcessingTime { relay, mix }));
     let mut out = String::with_capacity(4096);
     prometheus_client::encoding::text::encode(&mut out, &r)?;
     Ok(out)
+}
+
+/// A listener's connection series: open, refused by reason, accept errors, timeouts.
+fn listener(r: &mut Registry, prefix: &str, what: &str, s: &ListenerStats, idle: &str, slow: &str) {
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    r.register(
+        format!("bibridge_{prefix}_connections"),
+        format!("{what} connections open"),
+        gauge(load(&s.open) as i64),
+    );
+    let refused = Family::<Vec<(String, String)>, Counter>::default();
+    for (reason, v) in [
+        ("limit", &s.refused_total),
+        ("per_address", &s.refused_per_address),
+    ] {
+        refused
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc_by(load(v));
+    }
+    r.register(
+        format!("bibridge_{prefix}_connections_refused"),
+        format!("{what} connections accepted and closed at once: listener full (limit) or its address full (per_address)"),
+        refused,
+    );
+    r.register(
+        format!("bibridge_{prefix}_accept_errors"),
+        format!("{what} accept calls that failed (EMFILE and the like)"),
+        counter(load(&s.accept_errors)),
+    );
+    let closed = Family::<Vec<(String, String)>, Counter>::default();
+    for (reason, v) in [(idle, &s.idle_closed), (slow, &s.slow_closed)] {
+        closed
+            .get_or_create(&vec![("reason".to_string(), reason.to_string())])
+            .inc_by(load(v));
+    }
+    r.register(
+        format!("bibridge_{prefix}_timeouts"),
+        format!("{what} connections closed by a timeout, by what was late"),
+        closed,
+    );
 }
 
 /// `bibridge_media_processing_seconds{path}` from the media tasks' pre-bucketed histograms.
@@ -240,7 +327,7 @@ mod tests {
             agents: Vec::new(),
             calls: Vec::new(),
         };
-        let text = render(&m, &stats, &snap).expect("encodes");
+        let text = render(&m, &stats, &snap, 0).expect("encodes");
         assert!(text.ends_with("# EOF\n"), "{text}");
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (name, value) = line.rsplit_once(' ').expect("name value");

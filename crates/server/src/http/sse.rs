@@ -43,33 +43,32 @@ struct Held {
     supervisor: LegId,
 }
 
-/// Open event streams one login may hold (a console tab needs one; a few tabs are fine).
-const MAX_STREAMS_PER_TOKEN: usize = 8;
-
-/// Counts an open stream of a token; the count goes down when the stream's feed task ends.
+/// Counts an open stream of a supervisor (all their logins together: a console tab needs one,
+/// a few tabs are fine, `http.max_streams_per_user`); the count goes down when the stream's feed
+/// task ends.
 struct StreamSlot {
     st: St,
-    token: String,
+    user: String,
 }
 
 impl StreamSlot {
-    fn take(st: &St, token: &str) -> Option<StreamSlot> {
-        let mut n = st.streams.entry(token.to_string()).or_insert(0);
-        if *n >= MAX_STREAMS_PER_TOKEN {
+    fn take(st: &St, user: &str) -> Option<StreamSlot> {
+        let mut n = st.streams.entry(user.to_string()).or_insert(0);
+        if *n >= st.cfg.http.max_streams_per_user {
             return None;
         }
         *n += 1;
         drop(n);
         Some(StreamSlot {
             st: st.clone(),
-            token: token.to_string(),
+            user: user.to_string(),
         })
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        self.st.streams.remove_if_mut(&self.token, |_, n| {
+        self.st.streams.remove_if_mut(&self.user, |_, n| {
             *n = n.saturating_sub(1);
             *n == 0
         });
@@ -77,12 +76,18 @@ impl Drop for StreamSlot {
 }
 
 pub(super) async fn events(State(st): State<St>, sup: Supervisor) -> Result<Response, Problem> {
-    let Some(slot) = StreamSlot::take(&st, &sup.token) else {
+    let Some(slot) = StreamSlot::take(&st, &sup.extension) else {
+        st.metrics
+            .streams_refused
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Err(Problem::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
             "too_many_streams",
             "Too many event streams",
-            format!("at most {MAX_STREAMS_PER_TOKEN} open event streams per login"),
+            format!(
+                "at most {} open event streams per supervisor",
+                st.cfg.http.max_streams_per_user
+            ),
         ));
     };
     let rx = st.control.subscribe();
