@@ -18,14 +18,21 @@ fuzz_target!(|data: &[u8]| {
     let mut last: Option<(u32, &[u8])> = None;
     for rec in data.chunks(8) {
         let (ts, payload) = if rec.len() >= 4 {
-            (u32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]]), &rec[4..])
+            (
+                u32::from_be_bytes([rec[0], rec[1], rec[2], rec[3]]),
+                &rec[4..],
+            )
         } else {
             (0, rec)
         };
         if let Some(ev) = parse_event(payload) {
             let wire = encode_event(&ev);
             assert_eq!(wire[0], payload[0]);
-            assert_eq!(wire[1], payload[1] & 0xBF, "E/volume not kept (R must be cleared)");
+            assert_eq!(
+                wire[1],
+                payload[1] & 0xBF,
+                "E/volume not kept (R must be cleared)"
+            );
             assert_eq!(wire[2..4], payload[2..4]);
             if let Some(c) = event_char(ev.event) {
                 assert_eq!(char_event(c), Some(ev.event));

@@ -120,7 +120,11 @@ fuzz_target!(|data: &[u8]| {
         };
         d.now += Duration::from_millis(STEPS_MS[usize::from((ctrl >> 3) & 7)]);
         let source: SocketAddr = SOURCES[usize::from(ctrl & 3)].parse().expect("literal");
-        let transport = if ctrl & 0x04 != 0 { Transport::Tcp } else { Transport::Udp };
+        let transport = if ctrl & 0x04 != 0 {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
         d.e.handle_timeout(d.now);
         d.e.handle_datagram(d.now, datagram, source, transport);
         if ctrl & 0x80 != 0 {

@@ -24,12 +24,21 @@ const CLOCKS: [u32; 8] = [8000, 8000, 16000, 48000, 8000, 0, 1, 90000];
 
 fn check(jb: &JitterBuffer, cfg: &JitterConfig) {
     let s = jb.stats();
-    let accounted = s.played + s.late + s.duplicates + s.flushed + s.discarded + jb.buffered() as u64;
-    assert_eq!(s.received, accounted, "packets not accounted for: {s:?}, buffered {}", jb.buffered());
+    let accounted =
+        s.played + s.late + s.duplicates + s.flushed + s.discarded + jb.buffered() as u64;
+    assert_eq!(
+        s.received,
+        accounted,
+        "packets not accounted for: {s:?}, buffered {}",
+        jb.buffered()
+    );
     let max = cfg.max_delay;
     let min = cfg.min_delay.min(max);
     let d = jb.current_delay();
-    assert!(d <= max && d >= min, "delay {d:?} outside [{min:?}, {max:?}]");
+    assert!(
+        d <= max && d >= min,
+        "delay {d:?} outside [{min:?}, {max:?}]"
+    );
     assert!(s.jitter_ms.is_finite());
 }
 
@@ -65,7 +74,11 @@ fn run(u: &mut Unstructured<'_>) -> arbitrary::Result<()> {
             let ts: u32 = u.arbitrary()?;
             let flags: u8 = u.arbitrary()?;
             let len: u8 = u.arbitrary()?;
-            let len = if flags & 0x80 != 0 { MAX_PAYLOAD + usize::from(len & 7) } else { usize::from(len) };
+            let len = if flags & 0x80 != 0 {
+                MAX_PAYLOAD + usize::from(len & 7)
+            } else {
+                usize::from(len)
+            };
             let ssrc = ssrcs[usize::from(flags & 3)];
             jb.push(now, seq, ts, ssrc, flags & 0x04 != 0, &payload_src[..len]);
             pushed.insert(seq);

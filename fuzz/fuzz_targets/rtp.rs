@@ -43,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
     let mut now = start;
     let mut rw = StreamRewriter::new(0x1234_5678, 1000, 160_000);
     let mut stats = ReceiveStats::new();
-    let mut leg = LegMedia::new(if first & 0x08 != 0 { Some(src[0]) } else { None });
+    let mut leg = LegMedia::new(if first & 0x08 != 0 {
+        Some(src[0])
+    } else {
+        None
+    });
     leg.set_rtcp_mux(first & 0x10 != 0);
     if first & 0x20 != 0 {
         leg.set_sdp_rtcp(Some(src[1]));

@@ -31,13 +31,24 @@ fuzz_target!(|data: &[u8]| {
         loop {
             match message::frame_stream(&buf, max_message) {
                 StreamFrame::Message(n) => {
-                    assert!(n > 0 && n <= buf.len(), "Message({n}) for a buffer of {}", buf.len());
-                    assert!(n <= max_message, "Message({n}) over the limit {max_message}");
+                    assert!(
+                        n > 0 && n <= buf.len(),
+                        "Message({n}) for a buffer of {}",
+                        buf.len()
+                    );
+                    assert!(
+                        n <= max_message,
+                        "Message({n}) over the limit {max_message}"
+                    );
                     let _ = message::parse(&buf[..n]);
                     buf.drain(..n);
                 }
                 StreamFrame::Skip { len, .. } => {
-                    assert!(len > 0 && len <= buf.len(), "Skip({len}) for a buffer of {}", buf.len());
+                    assert!(
+                        len > 0 && len <= buf.len(),
+                        "Skip({len}) for a buffer of {}",
+                        buf.len()
+                    );
                     buf.drain(..len);
                 }
                 StreamFrame::Incomplete => break,

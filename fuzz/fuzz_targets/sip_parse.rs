@@ -62,6 +62,10 @@ fuzz_target!(|data: &[u8]| {
                 String::from_utf8_lossy(&bytes)
             )
         });
-        assert_eq!(to_bytes(&again), bytes, "to_bytes is not stable over a re-parse");
+        assert_eq!(
+            to_bytes(&again),
+            bytes,
+            "to_bytes is not stable over a re-parse"
+        );
     }
 });
