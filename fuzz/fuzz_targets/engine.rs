@@ -11,6 +11,11 @@
 //! before the datagram (0 ms … 64 s), bit 6 answer this round's media opens with
 //! `OpenFailed`, bit 7 report the last opened call's media inactive.
 //!
+//! A chunk that is only the `ctrl` byte (no datagram) makes the simulated phone that bibridge
+//! last sent an INVITE to answer it (bibridge's branch, tags and Call-ID come from its id
+//! generator, which the fuzzer cannot guess): `ctrl` bits 0-1 pick 180 Ringing, 200 OK with
+//! SDP, 486 Busy Here, or a BYE from that phone in the dialog the 200 made.
+//!
 //! Strict mode (`BIBRIDGE_FUZZ_STRICT=1`): every SIP message the engine sends must parse.
 #![no_main]
 
@@ -22,6 +27,7 @@ use bibridge_b2bua::audit::MemorySink;
 use bibridge_b2bua::config::Config;
 use bibridge_b2bua::engine::{Engine, LocalAddrs, MediaCommand, MediaEvent};
 use bibridge_sip::message;
+use bibridge_sip::rsip::{Method, Request, SipMessage};
 use bibridge_sip::Transport;
 use libfuzzer_sys::fuzz_target;
 
@@ -49,10 +55,57 @@ fn lab() -> &'static Config {
     })
 }
 
+const PHONE_SDP: &str = "v=0\r\no=- 9 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 40100 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+a=sendrecv\r\n";
+
 struct Driver {
     e: Engine,
     now: Instant,
     last_call: Option<u64>,
+    /// The last INVITE bibridge sent, and where to.
+    last_invite: Option<(Request, SocketAddr, Transport)>,
+}
+
+impl Driver {
+    /// The simulated phone's answer to bibridge's last INVITE (`which`: 0 180, 1 200 with
+    /// SDP, 2 486, 3 BYE in the dialog).
+    fn answer(&mut self, which: u8) {
+        let Some((inv, peer, transport)) = self.last_invite.clone() else {
+            return;
+        };
+        let data: Vec<u8> = if which == 3 {
+            let h = &inv.headers;
+            let (Some(from), Some(to), Some(cid)) = (
+                message::header(h, "From"),
+                message::header(h, "To"),
+                message::call_id(h),
+            ) else {
+                return;
+            };
+            let target = message::header(h, "Contact")
+                .and_then(|c| message::addr_uri(&c))
+                .unwrap_or_else(|| format!("sip:bibridge@{US}"));
+            format!(
+                "BYE {target} SIP/2.0\r\nVia: SIP/2.0/UDP {peer};branch=z9hG4bK-bye{n};rport\r\n\
+                 Max-Forwards: 70\r\nFrom: {to};tag=ph1\r\nTo: {from}\r\nCall-ID: {cid}\r\n\
+                 CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+                n = self.e.stats().dialogs,
+            )
+            .into_bytes()
+        } else {
+            let (code, reason) =
+                [(180, "Ringing"), (200, "OK"), (486, "Busy Here")][usize::from(which)];
+            let mut r = message::response(&inv, code, reason, Some("ph1"));
+            message::set_header(&mut r.headers, "Contact", &format!("<sip:phone@{peer}>"));
+            if code == 200 {
+                message::set_header(&mut r.headers, "Content-Type", "application/sdp");
+                r.body = PHONE_SDP.as_bytes().to_vec();
+            }
+            message::to_bytes(&SipMessage::Response(r)).to_vec()
+        };
+        self.e.handle_datagram(self.now, &data, peer, transport);
+    }
 }
 
 impl Driver {
@@ -69,6 +122,11 @@ impl Driver {
         for _ in 0..16 {
             let mut replies = Vec::new();
             while let Some(t) = self.e.poll_transmit() {
+                if let Ok(SipMessage::Request(r)) = message::parse(&t.data) {
+                    if r.method == Method::Invite {
+                        self.last_invite = Some((r, t.dest, t.transport));
+                    }
+                }
                 if common::strict() {
                     if let Err(err) = message::parse(&t.data) {
                         panic!(
@@ -112,6 +170,7 @@ fuzz_target!(|data: &[u8]| {
         e: Engine::new(lab().clone(), local, [7; 32], now),
         now,
         last_call: None,
+        last_invite: None,
     };
     d.e.set_audit_sink(Box::new(MemorySink::default()));
     for chunk in data.split(|b| *b == 0xFF) {
@@ -126,7 +185,11 @@ fuzz_target!(|data: &[u8]| {
             Transport::Udp
         };
         d.e.handle_timeout(d.now);
-        d.e.handle_datagram(d.now, datagram, source, transport);
+        if datagram.is_empty() {
+            d.answer(ctrl & 3);
+        } else {
+            d.e.handle_datagram(d.now, datagram, source, transport);
+        }
         if ctrl & 0x80 != 0 {
             if let Some(call) = d.last_call {
                 d.e.handle_media_event(d.now, MediaEvent::Inactive { call });

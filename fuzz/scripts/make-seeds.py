@@ -271,6 +271,12 @@ def main():
     write("engine", "register_and_options", chunks((1, REGISTER), (1 | 1 << 3, REGISTER_AUTH), (3 | 4, OPTIONS)))
     write("engine", "supervisor_and_info", chunks((0, INVITE), (0x40 | 1, b_ok), (2 | 1 << 3, SUP_INVITE),
                                                   (2 | 2 << 3, INFO), (0x80 | 3 << 3, BYE)))
+    # A chunk of only the ctrl byte: the simulated phone answers bibridge's last INVITE
+    # (bits 0-1: 0 180, 1 200 with SDP, 2 486, 3 BYE).
+    write("engine", "trunk_call_answered", chunks((0 | 1 << 3, INVITE), (0 | 1 << 3, b""), (1 | 2 << 3, b""),
+                                                  (0 | 1 << 3, ACK), (2 | 2 << 3, SUP_INVITE), (0 | 2 << 3, b""),
+                                                  (1 | 2 << 3, b""), (2 | 2 << 3, INFO), (3 | 4 << 3, b"")))
+    write("engine", "trunk_call_busy", chunks((0, INVITE), (0 | 1 << 3, b""), (2 | 1 << 3, b""), (0 | 5 << 3, BYE)))
     write("engine", "garbage_and_responses", chunks((3, "HELLO sip:x SIP/2.0\r\n\r\n"), (3, UNAUTH), (1, RINGING),
                                                     (3 | 4, "\r\n\r\n"), (0, INVITE_COMPACT)))
 
