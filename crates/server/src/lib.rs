@@ -62,6 +62,9 @@ pub(crate) enum Input {
     },
     Media(MediaEvent),
     Control(ControlRequest),
+    /// Test hook: make every call's media task panic.
+    #[cfg(feature = "test-hooks")]
+    CrashMedia,
 }
 
 /// A running bibridge. Dropping it does not stop it; call [`Server::shutdown`].
@@ -74,6 +77,8 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
     http_task: Option<tokio::task::JoinHandle<()>>,
+    #[cfg(feature = "test-hooks")]
+    input: mpsc::Sender<Input>,
 }
 
 impl Server {
@@ -135,6 +140,8 @@ impl Server {
         if let Some(log) = audit_log {
             engine.set_audit_sink(Box::new(log));
         }
+        #[cfg(feature = "test-hooks")]
+        let input = in_tx.clone();
         let task = EngineTask {
             udp,
             tcp,
@@ -157,6 +164,8 @@ impl Server {
             stop: Some(stop_tx),
             done,
             http_task,
+            #[cfg(feature = "test-hooks")]
+            input,
         })
     }
 
@@ -194,6 +203,12 @@ impl Server {
         if let Some(t) = self.http_task.take() {
             t.abort();
         }
+    }
+
+    /// Test hook: make every call's media task panic, as a bug in it would.
+    #[cfg(feature = "test-hooks")]
+    pub async fn crash_media_tasks(&self) {
+        let _ = self.input.send(Input::CrashMedia).await;
     }
 
     /// Wait until the server stops (it stops on its own only after `shutdown`).
@@ -255,6 +270,12 @@ impl EngineTask {
                 s => Some(Duration::from_secs(s)),
             },
             coach_gain_db: engine.config().rtp.coach_gain_db as f32,
+            latch: match engine.config().rtp.latching {
+                bibridge_b2bua::config::Latching::Strict => bibridge_media::rtp::LatchMode::Strict,
+                bibridge_b2bua::config::Latching::Learn => bibridge_media::rtp::LatchMode::Learn {
+                    window: Duration::from_millis(engine.config().rtp.learn_window_ms),
+                },
+            },
             metrics: self.metrics.clone(),
         };
         let mut stopping: Option<tokio::time::Instant> = None;
@@ -281,6 +302,12 @@ impl EngineTask {
                         // Events already queued belong before the snapshot's sequence number.
                         self.publish_notices(&mut engine);
                         control::handle(&mut engine, self.events.seq(), req);
+                    }
+                    #[cfg(feature = "test-hooks")]
+                    Some(Input::CrashMedia) => {
+                        for m in calls.values() {
+                            m.crash();
+                        }
                     }
                     None => break,
                 },
