@@ -234,18 +234,15 @@ impl LegMedia {
         }
         let window = self.window_open(now);
         let negotiated = header.is_some_and(|(pt, _)| self.payload_types & (1u128 << pt) != 0);
-        // The exact SDP address is what signalling says: accepted in any case, and preferred
-        // to a source learned in the same window (a phone not behind NAT whose first packets
-        // were beaten by a stray).
+        // The exact SDP address is what signalling says: latched whenever nothing is yet,
+        // and preferred to a source learned in the same window (a phone not behind NAT whose
+        // first packets were beaten by a stray). Latched, it closes the door to learning.
         if sdp == Some(src) && (self.learned.is_none() || window) {
-            if self.learned.is_some() {
-                self.learned = Some(src);
-                self.learned_rtcp = None;
-                self.ssrc = header.map(|(_, s)| (s, now));
-                self.counters.latch_events += 1;
-                return Latch::Latched;
-            }
-            return Latch::Current;
+            self.learned = Some(src);
+            self.learned_rtcp = None;
+            self.ssrc = header.map(|(_, s)| (s, now));
+            self.counters.latch_events += 1;
+            return Latch::Latched;
         }
         if self.learned.is_none() && window && negotiated {
             self.learned = Some(src);

@@ -413,7 +413,9 @@ fn learn_latches_first_negotiated_source_in_the_window_only() {
     let mut late = LegMedia::with_mode(LEARN, t0, Some(sdp));
     late.set_payload_types(&[0]);
     assert_eq!(late.on_rtp(ms(2000), nat, &rtp(0, 1)), Latch::Foreign);
-    assert_eq!(late.on_rtp(ms(2001), sdp, &rtp(0, 1)), Latch::Current);
+    let mut by_sdp = late.clone();
+    assert_eq!(by_sdp.on_rtp(ms(2001), sdp, &rtp(0, 1)), Latch::Latched);
+    assert_eq!(by_sdp.on_rtp(ms(2021), sdp, &rtp(0, 1)), Latch::Current);
     // The call's answer (another offer/answer) re-opens the window of an unlatched leg.
     late.offer_answer_done(ms(5000));
     assert_eq!(late.on_rtp(ms(6999), nat, &rtp(0, 1)), Latch::Latched);
@@ -441,6 +443,13 @@ fn learn_prefers_the_exact_sdp_address_within_the_window() {
     assert_eq!(leg.rtp_target(), Some(sdp));
     assert_eq!(leg.on_rtp(ms(40), stray, &rtp(0, 9)), Latch::Foreign);
     assert_eq!(leg.on_rtp(ms(60), sdp, &rtp(0, 1)), Latch::Current);
+
+    // The phone (at its SDP address) first: a stray in the window learns nothing.
+    let mut leg = LegMedia::with_mode(LEARN, t0, Some(sdp));
+    leg.set_payload_types(&[0]);
+    assert_eq!(leg.on_rtp(ms(1), sdp, &rtp(0, 1)), Latch::Latched);
+    assert_eq!(leg.on_rtp(ms(5), stray, &rtp(0, 9)), Latch::Foreign);
+    assert_eq!(leg.rtp_target(), Some(sdp));
 }
 
 #[test]
