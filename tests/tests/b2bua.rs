@@ -574,11 +574,12 @@ async fn rtcp_is_relayed_on_port_plus_one() {
         tokio::net::UdpSocket::bind(("127.0.0.1", call.agent_rtp.local_addr().port() + 1))
             .await
             .unwrap();
-    let customer_rtcp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    // A minimal RTCP receiver report (PT 201), sent to bibridge's RTCP port on the customer leg.
+    // A minimal RTCP receiver report (PT 201), sent to bibridge's RTCP port on the customer leg
+    // from the customer's own RTP address (strict latching accepts RTCP only from the host and
+    // ports the customer's SDP names: see tests/tests/hijack.rs for foreign RTCP).
     let rr = [0x80u8, 201, 0, 1, 0x11, 0x22, 0x33, 0x44];
     let to = std::net::SocketAddr::new(call.anchor_customer.ip(), call.anchor_customer.port() + 1);
-    customer_rtcp.send_to(&rr, to).await.unwrap();
+    call.customer_rtp.send_raw(to, &rr).await.unwrap();
     let mut buf = [0u8; 64];
     let (n, from) = tokio::time::timeout(T, agent_rtcp.recv_from(&mut buf))
         .await

@@ -644,3 +644,34 @@ fn connection_limits_have_defaults_and_bad_values_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn latching_keys() {
+    use bibridge_b2bua::config::Latching;
+    let lab = Config::lab();
+    assert_eq!(
+        (lab.rtp.latching, lab.rtp.learn_window_ms),
+        (Latching::Strict, 2000)
+    );
+    let c = Config::from_toml(
+        "[rtp]\nlatching = \"learn\"\nlearn_window_ms = 500\n",
+        "x.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        (c.rtp.latching, c.rtp.learn_window_ms),
+        (Latching::Learn, 500)
+    );
+    let e = errors("[rtp]\nlatching = \"loose\"\n");
+    assert_eq!(
+        e.to_string(),
+        "x.toml:2:12: rtp.latching: expected one of \"strict\", \"learn\", found string \"loose\""
+    );
+    let e = errors("[rtp]\nlearn_window_ms = 0\n");
+    assert!(
+        e.to_string().contains(
+            "rtp.learn_window_ms: expected a number of milliseconds between 100 and 60000"
+        ),
+        "{e}"
+    );
+}

@@ -84,6 +84,9 @@ pub(crate) enum Input {
     },
     Media(MediaEvent),
     Control(ControlRequest),
+    /// Test hook: make every call's media task panic.
+    #[cfg(feature = "test-hooks")]
+    CrashMedia,
 }
 
 /// A running bibridge. Dropping it does not stop it; call [`Server::shutdown`].
@@ -96,6 +99,8 @@ pub struct Server {
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
     http_task: Option<tokio::task::JoinHandle<()>>,
+    #[cfg(feature = "test-hooks")]
+    input: mpsc::Sender<Input>,
 }
 
 impl Server {
@@ -136,7 +141,7 @@ impl Server {
         let seed: [u8; 32] = rand::random();
         let clock = Clock::now();
         let (events_tx, _) = broadcast::channel(control::EVENT_BACKLOG);
-        let control = ControlHandle::new(control_tx, events_tx.clone(), clock);
+        let control = ControlHandle::new(control_tx.clone(), events_tx.clone(), clock);
         let http = match cfg.http.listen {
             Some(addr) => Some(
                 http::start(
@@ -191,6 +196,8 @@ impl Server {
                 Err(e) => warn!(dir = %dir.display(), error = %e, "saved registrations not loaded"),
             }
         }
+        #[cfg(feature = "test-hooks")]
+        let input = control_tx.clone();
         let task = EngineTask {
             udp,
             tcp,
@@ -229,6 +236,8 @@ impl Server {
             stop: Some(stop_tx),
             done,
             http_task,
+            #[cfg(feature = "test-hooks")]
+            input,
         })
     }
 
@@ -266,6 +275,12 @@ impl Server {
         if let Some(t) = self.http_task.take() {
             t.abort();
         }
+    }
+
+    /// Test hook: make every call's media task panic, as a bug in it would.
+    #[cfg(feature = "test-hooks")]
+    pub async fn crash_media_tasks(&self) {
+        let _ = self.input.send(Input::CrashMedia).await;
     }
 
     /// Wait until the server stops (it stops on its own only after `shutdown`).
@@ -402,6 +417,12 @@ impl EngineTask {
                 s => Some(Duration::from_secs(s)),
             },
             coach_gain_db: engine.config().rtp.coach_gain_db as f32,
+            latch: match engine.config().rtp.latching {
+                bibridge_b2bua::config::Latching::Strict => bibridge_media::rtp::LatchMode::Strict,
+                bibridge_b2bua::config::Latching::Learn => bibridge_media::rtp::LatchMode::Learn {
+                    window: Duration::from_millis(engine.config().rtp.learn_window_ms),
+                },
+            },
             metrics: self.metrics.clone(),
         };
         let mut stopping: Option<tokio::time::Instant> = None;
@@ -433,7 +454,15 @@ impl EngineTask {
                 Some(done) = input.audit_done.recv() => {
                     engine.handle_audit_done(Instant::now(), done.id, done.result);
                 }
-                Some(msg) = input.control.recv() => self.on_input(&mut engine, msg),
+                Some(msg) = input.control.recv() => {
+                    #[cfg(feature = "test-hooks")]
+                    if matches!(msg, Input::CrashMedia) {
+                        for m in calls.values() {
+                            m.crash();
+                        }
+                    }
+                    self.on_input(&mut engine, msg)
+                }
                 _ = tokio::time::sleep_until(wake) => engine.handle_timeout(Instant::now()),
                 _ = &mut stop, if stopping.is_none() => {
                     info!(calls = engine.call_count(), "shutting down");
@@ -479,6 +508,9 @@ impl EngineTask {
                 self.publish_notices(engine);
                 control::handle(engine, self.events.seq(), req, &mut self.api_waiting);
             }
+            // Handled in the run loop, which owns the media tasks.
+            #[cfg(feature = "test-hooks")]
+            Input::CrashMedia => {}
         }
     }
 

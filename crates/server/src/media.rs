@@ -21,12 +21,12 @@ use bibridge_media::mixer::{
     CallMixer, LegParams, LegRole, MixerConfig, MixerEvent, SessionMode, Tone,
 };
 use bibridge_media::rtp::{
-    is_rtcp, rtp_seq_ts_ssrc, InactivityTimer, Latch, LegMedia, ReceiveStats,
+    is_rtcp, rtp_seq_ts_ssrc, InactivityTimer, Latch, LatchMode, LegMedia, ReceiveStats,
 };
 use tokio::io::ReadBuf;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
-use tracing::{debug, info_span, trace, warn, Instrument};
+use tracing::{debug, error, info, info_span, trace, warn, Instrument};
 
 use crate::metrics::{MediaTally, Metrics, Path};
 use crate::Input;
@@ -41,6 +41,8 @@ pub struct MediaConfig {
     pub ip: IpAddr,
     pub inactivity: Option<Duration>,
     pub coach_gain_db: f32,
+    /// Which sources a leg accepts media from (`[rtp] latching`).
+    pub latch: LatchMode,
     pub metrics: std::sync::Arc<Metrics>,
 }
 
@@ -69,13 +71,16 @@ enum Ctl {
         legs: Vec<LegId>,
         tone: Tone,
     },
+    /// Test hook: make the task panic, as a bug would.
+    #[cfg(feature = "test-hooks")]
+    Crash,
 }
 
 /// Handle to a call's media task. Dropping the handle (or [`CallMedia::close`]) stops the task
 /// and closes its sockets.
 pub struct CallMedia {
     ctl: mpsc::UnboundedSender<Ctl>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::AbortHandle,
     ip: IpAddr,
 }
 
@@ -109,13 +114,14 @@ impl CallMedia {
     ) -> Result<CallMedia, (u16, io::Error)> {
         let ip = cfg.ip;
         let mut ios = Vec::with_capacity(legs.len() + 2);
+        let now = Instant::now();
         for l in legs {
             let (rtp, rtcp) = bind_pair(ip, l.port).await.map_err(|e| (l.port, e))?;
             ios.push(LegIo {
                 id: l.leg,
                 rtp,
                 rtcp,
-                state: LegMedia::new(l.remote),
+                state: leg_media(cfg.latch, now, l),
                 role: l.role,
                 codec: l.codec.clone(),
                 in_mixer: false,
@@ -124,18 +130,19 @@ impl CallMedia {
         }
         let (ctl, ctl_rx) = mpsc::unbounded_channel();
         let span = info_span!("media", call);
-        let task = tokio::spawn(
+        let inner = tokio::spawn(
             run(
                 call,
                 ios,
-                cfg.inactivity,
-                cfg.coach_gain_db,
+                (cfg.inactivity, cfg.coach_gain_db, cfg.latch),
                 ctl_rx,
-                to_engine,
+                to_engine.clone(),
                 cfg.metrics.clone(),
             )
             .instrument(span),
         );
+        let task = inner.abort_handle();
+        tokio::spawn(watch(call, inner, to_engine, cfg.metrics.clone()));
         Ok(CallMedia { ctl, task, ip })
     }
 
@@ -184,12 +191,52 @@ impl CallMedia {
     pub fn close(self) {
         self.task.abort();
     }
+
+    /// Test hook: make the call's media task panic.
+    #[cfg(feature = "test-hooks")]
+    pub fn crash(&self) {
+        let _ = self.ctl.send(Ctl::Crash);
+    }
 }
 
 impl Drop for CallMedia {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Wait for a call's media task to end; if it ended by itself (a panic: it never returns while
+/// its call is open) rather than by [`CallMedia::close`] (an abort), tell the engine, which
+/// ends the call: without it the parties would sit in silence until the inactivity timeout, or
+/// forever when that is off.
+async fn watch(
+    call: CallId,
+    task: tokio::task::JoinHandle<()>,
+    to_engine: mpsc::Sender<Input>,
+    metrics: std::sync::Arc<Metrics>,
+) {
+    let failure = match task.await {
+        Err(e) if e.is_cancelled() => return,
+        Err(e) => format!("panicked: {e}"),
+        // `run` returns only when its control channel is gone, i.e. the handle was dropped.
+        Ok(()) => return,
+    };
+    error!(call, %failure, "media task died");
+    metrics
+        .media_tasks_failed
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _ = to_engine
+        .send(Input::Media(MediaEvent::MediaFailed { call }))
+        .await;
+}
+
+/// A leg's latch state from its setup, in `mode`, its SDP known as of `now`.
+fn leg_media(mode: LatchMode, now: Instant, l: &LegSetup) -> LegMedia {
+    let mut m = LegMedia::with_mode(mode, now, l.remote);
+    if let Some(c) = &l.codec {
+        m.set_payload_types(&c.payload_types);
+    }
+    m
 }
 
 fn mixer_role(role: MediaRole) -> LegRole {
@@ -329,8 +376,7 @@ fn publish_levels(call: CallId, metrics: &Metrics, legs: &[LegIo], mixer: &CallM
 async fn run(
     call: CallId,
     mut legs: Vec<LegIo>,
-    inactivity: Option<Duration>,
-    coach_gain_db: f32,
+    (inactivity, coach_gain_db, latch): (Option<Duration>, f32, LatchMode),
     mut ctl: mpsc::UnboundedReceiver<Ctl>,
     to_engine: mpsc::Sender<Input>,
     metrics: std::sync::Arc<Metrics>,
@@ -429,8 +475,16 @@ async fn run(
                 let now = Instant::now();
                 match c {
                     Ctl::Update { leg, remote, hold, codec } => {
+                        // An offer/answer completed: legs that learned nothing yet may learn
+                        // now (the caller's leg when the callee answers).
+                        for l in legs.iter_mut().filter(|l| l.id != leg) {
+                            l.state.offer_answer_done(now);
+                        }
                         if let Some(l) = legs.iter_mut().find(|l| l.id == leg) {
-                            l.state.set_sdp_remote(remote);
+                            l.state.set_sdp_remote(now, remote);
+                            if let Some(c) = &codec {
+                                l.state.set_payload_types(&c.payload_types);
+                            }
                             if codec.is_some() && codec != l.codec {
                                 l.codec = codec;
                                 sync_leg(&mut mixer, now, l);
@@ -443,7 +497,7 @@ async fn run(
                         debug!(leg, ?remote, hold, "media leg updated");
                     }
                     Ctl::AddLeg { setup, sockets: (rtp, rtcp) } => {
-                        let mut l = LegIo { id: setup.leg, rtp, rtcp, state: LegMedia::new(setup.remote), role: setup.role, codec: setup.codec, in_mixer: false, rx: ReceiveStats::new() };
+                        let mut l = LegIo { id: setup.leg, rtp, rtcp, state: leg_media(latch, now, &setup), role: setup.role, codec: setup.codec, in_mixer: false, rx: ReceiveStats::new() };
                         sync_leg(&mut mixer, now, &mut l);
                         debug!(leg = l.id, role = ?l.role, "leg added");
                         legs.push(l);
@@ -469,6 +523,8 @@ async fn run(
                         }
                         debug!(hz = tone.freq_hz, beeps = tone.beeps, "notification tone");
                     }
+                    #[cfg(feature = "test-hooks")]
+                    Ctl::Crash => panic!("media task crash requested by a test"),
                 }
                 None
             }
@@ -500,8 +556,15 @@ async fn run(
         }
         let pkt = &inbuf[..n];
         if rtcp_socket || is_rtcp(pkt) {
-            if legs[i].state.on_rtcp(now, src, n) == Latch::Foreign {
-                continue;
+            match legs[i].state.on_rtcp(src, pkt, !rtcp_socket) {
+                // Never relayed, never answered.
+                Latch::Foreign => {
+                    trace!(leg = legs[i].id, %src, "foreign RTCP dropped");
+                    tally.foreign(true);
+                    continue;
+                }
+                Latch::Latched => debug!(leg = legs[i].id, %src, "RTCP source learned"),
+                Latch::Current => {}
             }
             // RTCP is end to end between customer and agent (legs 0 and 1); a supervisor's
             // reports describe a stream that is ours, so they stop here.
@@ -519,10 +582,19 @@ async fn run(
             }
             continue;
         }
-        if legs[i].state.on_rtp(now, src, n) == Latch::Foreign {
-            // Another source while the latched one is alive: a stray or a hijack attempt.
-            trace!(leg = legs[i].id, %src, "foreign RTP dropped");
-            continue;
+        match legs[i].state.on_rtp(now, src, pkt) {
+            Latch::Foreign => {
+                // Not the leg's source: a stray or a hijack attempt. Counted; the flush logs
+                // one line per second at most.
+                trace!(leg = legs[i].id, %src, "foreign RTP dropped");
+                tally.foreign(false);
+                continue;
+            }
+            Latch::Latched => {
+                info!(leg = legs[i].id, %src, "RTP source learned");
+                tally.latched();
+            }
+            Latch::Current => {}
         }
         trace!(leg = legs[i].id, bytes = n, "rtp in");
         tally.received();
@@ -578,6 +650,7 @@ mod tests {
             name: name.into(),
             clock_rate: 8000,
             dtmf_payload_type: Some(101),
+            payload_types: vec![pt, 101],
         }
     }
 

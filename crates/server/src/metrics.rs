@@ -40,6 +40,14 @@ pub struct Metrics {
     pub rtp_relayed: AtomicU64,
     pub rtp_mixed: AtomicU64,
     pub rtp_lost: AtomicU64,
+    /// RTP packets dropped because they came from a source other than the leg's (latching).
+    pub rtp_foreign: AtomicU64,
+    /// RTCP packets dropped because they came from a source other than the leg's.
+    pub rtcp_foreign: AtomicU64,
+    /// Legs that latched onto a learned source (`[rtp] latching = "learn"`).
+    pub latch_events: AtomicU64,
+    /// Per-call media tasks that ended unexpectedly (panic or error); their calls were ended.
+    pub media_tasks_failed: AtomicU64,
     /// Session starts by (mode, origin).
     pub session_starts: Mutex<HashMap<(String, String), u64>>,
     /// Session refusals by reason key.
@@ -187,6 +195,9 @@ pub(crate) struct MediaTally {
     received: u64,
     relayed: u64,
     mixed: u64,
+    foreign_rtp: u64,
+    foreign_rtcp: u64,
+    latched: u64,
 }
 
 impl MediaTally {
@@ -197,6 +208,9 @@ impl MediaTally {
             received: 0,
             relayed: 0,
             mixed: 0,
+            foreign_rtp: 0,
+            foreign_rtcp: 0,
+            latched: 0,
         }
     }
 
@@ -215,6 +229,20 @@ impl MediaTally {
         self.received += 1;
     }
 
+    /// A packet from a source that is not the leg's was dropped (latching).
+    pub(crate) fn foreign(&mut self, rtcp: bool) {
+        if rtcp {
+            self.foreign_rtcp += 1;
+        } else {
+            self.foreign_rtp += 1;
+        }
+    }
+
+    /// A leg learned its source (learn mode).
+    pub(crate) fn latched(&mut self) {
+        self.latched += 1;
+    }
+
     /// Packets relayed / frames mixed since the last flush.
     pub(crate) fn add_sent(&mut self, relayed: u64, mixed: u64) {
         self.relayed += relayed;
@@ -227,6 +255,20 @@ impl MediaTally {
         m.rtp_relayed.fetch_add(self.relayed, Ordering::Relaxed);
         m.rtp_mixed.fetch_add(self.mixed, Ordering::Relaxed);
         m.rtp_lost.fetch_add(lost_delta, Ordering::Relaxed);
+        if self.foreign_rtp + self.foreign_rtcp > 0 {
+            // One line per call and second at most, however hard the ports are sprayed.
+            tracing::debug!(
+                call,
+                rtp = self.foreign_rtp,
+                rtcp = self.foreign_rtcp,
+                "packets from foreign sources dropped"
+            );
+        }
+        m.rtp_foreign.fetch_add(self.foreign_rtp, Ordering::Relaxed);
+        m.rtcp_foreign
+            .fetch_add(self.foreign_rtcp, Ordering::Relaxed);
+        m.latch_events.fetch_add(self.latched, Ordering::Relaxed);
+        (self.foreign_rtp, self.foreign_rtcp, self.latched) = (0, 0, 0);
         (self.received, self.relayed, self.mixed) = (0, 0, 0);
         if !self.relay.is_empty() || !self.mix.is_empty() {
             let mut h = m.hist.lock().unwrap_or_else(|e| e.into_inner());

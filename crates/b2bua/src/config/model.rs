@@ -216,6 +216,30 @@ pub struct RtpConfig {
     /// Gain applied to coaching/barging supervisors' voices in the agent's mix, in dB
     /// (−30…+12). Relayed voices are never attenuated.
     pub coach_gain_db: i32,
+    /// Which sources a leg accepts media from (docs/reliability/latching.md).
+    pub latching: Latching,
+    /// With [`Latching::Learn`]: how long after the offer/answer that set a leg's SDP the first
+    /// source with a negotiated payload type may be latched, in milliseconds.
+    pub learn_window_ms: u64,
+}
+
+/// `[rtp] latching`: where a leg's RTP and RTCP may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Latching {
+    /// Only from the address and port the leg's SDP names (RTCP: that host, port + 1 or the
+    /// RTP port). Nothing is learned.
+    #[default]
+    Strict,
+    /// As strict, and also the first source (any address) seen within `learn_window_ms` after
+    /// the leg's offer/answer whose payload type was negotiated: phones behind NAT. Once
+    /// latched, never moved by packets, only by a new SDP address.
+    Learn,
+}
+
+impl Latching {
+    /// Every mode with its config spelling.
+    pub const ALL: [(&'static str, Latching); 2] =
+        [("strict", Latching::Strict), ("learn", Latching::Learn)];
 }
 
 impl Default for RtpConfig {
@@ -226,6 +250,8 @@ impl Default for RtpConfig {
             port_max: 29999,
             inactivity_timeout_s: 60,
             coach_gain_db: 0,
+            latching: Latching::Strict,
+            learn_window_ms: 2000,
         }
     }
 }

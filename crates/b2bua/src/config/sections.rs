@@ -230,6 +230,8 @@ impl Parser<'_> {
                 "port_max",
                 "inactivity_timeout_s",
                 "coach_gain_db",
+                "latching",
+                "learn_window_ms",
             ],
         ) else {
             return c;
@@ -257,6 +259,22 @@ impl Parser<'_> {
             |v| int::<i32>(v).filter(|g| (-30..=12).contains(g)),
         ) {
             c.coach_gain_db = v;
+        }
+        if let Some((v, _)) = self.get(
+            &t,
+            "latching",
+            &expected_one_of(&Latching::ALL),
+            one_of(&Latching::ALL),
+        ) {
+            c.latching = v;
+        }
+        if let Some((v, _)) = self.get(
+            &t,
+            "learn_window_ms",
+            "a number of milliseconds between 100 and 60000",
+            |v| int::<u64>(v).filter(|w| (100..=60_000).contains(w)),
+        ) {
+            c.learn_window_ms = v;
         }
         // RTP uses the even port of a pair and RTCP the odd one above it.
         let min = self.get(

@@ -398,7 +398,7 @@ impl Engine {
     /// of the pool and try fresh ones, a few times, before giving up with 503.
     pub(super) fn on_media_open_failed(&mut self, now: Instant, id: CallId, bad_ports: &[u16]) {
         for p in bad_ports {
-            self.pool.mark_unusable(*p);
+            self.pool.mark_unusable(*p, now);
         }
         let Some(call) = self.calls.get_mut(&id) else {
             return;

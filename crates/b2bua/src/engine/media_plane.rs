@@ -29,6 +29,9 @@ pub struct LegCodec {
     pub clock_rate: u32,
     /// RFC 4733 telephone-event payload type, if negotiated.
     pub dtmf_payload_type: Option<u8>,
+    /// Every payload type the leg's SDP lists: what its party may send (a learning latch
+    /// accepts a first packet only with one of these).
+    pub payload_types: Vec<u8>,
 }
 
 impl LegCodec {
@@ -54,6 +57,7 @@ impl LegCodec {
             name: voice.name.clone(),
             clock_rate: voice.clock_rate,
             dtmf_payload_type: dtmf.map(|d| d.payload_type),
+            payload_types: info.codecs.iter().map(|c| c.payload_type).collect(),
         })
     }
 }
@@ -155,6 +159,13 @@ pub enum MediaEvent {
         call: CallId,
         /// Ports in use by another program: not handed out again.
         bad_ports: Vec<u16>,
+    },
+    /// The call's media task ended unexpectedly (it panicked or failed): no media flows any
+    /// more, so the engine ends the call (BYE to every leg, sessions stopped and audited,
+    /// ports released).
+    MediaFailed {
+        /// The call.
+        call: CallId,
     },
     /// An RFC 4733 digit from a supervisor leg (consumed by the mixer, never forwarded).
     Dtmf {

@@ -301,7 +301,9 @@ impl Engine {
         .with_algorithms(&algorithms);
         let mut id_seed = [0u8; 8];
         id_seed.copy_from_slice(&seed[..8]);
-        let pool = PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max);
+        // The port pool's CSPRNG gets its own key, derived from (not equal to) the seed.
+        let pool_seed = seed.map(|b| b ^ 0x5c);
+        let pool = PortPool::new(cfg.rtp.port_min, cfg.rtp.port_max, pool_seed);
         Engine {
             txl: TransactionLayer::new(timers),
             digest,
@@ -398,6 +400,7 @@ impl Engine {
             self.next_housekeeping = now + HOUSEKEEPING;
             self.digest.prune(now);
             self.flush_refusal_summaries(now);
+            self.pool.retry_failed(now);
             self.ended_dialogs
                 .retain(|_, t| now.saturating_duration_since(*t) < ENDED_DIALOG_MEMORY);
         }
@@ -425,6 +428,10 @@ impl Engine {
                 self.on_media_open_failed(now, call, &bad_ports)
             }
             MediaEvent::Dtmf { call, leg, digit } => self.on_media_dtmf(now, call, leg, digit),
+            MediaEvent::MediaFailed { call } => {
+                warn!(call, "media task failed: ending the call");
+                self.end_call(now, call, "media failed")
+            }
         }
         self.process(now);
     }

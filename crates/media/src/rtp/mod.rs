@@ -4,7 +4,8 @@
 //! - [`is_rtcp`]: RTP/RTCP demultiplexing on one port (RFC 5761 §4).
 //! - [`StreamRewriter`]: keeps what we send on an output leg one continuous RTP stream (one
 //!   SSRC, continuous sequence numbers and timestamps) whatever happens to its input.
-//! - [`LegMedia`]: symmetric RTP (RFC 4961) latching of a leg's remote address, and counters.
+//! - [`LegMedia`]: which sources a leg accepts media from (strict, or learning for NAT; never
+//!   re-latched on silence), where to send, and counters.
 //! - [`InactivityTimer`]: media timeout that does not count while the leg is on hold.
 //! - [`ReceiveStats`]: RFC 3550 receiver statistics of an incoming stream (expected, lost,
 //!   interarrival jitter); [`rtp_seq_ts_ssrc`] reads what it needs from a datagram.
@@ -23,7 +24,7 @@ mod stats;
 
 pub use header::{is_rtcp, rtp_seq_ts_ssrc, RtpError, RtpHeader, RTP_FIXED_HEADER_LEN};
 pub use inactivity::InactivityTimer;
-pub use latch::{Latch, LegCounters, LegMedia, RELATCH_AFTER};
+pub use latch::{Latch, LatchMode, LegCounters, LegMedia, DEFAULT_LEARN_WINDOW, SSRC_CHANGE_AFTER};
 pub use rewrite::{Rewrite, StreamRewriter};
 pub use stats::ReceiveStats;
 

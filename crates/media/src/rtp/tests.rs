@@ -261,100 +261,282 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
+/// An RTP packet of 172 bytes (PCMU, 20 ms) with this payload type and SSRC.
+fn rtp(pt: u8, ssrc: u32) -> Vec<u8> {
+    pkt(pt, false, 1, 160, ssrc, &[0xff; 160])
+}
+
+/// An RTCP receiver report from `ssrc`.
+fn rr(ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 201, 0, 1];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p
+}
+
+const LEARN: LatchMode = LatchMode::Learn {
+    window: Duration::from_secs(2),
+};
+
 #[test]
-fn latching_and_relatch_after_silence() {
+fn strict_accepts_only_the_sdp_address_and_never_relatches() {
     let t0 = Instant::now();
     let ms = |n| t0 + Duration::from_millis(n);
-    let sdp = addr("192.168.1.10:4000");
-    let nat = addr("203.0.113.5:61000");
-    let other = addr("198.51.100.9:5000");
-    let mut leg = LegMedia::new(Some(sdp));
+    let sdp = addr("10.0.0.1:4000");
+    let attacker = addr("198.51.100.9:5000");
+    let mut leg = LegMedia::with_mode(LatchMode::Strict, t0, Some(sdp));
     assert_eq!(leg.rtp_target(), Some(sdp));
-    assert_eq!(leg.rtcp_target(), Some(addr("192.168.1.10:4001")));
-    assert_eq!(leg.last_rx(), None);
-
-    assert_eq!(leg.on_rtp(ms(0), nat, 172), Latch::Latched);
-    assert_eq!(leg.rtp_target(), Some(nat));
-    assert_eq!(leg.rtcp_target(), Some(addr("203.0.113.5:61001")));
-    assert_eq!(leg.on_rtp(ms(20), nat, 172), Latch::Current);
-    // Another source while the latched one is alive: refused, not counted as media.
-    assert_eq!(leg.on_rtp(ms(30), other, 172), Latch::Foreign);
-    assert_eq!(leg.on_rtp(ms(1019), other, 172), Latch::Foreign);
-    assert_eq!(leg.rtp_target(), Some(nat));
+    assert_eq!(leg.rtcp_target(), Some(addr("10.0.0.1:4001")));
+    // The attacker is first: dropped, counted, not the target.
+    assert_eq!(leg.on_rtp(ms(0), attacker, &rtp(0, 7)), Latch::Foreign);
+    assert_eq!(leg.rtp_target(), Some(sdp));
+    assert_eq!(leg.on_rtp(ms(20), sdp, &rtp(0, 1)), Latch::Current);
+    // Same host, another port: foreign too.
+    assert_eq!(
+        leg.on_rtp(ms(30), addr("10.0.0.1:4002"), &rtp(0, 1)),
+        Latch::Foreign
+    );
+    // Long silence of the legitimate source: still nobody else.
+    assert_eq!(leg.on_rtp(ms(60_000), attacker, &rtp(0, 7)), Latch::Foreign);
+    assert_eq!(leg.rtp_target(), Some(sdp));
     assert_eq!(leg.last_rx(), Some(ms(20)));
-    // Latched source silent for 1 s: the new one takes over.
-    assert_eq!(
-        leg.on_rtp(ms(1020), other, 172),
-        Latch::Relatched { previous: nat }
-    );
-    assert_eq!(leg.rtp_target(), Some(other));
-    assert_eq!(leg.on_rtp(ms(1040), nat, 172), Latch::Foreign);
     let c = leg.counters();
+    assert_eq!((c.rtp_packets_in, c.rtp_bytes_in), (1, 172));
     assert_eq!(
-        (c.rtp_packets_in, c.rtp_bytes_in, c.foreign_packets_in),
-        (3, 516, 3)
+        (c.foreign_rtp_in, c.foreign_packets_in, c.latch_events),
+        (3, 3, 0)
     );
-    assert_eq!(leg.last_rx(), Some(ms(1020)));
 }
 
 #[test]
-fn rtcp_latch_is_separate() {
+fn strict_waits_for_a_usable_sdp_address() {
     let t0 = Instant::now();
-    let mut leg = LegMedia::new(Some(addr("10.0.0.1:4000")));
-    leg.on_rtp(t0, addr("203.0.113.5:61000"), 100);
-    // RTCP's NAT mapping is not port + 1.
+    let src = addr("10.0.0.1:4000");
+    let mut leg = LegMedia::with_mode(LatchMode::Strict, t0, None);
+    assert_eq!(leg.on_rtp(t0, src, &rtp(0, 1)), Latch::Foreign);
+    leg.set_sdp_remote(t0, Some(addr("0.0.0.0:4000"))); // old-style hold
     assert_eq!(
-        leg.on_rtcp(t0, addr("203.0.113.5:62000"), 80),
-        Latch::Latched
-    );
-    assert_eq!(leg.rtcp_target(), Some(addr("203.0.113.5:62000")));
-    assert_eq!(leg.rtp_target(), Some(addr("203.0.113.5:61000")));
-    assert_eq!(
-        leg.on_rtcp(
-            t0 + Duration::from_millis(10),
-            addr("203.0.113.5:61000"),
-            80
-        ),
+        leg.on_rtp(t0, addr("0.0.0.0:4000"), &rtp(0, 1)),
         Latch::Foreign
     );
-    leg.set_rtcp_mux(true);
-    assert_eq!(leg.rtcp_target(), Some(addr("203.0.113.5:61000")));
+    assert_eq!(leg.rtp_target(), None);
+    leg.set_sdp_remote(t0, Some(addr("10.0.0.1:0"))); // rejected stream
+    assert_eq!(leg.rtp_target(), None);
+    assert_eq!(leg.rtcp_target(), None);
+    leg.set_sdp_remote(t0, Some(src));
+    assert_eq!(leg.on_rtp(t0, src, &rtp(0, 1)), Latch::Current);
+    // A re-INVITE moves the party: the old address is foreign from then on.
+    let moved = addr("10.0.0.2:4100");
+    leg.set_sdp_remote(t0, Some(moved));
+    assert_eq!(leg.on_rtp(t0, src, &rtp(0, 1)), Latch::Foreign);
+    assert_eq!(leg.on_rtp(t0, moved, &rtp(0, 1)), Latch::Current);
+    let mut edge = LegMedia::new(Some(addr("10.0.0.1:65535")));
+    assert_eq!(edge.rtcp_target(), None); // no port + 1
+    edge.set_rtcp_mux(true);
+    assert_eq!(edge.rtcp_target(), Some(addr("10.0.0.1:65535")));
+}
+
+#[test]
+fn strict_rtcp_follows_the_rtp_address() {
+    let t0 = Instant::now();
+    let sdp = addr("10.0.0.1:4000");
+    let mut leg = LegMedia::with_mode(LatchMode::Strict, t0, Some(sdp));
+    // Port + 1 of the SDP host, or the RTP address itself (mux).
+    assert_eq!(
+        leg.on_rtcp(addr("10.0.0.1:4001"), &rr(1), false),
+        Latch::Current
+    );
+    assert_eq!(leg.on_rtcp(sdp, &rr(1), true), Latch::Current);
+    assert_eq!(leg.on_rtcp(sdp, &rr(1), false), Latch::Current);
+    // Anything else, whatever it carries.
+    for (src, mux) in [
+        (addr("10.0.0.1:4003"), false),
+        (addr("10.0.0.1:4001"), true),
+        (addr("198.51.100.9:4001"), false),
+        (addr("198.51.100.9:4000"), true),
+    ] {
+        assert_eq!(leg.on_rtcp(src, &rr(1), mux), Latch::Foreign, "{src} {mux}");
+        assert_eq!(
+            leg.on_rtcp(src, b"garbage", mux),
+            Latch::Foreign,
+            "{src} {mux}"
+        );
+    }
+    // a=rtcp names another port.
+    leg.set_sdp_rtcp(Some(addr("10.0.0.1:5555")));
+    assert_eq!(leg.rtcp_target(), Some(addr("10.0.0.1:5555")));
+    assert_eq!(
+        leg.on_rtcp(addr("10.0.0.1:5555"), &rr(1), false),
+        Latch::Current
+    );
+    assert_eq!(
+        leg.on_rtcp(addr("10.0.0.1:4001"), &rr(1), false),
+        Latch::Foreign
+    );
+    let c = leg.counters();
+    assert_eq!((c.rtcp_packets_in, c.foreign_rtcp_in), (4, 9));
     leg.note_sent(172);
     leg.note_sent_rtcp(52);
     let c = leg.counters();
     assert_eq!((c.rtp_packets_out, c.rtp_bytes_out), (1, 172));
     assert_eq!((c.rtcp_packets_out, c.rtcp_bytes_out), (1, 52));
-    assert_eq!((c.rtcp_packets_in, c.rtcp_bytes_in), (1, 80));
 }
 
 #[test]
-fn sdp_changes() {
+fn learn_latches_first_negotiated_source_in_the_window_only() {
     let t0 = Instant::now();
-    let mut leg = LegMedia::new(None);
-    assert_eq!(leg.rtp_target(), None);
-    assert_eq!(leg.rtcp_target(), None);
-    leg.set_sdp_remote(Some(addr("0.0.0.0:4000"))); // old-style hold
-    assert_eq!(leg.rtp_target(), None);
-    leg.set_sdp_remote(Some(addr("10.0.0.1:0"))); // rejected stream
-    assert_eq!(leg.rtp_target(), None);
-    leg.set_sdp_remote(Some(addr("10.0.0.1:4000")));
-    leg.set_sdp_rtcp(Some(addr("10.0.0.1:5555")));
-    assert_eq!(leg.rtcp_target(), Some(addr("10.0.0.1:5555")));
-    leg.on_rtp(t0, addr("203.0.113.5:61000"), 100);
-    // Same SDP again (re-INVITE without change): latch kept.
-    leg.set_sdp_remote(Some(addr("10.0.0.1:4000")));
-    assert_eq!(leg.rtp_target(), Some(addr("203.0.113.5:61000")));
-    // The remote moved: latch reset, new source latches immediately.
-    leg.set_sdp_remote(Some(addr("10.0.0.2:4000")));
-    assert_eq!(leg.rtp_target(), Some(addr("10.0.0.2:4000")));
+    let ms = |n| t0 + Duration::from_millis(n);
+    let sdp = addr("192.168.1.10:4000"); // private: the phone is behind NAT
+    let nat = addr("203.0.113.5:61000");
+    let attacker = addr("198.51.100.9:5000");
+    let mut leg = LegMedia::with_mode(LEARN, t0, Some(sdp));
+    leg.set_payload_types(&[0, 101]);
+    // Not RTP, or a payload type that was not negotiated: not learned.
     assert_eq!(
-        leg.on_rtp(t0 + Duration::from_millis(5), addr("10.0.0.2:4000"), 100),
+        leg.on_rtp(ms(10), attacker, b"garbage garbage"),
+        Latch::Foreign
+    );
+    assert_eq!(leg.on_rtp(ms(10), attacker, &rtp(8, 9)), Latch::Foreign);
+    assert_eq!(leg.on_rtp(ms(20), nat, &rtp(0, 1)), Latch::Latched);
+    assert_eq!(leg.rtp_target(), Some(nat));
+    assert_eq!(leg.latched_rtp(), Some(nat));
+    assert_eq!(leg.on_rtp(ms(40), nat, &rtp(0, 1)), Latch::Current);
+    assert_eq!(leg.on_rtp(ms(50), attacker, &rtp(0, 9)), Latch::Foreign);
+    // Silence of any length does not let anyone else in.
+    assert_eq!(leg.on_rtp(ms(1500), attacker, &rtp(0, 9)), Latch::Foreign);
+    assert_eq!(leg.on_rtp(ms(90_000), attacker, &rtp(0, 9)), Latch::Foreign);
+    assert_eq!(leg.rtp_target(), Some(nat));
+    assert_eq!(leg.on_rtp(ms(90_020), nat, &rtp(0, 1)), Latch::Current);
+    assert_eq!(leg.counters().latch_events, 1);
+    assert_eq!(leg.counters().foreign_rtp_in, 5);
+
+    // Nothing in the window: closed; only the SDP address is accepted afterwards.
+    let mut late = LegMedia::with_mode(LEARN, t0, Some(sdp));
+    late.set_payload_types(&[0]);
+    assert_eq!(late.on_rtp(ms(2000), nat, &rtp(0, 1)), Latch::Foreign);
+    let mut by_sdp = late.clone();
+    assert_eq!(by_sdp.on_rtp(ms(2001), sdp, &rtp(0, 1)), Latch::Latched);
+    assert_eq!(by_sdp.on_rtp(ms(2021), sdp, &rtp(0, 1)), Latch::Current);
+    // The call's answer (another offer/answer) re-opens the window of an unlatched leg.
+    late.offer_answer_done(ms(5000));
+    assert_eq!(late.on_rtp(ms(6999), nat, &rtp(0, 1)), Latch::Latched);
+    late.offer_answer_done(ms(8000)); // latched: no new window
+    assert_eq!(late.on_rtp(ms(8001), attacker, &rtp(0, 9)), Latch::Foreign);
+
+    // No SDP yet: nothing is learned.
+    let mut none = LegMedia::with_mode(LEARN, t0, None);
+    none.set_payload_types(&[0]);
+    assert_eq!(none.on_rtp(ms(1), nat, &rtp(0, 1)), Latch::Foreign);
+}
+
+#[test]
+fn learn_prefers_the_exact_sdp_address_within_the_window() {
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let sdp = addr("10.0.0.1:4000");
+    let stray = addr("198.51.100.9:5000");
+    let mut leg = LegMedia::with_mode(LEARN, t0, Some(sdp));
+    leg.set_payload_types(&[0]);
+    // A stray beats the phone's first packet...
+    assert_eq!(leg.on_rtp(ms(1), stray, &rtp(0, 9)), Latch::Latched);
+    // ...the phone's own address (the SDP's) takes it back, once and for all.
+    assert_eq!(leg.on_rtp(ms(20), sdp, &rtp(0, 1)), Latch::Latched);
+    assert_eq!(leg.rtp_target(), Some(sdp));
+    assert_eq!(leg.on_rtp(ms(40), stray, &rtp(0, 9)), Latch::Foreign);
+    assert_eq!(leg.on_rtp(ms(60), sdp, &rtp(0, 1)), Latch::Current);
+
+    // The phone (at its SDP address) first: a stray in the window learns nothing.
+    let mut leg = LegMedia::with_mode(LEARN, t0, Some(sdp));
+    leg.set_payload_types(&[0]);
+    assert_eq!(leg.on_rtp(ms(1), sdp, &rtp(0, 1)), Latch::Latched);
+    assert_eq!(leg.on_rtp(ms(5), stray, &rtp(0, 9)), Latch::Foreign);
+    assert_eq!(leg.rtp_target(), Some(sdp));
+}
+
+#[test]
+fn learn_locks_the_ssrc() {
+    let t0 = Instant::now();
+    let ms = |n| t0 + Duration::from_millis(n);
+    let nat = addr("203.0.113.5:61000");
+    let mut leg = LegMedia::with_mode(LEARN, t0, Some(addr("192.168.1.10:4000")));
+    leg.set_payload_types(&[0]);
+    assert_eq!(leg.on_rtp(ms(0), nat, &rtp(0, 1)), Latch::Latched);
+    // A second SSRC interleaved from the latched address (a spoofed source): dropped.
+    assert_eq!(leg.on_rtp(ms(10), nat, &rtp(0, 666)), Latch::Foreign);
+    assert_eq!(leg.on_rtp(ms(20), nat, &rtp(0, 1)), Latch::Current);
+    assert_eq!(leg.on_rtp(ms(219), nat, &rtp(0, 666)), Latch::Foreign);
+    // The old SSRC silent for SSRC_CHANGE_AFTER: a restart (RFC 3550 §8.2), accepted.
+    assert_eq!(
+        leg.on_rtp(ms(20) + SSRC_CHANGE_AFTER, nat, &rtp(0, 2)),
+        Latch::Current
+    );
+    assert_eq!(leg.on_rtp(ms(240), nat, &rtp(0, 1)), Latch::Foreign);
+    assert_eq!(leg.on_rtp(ms(260), nat, &rtp(0, 2)), Latch::Current);
+}
+
+#[test]
+fn learn_rtcp_follows_the_learned_host_and_ssrc() {
+    let t0 = Instant::now();
+    let nat = addr("203.0.113.5:61000");
+    let mut leg = LegMedia::with_mode(LEARN, t0, Some(addr("192.168.1.10:4000")));
+    leg.set_payload_types(&[0]);
+    // Before RTP is learned: the SDP host only (private, unreachable here).
+    assert_eq!(
+        leg.on_rtcp(addr("203.0.113.5:61007"), &rr(1), false),
+        Latch::Foreign
+    );
+    assert_eq!(leg.on_rtp(t0, nat, &rtp(0, 1)), Latch::Latched);
+    // Another host, or the right host with a foreign SSRC: never.
+    assert_eq!(
+        leg.on_rtcp(addr("198.51.100.9:61007"), &rr(1), false),
+        Latch::Foreign
+    );
+    assert_eq!(
+        leg.on_rtcp(addr("203.0.113.5:61007"), &rr(9), false),
+        Latch::Foreign
+    );
+    assert_eq!(
+        leg.on_rtcp(addr("203.0.113.5:61007"), b"xx", false),
+        Latch::Foreign
+    );
+    // The NAT's RTCP mapping is not port + 1: the first report with the SSRC fixes it.
+    assert_eq!(
+        leg.on_rtcp(addr("203.0.113.5:61007"), &rr(1), false),
         Latch::Latched
     );
-    let mut edge = LegMedia::new(Some(addr("10.0.0.1:65535")));
-    assert_eq!(edge.rtcp_target(), None); // no port + 1
-    edge.set_rtcp_mux(true);
-    assert_eq!(edge.rtcp_target(), Some(addr("10.0.0.1:65535")));
+    assert_eq!(leg.rtcp_target(), Some(addr("203.0.113.5:61007")));
+    assert_eq!(
+        leg.on_rtcp(addr("203.0.113.5:61009"), &rr(1), false),
+        Latch::Foreign
+    );
+    assert_eq!(
+        leg.on_rtcp(addr("203.0.113.5:61007"), &rr(1), false),
+        Latch::Current
+    );
+    // rtcp-mux: on the RTP address.
+    assert_eq!(leg.on_rtcp(nat, &rr(1), true), Latch::Current);
+    leg.set_rtcp_mux(true);
+    assert_eq!(leg.rtcp_target(), Some(nat));
+}
+
+#[test]
+fn learn_window_rearmed_by_a_signalled_move_only() {
+    let t0 = Instant::now();
+    let s = |n| t0 + Duration::from_secs(n);
+    let nat = addr("203.0.113.5:61000");
+    let nat2 = addr("203.0.113.77:62000");
+    let mut leg = LegMedia::with_mode(LEARN, t0, Some(addr("192.168.1.10:4000")));
+    leg.set_payload_types(&[0]);
+    assert_eq!(leg.on_rtp(s(0), nat, &rtp(0, 1)), Latch::Latched);
+    // The same SDP again (a re-INVITE for hold/resume): latch kept, no window.
+    leg.set_sdp_remote(s(10), Some(addr("192.168.1.10:4000")));
+    assert_eq!(leg.on_rtp(s(10), nat2, &rtp(0, 1)), Latch::Foreign);
+    assert_eq!(leg.rtp_target(), Some(nat));
+    // A new address in SDP (the phone moved, signalled by SIP): learned anew.
+    leg.set_sdp_remote(s(20), Some(addr("192.168.7.7:4000")));
+    assert_eq!(leg.rtp_target(), Some(addr("192.168.7.7:4000")));
+    assert_eq!(leg.on_rtp(s(21), nat2, &rtp(0, 5)), Latch::Latched);
+    assert_eq!(leg.on_rtp(s(21), nat, &rtp(0, 1)), Latch::Foreign);
+    assert_eq!(leg.counters().latch_events, 2);
 }
 
 #[test]

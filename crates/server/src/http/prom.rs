@@ -192,6 +192,27 @@ pub(super) fn render(
         "Audit records that could not be queued for the writer (backlog full or writer gone)",
         counter(load(&m.audit_failed)),
     );
+    let foreign = Family::<Vec<(String, String)>, Counter>::default();
+    for (kind, n) in [("rtp", &m.rtp_foreign), ("rtcp", &m.rtcp_foreign)] {
+        foreign
+            .get_or_create(&vec![("kind".to_string(), kind.to_string())])
+            .inc_by(load(n));
+    }
+    r.register(
+        "bibridge_media_foreign_packets",
+        "RTP/RTCP packets dropped because they came from a source that is not the leg's (latching)",
+        foreign,
+    );
+    r.register(
+        "bibridge_media_latch_events",
+        "Legs that learned their media source ([rtp] latching = \"learn\")",
+        counter(load(&m.latch_events)),
+    );
+    r.register(
+        "bibridge_media_tasks_failed",
+        "Per-call media tasks that died (their calls were ended)",
+        counter(load(&m.media_tasks_failed)),
+    );
     let jitter = Gauge::<f64, AtomicU64>::default();
     jitter.set(m.jitter_max_ms());
     r.register(
