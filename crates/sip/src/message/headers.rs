@@ -215,6 +215,20 @@ pub fn cseq(headers: &Headers) -> Option<(u32, Method)> {
 /// The header-parameter part of a From/To/Contact value: what follows `>` of a name-addr, or the
 /// first `;` of a bare addr-spec (RFC 3261 §20: bare URI parameters belong to the header).
 fn header_params(value: &str) -> &str {
+    match first_unquoted(value, &['<', ';']) {
+        Ok(Some((i, '<'))) => match value[i..].find('>') {
+            Some(end) => &value[i + end + 1..],
+            None => "",
+        },
+        Ok(Some((i, _))) => &value[i..],
+        // No `<` or `;` outside quotes, or an unterminated quoted string: no parameters.
+        _ => "",
+    }
+}
+
+/// The first of `targets` outside a quoted string (RFC 3261 §25.1 quoted-pair aware), with its
+/// position. `Err(())` when a quoted string is not terminated and no target came before it.
+fn first_unquoted(value: &str, targets: &[char]) -> Result<Option<(usize, char)>, ()> {
     let mut in_quotes = false;
     let mut escaped = false;
     for (i, ch) in value.char_indices() {
@@ -228,19 +242,17 @@ fn header_params(value: &str) -> &str {
             }
             continue;
         }
-        match ch {
-            '"' => in_quotes = true,
-            '<' => {
-                return match value[i..].find('>') {
-                    Some(end) => &value[i + end + 1..],
-                    None => "",
-                }
-            }
-            ';' => return &value[i..],
-            _ => {}
+        if ch == '"' {
+            in_quotes = true;
+        } else if targets.contains(&ch) {
+            return Ok(Some((i, ch)));
         }
     }
-    ""
+    if in_quotes {
+        Err(())
+    } else {
+        Ok(None)
+    }
 }
 
 /// Looks up `name` in a `;a=b;c` parameter list. `Some(None)` = present without value.
@@ -281,30 +293,7 @@ pub fn to_tag(headers: &Headers) -> Option<String> {
 /// Where a name-addr's `<` is: the first `<` outside a quoted display name (`"A <x>" <sip:a@h>`
 /// has its URI after the second `<`). `Err(())` when a quoted string is not terminated.
 pub(super) fn angle_start(value: &str) -> Result<Option<usize>, ()> {
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, ch) in value.char_indices() {
-        if in_quotes {
-            if escaped {
-                escaped = false;
-            } else if ch == '\\' {
-                escaped = true;
-            } else if ch == '"' {
-                in_quotes = false;
-            }
-            continue;
-        }
-        match ch {
-            '"' => in_quotes = true,
-            '<' => return Ok(Some(i)),
-            _ => {}
-        }
-    }
-    if in_quotes {
-        Err(())
-    } else {
-        Ok(None)
-    }
+    first_unquoted(value, &['<']).map(|found| found.map(|(i, _)| i))
 }
 
 /// The URI inside a name-addr (`"Bob" <sip:b@h>;tag=1` → `sip:b@h`) or bare addr-spec. A `<`
